@@ -1,0 +1,213 @@
+package streams
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/jetmetrics/jetmetrics/pkg/series"
+)
+
+// Reason names why input was rejected. It is a subject token of the
+// dead-letter stream and the reason label of jetmetrics_rejected_total.
+type Reason string
+
+// Rejection reasons. Each rejection is decided from the message and the
+// aggregate's state at its stream position alone, so a replay decides the
+// same.
+const (
+	ReasonUndecodable    Reason = "undecodable"
+	ReasonVersion        Reason = "unknown_version"
+	ReasonEnvelope       Reason = "bad_envelope"
+	ReasonMetricName     Reason = "invalid_metric_name"
+	ReasonLabelName      Reason = "invalid_label_name"
+	ReasonReservedLabel  Reason = "reserved_label"
+	ReasonTooManyLabels  Reason = "too_many_labels"
+	ReasonLabelValue     Reason = "invalid_label_value"
+	ReasonLongLabelValue Reason = "label_value_too_long"
+	ReasonValue          Reason = "invalid_value"
+	ReasonTypeConflict   Reason = "type_conflict"
+	ReasonLayoutConflict Reason = "layout_conflict"
+	ReasonCardinality    Reason = "cardinality_limit"
+	ReasonOversize       Reason = "oversize"
+)
+
+// Reasons lists every reason, for pre-creating metric series.
+var Reasons = []Reason{
+	ReasonUndecodable, ReasonVersion, ReasonEnvelope, ReasonMetricName, ReasonLabelName,
+	ReasonReservedLabel, ReasonTooManyLabels, ReasonLabelValue, ReasonLongLabelValue,
+	ReasonValue, ReasonTypeConflict, ReasonLayoutConflict, ReasonCardinality, ReasonOversize,
+}
+
+// RejectError is a rejection with its reason.
+type RejectError struct {
+	Reason Reason
+	Err    error
+}
+
+func (e *RejectError) Error() string { return string(e.Reason) + ": " + e.Err.Error() }
+func (e *RejectError) Unwrap() error { return e.Err }
+
+func reject(r Reason, format string, args ...any) *RejectError {
+	return &RejectError{Reason: r, Err: fmt.Errorf(format, args...)}
+}
+
+// MaxBuckets bounds a histogram's bucket count.
+const MaxBuckets = 64
+
+// wireMetric mirrors Metric with a pointer value so a missing value is told
+// apart from zero.
+type wireMetric struct {
+	Name    string            `json:"name"`
+	Type    Kind              `json:"type"`
+	Help    string            `json:"help"`
+	Labels  map[string]string `json:"labels"`
+	Value   *float64          `json:"value"`
+	Buckets []float64         `json:"buckets"`
+	Counts  []uint64          `json:"counts"`
+	Sum     float64           `json:"sum"`
+}
+
+type wireBatch struct {
+	Version  *int         `json:"v"`
+	Node     string       `json:"node"`
+	Producer string       `json:"producer"`
+	Seq      uint64       `json:"seq"`
+	Time     int64        `json:"time"`
+	Metrics  []wireMetric `json:"metrics"`
+}
+
+// Entry is one validated series update of a decoded batch, or the reason it
+// was rejected.
+type Entry struct {
+	Metric
+	// Key is the canonical series key (pkg/series) when Reject is nil.
+	Key string
+	// Reject is why the entry cannot be applied; nil when it can.
+	Reject *RejectError
+}
+
+// Decoded is a batch whose envelope is valid. Its entries are validated one
+// by one: a bad entry is rejected alone and the rest still apply.
+type Decoded struct {
+	Node     string
+	Producer string
+	Seq      uint64
+	Time     int64
+	Entries  []Entry
+}
+
+// Decode parses and validates one delta-batch message published on a
+// subject of node. A *RejectError reports a message that cannot be applied
+// at all: undecodable, of an unknown version, or with a bad envelope (node,
+// producer or seq). Entry-level problems are reported per entry.
+func Decode(data []byte, node string, limits series.Limits) (*Decoded, error) {
+	var w wireBatch
+	if err := json.Unmarshal(data, &w); err != nil {
+		return nil, reject(ReasonUndecodable, "decode batch: %w", err)
+	}
+	if w.Version == nil {
+		return nil, reject(ReasonVersion, "batch has no version field \"v\"")
+	}
+	if *w.Version != WireVersion {
+		return nil, reject(ReasonVersion, "wire version %d, this node reads %d", *w.Version, WireVersion)
+	}
+	if w.Node != node {
+		return nil, reject(ReasonEnvelope, "batch names node %q but was published for node %q", w.Node, node)
+	}
+	if err := CheckToken("producer", w.Producer); err != nil {
+		return nil, &RejectError{Reason: ReasonEnvelope, Err: err}
+	}
+	if w.Seq == 0 {
+		return nil, reject(ReasonEnvelope, "batch seq must start at 1")
+	}
+	d := &Decoded{Node: w.Node, Producer: w.Producer, Seq: w.Seq, Time: w.Time, Entries: make([]Entry, len(w.Metrics))}
+	var labels []series.Label
+	for i := range w.Metrics {
+		labels = checkEntry(&d.Entries[i], &w.Metrics[i], limits, labels[:0])
+	}
+	return d, nil
+}
+
+func checkEntry(e *Entry, m *wireMetric, limits series.Limits, labels []series.Label) []series.Label {
+	e.Metric = Metric{Name: m.Name, Type: m.Type, Help: m.Help, Labels: m.Labels, Buckets: m.Buckets, Counts: m.Counts, Sum: m.Sum}
+	if m.Value != nil {
+		e.Value = *m.Value
+	}
+	if err := limits.CheckMetricName(m.Name); err != nil {
+		e.Reject = &RejectError{Reason: ReasonMetricName, Err: err}
+		return labels
+	}
+	for k, v := range m.Labels {
+		labels = append(labels, series.Label{Name: k, Value: v})
+	}
+	series.SortLabels(labels)
+	if err := limits.CheckLabels(labels); err != nil {
+		e.Reject = &RejectError{Reason: labelReason(err), Err: err}
+		return labels
+	}
+	if r := checkValues(m); r != nil {
+		e.Reject = r
+		return labels
+	}
+	e.Key = series.Key(m.Name, labels)
+	return labels
+}
+
+func labelReason(err error) Reason {
+	switch {
+	case errors.Is(err, series.ErrReservedLabel):
+		return ReasonReservedLabel
+	case errors.Is(err, series.ErrTooManyLabels):
+		return ReasonTooManyLabels
+	case errors.Is(err, series.ErrLongValue):
+		return ReasonLongLabelValue
+	case errors.Is(err, series.ErrLabelValue):
+		return ReasonLabelValue
+	default:
+		return ReasonLabelName
+	}
+}
+
+func isFinite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+
+func checkValues(m *wireMetric) *RejectError {
+	switch m.Type {
+	case KindCounter, KindGauge:
+		if m.Value == nil {
+			return reject(ReasonValue, "%s %s has no value", m.Type, m.Name)
+		}
+		v := *m.Value
+		if !isFinite(v) {
+			return reject(ReasonValue, "%s %s value %v is not finite", m.Type, m.Name, v)
+		}
+		if m.Type == KindCounter && v < 0 {
+			return reject(ReasonValue, "counter %s delta %v is negative; counters only go up (use a gauge)", m.Name, v)
+		}
+		if len(m.Buckets) > 0 || len(m.Counts) > 0 {
+			return reject(ReasonValue, "%s %s carries histogram buckets", m.Type, m.Name)
+		}
+	case KindHistogram:
+		if len(m.Buckets) == 0 || len(m.Buckets) > MaxBuckets {
+			return reject(ReasonValue, "histogram %s has %d buckets, want 1 to %d", m.Name, len(m.Buckets), MaxBuckets)
+		}
+		for i, b := range m.Buckets {
+			if !isFinite(b) {
+				return reject(ReasonValue, "histogram %s bucket %v is not finite (+Inf is implicit)", m.Name, b)
+			}
+			if i > 0 && b <= m.Buckets[i-1] {
+				return reject(ReasonValue, "histogram %s buckets are not strictly ascending at %v", m.Name, b)
+			}
+		}
+		if len(m.Counts) != len(m.Buckets)+1 {
+			return reject(ReasonValue, "histogram %s has %d counts for %d buckets, want one per bucket plus +Inf", m.Name, len(m.Counts), len(m.Buckets))
+		}
+		if !isFinite(m.Sum) {
+			return reject(ReasonValue, "histogram %s sum %v is not finite", m.Name, m.Sum)
+		}
+	default:
+		return reject(ReasonValue, "metric %s has type %q, want counter, gauge or histogram", m.Name, m.Type)
+	}
+	return nil
+}

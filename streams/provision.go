@@ -1,0 +1,153 @@
+package streams
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config sets the streams' names and limits. The zero value means the
+// defaults documented on each field.
+type Config struct {
+	// Prefix is the subject prefix and the base of the stream names
+	// (default DefaultPrefix: subjects jetmetrics.*, streams JETMETRICS_*).
+	Prefix string
+	// Replicas is the stream replication factor (default 1; 3 in a cluster).
+	Replicas int
+	// DeltaMaxAge is how long deltas are kept: the replay horizon (default
+	// 24 h). Exactly-once after Redis data loss needs the deltas since the
+	// last checkpoint, so keep it far above the snapshot interval.
+	DeltaMaxAge time.Duration
+	// DeltaMaxBytes bounds the delta stream; when full it refuses new
+	// deltas (discard new) rather than dropping unapplied ones (default
+	// unlimited).
+	DeltaMaxBytes int64
+	// Duplicates is the broker's deduplication window on Nats-Msg-Id
+	// (default 2 min).
+	Duplicates time.Duration
+	// DeadLetterMaxAge is how long rejected input is kept (default 14 days).
+	DeadLetterMaxAge time.Duration
+	// MemoryStorage keeps streams in memory instead of on disk (tests).
+	MemoryStorage bool
+}
+
+// Defaults.
+const (
+	DefaultDeltaMaxAge      = 24 * time.Hour
+	DefaultDuplicates       = 2 * time.Minute
+	DefaultDeadLetterMaxAge = 14 * 24 * time.Hour
+)
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.DeltaMaxAge <= 0 {
+		c.DeltaMaxAge = DefaultDeltaMaxAge
+	}
+	if c.DeltaMaxBytes == 0 {
+		c.DeltaMaxBytes = -1
+	}
+	if c.Duplicates <= 0 {
+		c.Duplicates = DefaultDuplicates
+	}
+	if c.DeadLetterMaxAge <= 0 {
+		c.DeadLetterMaxAge = DefaultDeadLetterMaxAge
+	}
+	return c
+}
+
+// Validate reports the first invalid setting.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	if err := CheckToken("prefix", c.Prefix); err != nil {
+		return err
+	}
+	if c.Replicas > 5 {
+		return fmt.Errorf("replicas %d: JetStream allows at most 5", c.Replicas)
+	}
+	if c.Duplicates > c.DeltaMaxAge {
+		return fmt.Errorf("duplicate window %s is longer than the delta max age %s", c.Duplicates, c.DeltaMaxAge)
+	}
+	return nil
+}
+
+// Subjects returns the subject builder for c's prefix.
+func (c Config) Subjects() Subjects { return Subjects{Prefix: c.WithDefaults().Prefix} }
+
+// StreamName is the name of one of the prefix's streams: DELTAS, DLQ, SNAP.
+func StreamName(prefix, suffix string) string {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	return strings.ToUpper(strings.ReplaceAll(prefix, "-", "_")) + "_" + suffix
+}
+
+// DeltaStream is the name of the delta stream (JETMETRICS_DELTAS).
+func (c Config) DeltaStream() string { return StreamName(c.WithDefaults().Prefix, "DELTAS") }
+
+// DeadLetterStream is the name of the dead-letter stream (JETMETRICS_DLQ).
+func (c Config) DeadLetterStream() string { return StreamName(c.WithDefaults().Prefix, "DLQ") }
+
+func (c Config) storage() jetstream.StorageType {
+	if c.MemoryStorage {
+		return jetstream.MemoryStorage
+	}
+	return jetstream.FileStorage
+}
+
+// DeltaStreamConfig is the definition of the delta stream: the durable log
+// of every producer's batches, deduplicated on Nats-Msg-Id.
+func (c Config) DeltaStreamConfig() jetstream.StreamConfig {
+	c = c.WithDefaults()
+	return jetstream.StreamConfig{
+		Name:        c.DeltaStream(),
+		Description: "jetmetrics metric delta batches, one subject per node and producer",
+		Subjects:    []string{c.Subjects().DeltaAll()},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxAge:      c.DeltaMaxAge,
+		MaxBytes:    c.DeltaMaxBytes,
+		Duplicates:  c.Duplicates,
+		Storage:     c.storage(),
+		Replicas:    c.Replicas,
+	}
+}
+
+// DeadLetterStreamConfig is the definition of the dead-letter stream.
+func (c Config) DeadLetterStreamConfig() jetstream.StreamConfig {
+	c = c.WithDefaults()
+	return jetstream.StreamConfig{
+		Name:        c.DeadLetterStream(),
+		Description: "jetmetrics rejected input, with reason, original subject and sequence headers",
+		Subjects:    []string{c.Subjects().DeadLetterAll()},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      c.DeadLetterMaxAge,
+		Duplicates:  c.Duplicates,
+		Storage:     c.storage(),
+		Replicas:    c.Replicas,
+	}
+}
+
+// Provision creates the streams, or updates them to c's definition, and is
+// safe to call from every node at once: the result is the same whichever
+// node runs first.
+func Provision(ctx context.Context, js jetstream.JetStream, c Config) error {
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("provision streams: %w", err)
+	}
+	for _, sc := range []jetstream.StreamConfig{c.DeltaStreamConfig(), c.DeadLetterStreamConfig()} {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("provision stream %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
