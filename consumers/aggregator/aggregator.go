@@ -1,0 +1,269 @@
+package aggregator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
+	"github.com/jetmetrics/jetmetrics/streams"
+)
+
+// Aggregator applies one node's deltas to its aggregate. Make it with New
+// and drive it with Run.
+type Aggregator struct {
+	cfg      Config
+	js       jetstream.JetStream
+	store    *aggregate.Store
+	log      zerolog.Logger
+	subjects streams.Subjects
+	m        *metrics
+
+	ready atomic.Bool
+	mark  atomic.Uint64
+}
+
+// New returns an aggregator of cfg.Node's deltas into store. Its metrics
+// are registered with reg.
+func New(cfg Config, js jetstream.JetStream, store *aggregate.Store, reg prometheus.Registerer) (*Aggregator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("aggregator metrics: %w", err)
+	}
+	return &Aggregator{
+		cfg:      cfg,
+		js:       js,
+		store:    store,
+		log:      cfg.Logger.With().Str("node", cfg.Node).Str("stream", cfg.Streams.DeltaStream()).Logger(),
+		subjects: cfg.Streams.Subjects(),
+		m:        m,
+	}, nil
+}
+
+// Ready reports whether the aggregator has loaded its position and is
+// consuming.
+func (a *Aggregator) Ready() bool { return a.ready.Load() }
+
+// Mark is the last stream sequence the aggregator applied.
+func (a *Aggregator) Mark() uint64 { return a.mark.Load() }
+
+// Run aggregates until ctx ends, then returns nil. Every error (Redis or
+// NATS unavailable, a moved mark) ends the current session; the next one
+// starts from the position stored in Redis after a backoff.
+func (a *Aggregator) Run(ctx context.Context) error {
+	backoff := a.cfg.RetryMin
+	for {
+		progressed, err := a.session(ctx)
+		a.ready.Store(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		a.m.restarts.Inc()
+		if progressed {
+			backoff = a.cfg.RetryMin
+		}
+		ev := a.log.Warn()
+		if errors.Is(err, aggregate.ErrConflict) {
+			ev = a.log.Info()
+		}
+		ev.Err(err).Dur("backoff", backoff).Msg("aggregator resuming from the stored mark")
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(2*backoff, a.cfg.RetryMax)
+	}
+}
+
+// item is one message read from the stream, decoded off the apply path.
+type item struct {
+	seq     uint64
+	subject string
+	data    []byte
+	pending uint64
+	dec     *streams.Decoded
+	reject  *streams.RejectError
+}
+
+// session loads the position from Redis and applies from there until an
+// error or the end of ctx. progressed reports whether anything was applied.
+func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
+	st, err := a.load(ctx)
+	if err != nil {
+		return false, err
+	}
+	a.mark.Store(st.marks.Stream)
+	a.m.mark.Set(float64(st.marks.Stream))
+	a.m.series.Set(float64(len(st.known)))
+
+	cc := jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{a.subjects.DeltaNode(a.cfg.Node)},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	}
+	if st.marks.Stream > 0 {
+		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cc.OptStartSeq = st.marks.Stream + 1
+	}
+	cons, err := a.js.OrderedConsumer(ctx, a.cfg.Streams.DeltaStream(), cc)
+	if err != nil {
+		return false, fmt.Errorf("consume %s from seq %d: %w", a.cfg.Streams.DeltaStream(), st.marks.Stream+1, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(2 * a.cfg.MaxGroupMessages))
+	if err != nil {
+		return false, fmt.Errorf("consume %s: %w", a.cfg.Streams.DeltaStream(), err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	items := make(chan item, 2*a.cfg.MaxGroupMessages)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(items)
+		readErr <- a.read(sctx, it, items)
+	}()
+	defer func() {
+		cancel()
+		it.Stop()
+		for range items {
+		}
+	}()
+	a.ready.Store(true)
+	a.log.Info().Uint64("seq", st.marks.Stream).Int("series", len(st.known)).Msg("aggregator consuming")
+
+	u := aggregate.NewUpdate()
+	for {
+		var first item
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return progressed, nil
+		case first, ok = <-items:
+		}
+		if !ok {
+			return progressed, <-readErr
+		}
+		u.Reset()
+		u.Expect = st.marks.Stream
+		msgs := 0
+		var last item
+		for next := first; ; {
+			if err := st.add(ctx, a, u, next); err != nil {
+				return progressed, err
+			}
+			msgs++
+			last = next
+			if msgs >= a.cfg.MaxGroupMessages || u.Ops() >= a.cfg.MaxGroupOps {
+				break
+			}
+			select {
+			case next, ok = <-items:
+			default:
+				ok = false
+			}
+			if !ok {
+				break
+			}
+		}
+		u.Mark = last.seq
+		start := time.Now()
+		if err := a.store.Apply(ctx, u); err != nil {
+			return progressed, err
+		}
+		a.m.applySeconds.Observe(time.Since(start).Seconds())
+		a.m.applies.Inc()
+		a.m.groupMessages.Observe(float64(msgs))
+		st.marks.Stream = u.Mark
+		a.mark.Store(u.Mark)
+		a.m.mark.Set(float64(u.Mark))
+		a.m.pending.Set(float64(last.pending))
+		a.m.series.Set(float64(len(st.known)))
+		progressed = true
+	}
+}
+
+// read feeds decoded messages to items until ctx ends or the iterator fails.
+func (a *Aggregator) read(ctx context.Context, it jetstream.MessagesContext, items chan<- item) error {
+	for {
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("read %s: %w", a.cfg.Streams.DeltaStream(), err)
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("read %s: message metadata: %w", a.cfg.Streams.DeltaStream(), err)
+		}
+		in := item{seq: md.Sequence.Stream, subject: msg.Subject(), data: msg.Data(), pending: md.NumPending}
+		dec, err := streams.Decode(in.data, a.cfg.Node, a.cfg.Limits)
+		if err != nil {
+			var rej *streams.RejectError
+			if !errors.As(err, &rej) {
+				rej = &streams.RejectError{Reason: streams.ReasonUndecodable, Err: err}
+			}
+			in.reject = rej
+		} else if !strings.HasSuffix(in.subject, "."+dec.Producer) {
+			in.reject = &streams.RejectError{Reason: streams.ReasonEnvelope,
+				Err: fmt.Errorf("batch names producer %q but was published on %s", dec.Producer, in.subject)}
+		} else {
+			in.dec = dec
+		}
+		select {
+		case items <- in:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// deadLetter publishes a rejected message to the dead-letter stream. The
+// message id makes a replay's second publish a no-op within the window.
+func (a *Aggregator) deadLetter(ctx context.Context, in item, rej *streams.RejectError, entries []int) error {
+	msg := nats.NewMsg(a.subjects.DeadLetter(string(rej.Reason)))
+	msg.Data = in.data
+	msg.Header.Set(HeaderReason, string(rej.Reason))
+	msg.Header.Set(HeaderError, rej.Err.Error())
+	msg.Header.Set(HeaderSubject, in.subject)
+	msg.Header.Set(HeaderSeq, strconv.FormatUint(in.seq, 10))
+	msg.Header.Set(HeaderNode, a.cfg.Node)
+	if len(entries) > 0 {
+		idx := make([]string, len(entries))
+		for i, e := range entries {
+			idx[i] = strconv.Itoa(e)
+		}
+		msg.Header.Set(HeaderEntries, strings.Join(idx, ","))
+	}
+	_, err := a.js.PublishMsg(ctx, msg,
+		jetstream.WithMsgID(a.cfg.Node+":"+strconv.FormatUint(in.seq, 10)),
+		jetstream.WithExpectStream(a.cfg.Streams.DeadLetterStream()))
+	if err != nil {
+		return fmt.Errorf("dead-letter seq %d: %w", in.seq, err)
+	}
+	a.log.Warn().Uint64("seq", in.seq).Str("subject", in.subject).Str("reason", string(rej.Reason)).Err(rej.Err).Msg("rejected input dead-lettered")
+	return nil
+}
+
+// Headers of a dead-lettered message.
+const (
+	HeaderReason  = "Jetmetrics-Reason"
+	HeaderError   = "Jetmetrics-Error"
+	HeaderSubject = "Jetmetrics-Subject"
+	HeaderSeq     = "Jetmetrics-Stream-Seq"
+	HeaderNode    = "Jetmetrics-Node"
+	HeaderEntries = "Jetmetrics-Entries"
+)

@@ -1,0 +1,81 @@
+package aggregator
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/jetmetrics/jetmetrics/pkg/series"
+	"github.com/jetmetrics/jetmetrics/streams"
+)
+
+// Config configures an Aggregator. The zero value of every field but Node
+// means the default documented on it.
+type Config struct {
+	// Node is the node whose deltas are aggregated (required).
+	Node string
+	// Streams names the streams and subjects (default prefix jetmetrics).
+	Streams streams.Config
+	// Limits bounds label count, length and names (series.Limits defaults).
+	Limits series.Limits
+	// MaxSeries caps the node's series; updates that would create a series
+	// beyond it are refused and counted (default 1,000,000).
+	MaxSeries int
+	// MaxSeriesPerMetric caps one metric's series (default 100,000).
+	MaxSeriesPerMetric int
+	// MaxGroupMessages is the most messages applied in one Redis call
+	// (default 512).
+	MaxGroupMessages int
+	// MaxGroupOps is the most field writes in one Redis call, a bound on
+	// how long one script blocks Redis (default 20,000).
+	MaxGroupOps int
+	// RetryMin and RetryMax bound the backoff after an error (default 100 ms
+	// and 5 s).
+	RetryMin, RetryMax time.Duration
+	// Logger receives the aggregator's logs.
+	Logger zerolog.Logger
+}
+
+// Defaults.
+const (
+	DefaultMaxSeries          = 1_000_000
+	DefaultMaxSeriesPerMetric = 100_000
+	DefaultMaxGroupMessages   = 512
+	DefaultMaxGroupOps        = 20_000
+)
+
+func (c Config) withDefaults() Config {
+	c.Streams = c.Streams.WithDefaults()
+	if c.MaxSeries <= 0 {
+		c.MaxSeries = DefaultMaxSeries
+	}
+	if c.MaxSeriesPerMetric <= 0 {
+		c.MaxSeriesPerMetric = DefaultMaxSeriesPerMetric
+	}
+	if c.MaxGroupMessages <= 0 {
+		c.MaxGroupMessages = DefaultMaxGroupMessages
+	}
+	if c.MaxGroupOps <= 0 {
+		c.MaxGroupOps = DefaultMaxGroupOps
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = 100 * time.Millisecond
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = 5 * time.Second
+	}
+	return c
+}
+
+// Validate reports the first invalid setting.
+func (c Config) Validate() error {
+	if c.Node == "" {
+		return errors.New("aggregator: node name is required")
+	}
+	if err := streams.CheckToken("node name", c.Node); err != nil {
+		return fmt.Errorf("aggregator: %w", err)
+	}
+	return c.Streams.Validate()
+}

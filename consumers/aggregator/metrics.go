@@ -1,0 +1,81 @@
+package aggregator
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/jetmetrics/jetmetrics/streams"
+)
+
+// metrics are the aggregator's own, about this process's work. The exactly
+// once counts of rejections live in Redis with the aggregate.
+type metrics struct {
+	messages        *prometheus.CounterVec
+	entries         prometheus.Counter
+	rejectedEntries *prometheus.CounterVec
+	applies         prometheus.Counter
+	applySeconds    prometheus.Histogram
+	groupMessages   prometheus.Histogram
+	restarts        prometheus.Counter
+	mark            prometheus.Gauge
+	pending         prometheus.Gauge
+	series          prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetmetrics_aggregator_messages_total",
+			Help: "Delta batch messages read by this process's aggregator, by result (applied, duplicate, rejected, partly_rejected).",
+		}, []string{"result"}),
+		entries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetmetrics_aggregator_series_updates_total",
+			Help: "Series updates (deltas and gauge sets) applied by this process's aggregator.",
+		}),
+		rejectedEntries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetmetrics_aggregator_rejected_updates_total",
+			Help: "Series updates this process's aggregator rejected, by reason.",
+		}, []string{"reason"}),
+		applies: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetmetrics_aggregator_applies_total",
+			Help: "Atomic Redis applies (each one or more messages).",
+		}),
+		applySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "jetmetrics_aggregator_apply_duration_seconds",
+			Help:    "Time one atomic Redis apply takes.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9),
+		}),
+		groupMessages: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "jetmetrics_aggregator_apply_messages",
+			Help:    "Messages applied per atomic Redis apply.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 6),
+		}),
+		restarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetmetrics_aggregator_resumes_total",
+			Help: "Times the aggregator resumed from the mark stored in Redis after an error.",
+		}),
+		mark: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jetmetrics_aggregator_applied_sequence",
+			Help: "Last delta stream sequence applied to this node's aggregate.",
+		}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jetmetrics_aggregator_pending_messages",
+			Help: "Delta messages for this node in the stream not yet applied (the aggregator's lag).",
+		}),
+		series: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jetmetrics_aggregator_series",
+			Help: "Series in this node's aggregate.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.messages, m.entries, m.rejectedEntries, m.applies, m.applySeconds, m.groupMessages, m.restarts, m.mark, m.pending, m.series} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range []string{"applied", "duplicate", "rejected", "partly_rejected"} {
+		m.messages.WithLabelValues(r)
+	}
+	for _, r := range streams.Reasons {
+		m.rejectedEntries.WithLabelValues(string(r))
+	}
+	return m, nil
+}

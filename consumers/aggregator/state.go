@@ -1,0 +1,173 @@
+package aggregator
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
+	"github.com/jetmetrics/jetmetrics/streams"
+)
+
+// sessionState is the aggregator's in-memory copy of what it needs to
+// decide on a message: the marks, every metric's metadata and the known
+// series. It is loaded from Redis at the start of a session and changed only
+// alongside updates that the session then applies; a failed apply ends the
+// session, and the next one loads afresh, so the copy never drifts from
+// Redis.
+type sessionState struct {
+	marks     aggregate.Marks
+	metas     map[string]aggregate.Meta
+	exposed   map[string]string // sample name -> metric exposing it
+	known     map[string]struct{}
+	perMetric map[string]int
+	rejected  []int // scratch: indices of rejected entries
+}
+
+func (a *Aggregator) load(ctx context.Context) (*sessionState, error) {
+	marks, err := a.store.Marks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	metas, err := a.store.Metas(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st := &sessionState{
+		marks:     marks,
+		metas:     metas,
+		exposed:   make(map[string]string, 3*len(metas)),
+		known:     map[string]struct{}{},
+		perMetric: map[string]int{},
+	}
+	for name, m := range metas {
+		for _, s := range exposedNames(name, m.Kind) {
+			st.exposed[s] = name
+		}
+	}
+	err = a.store.SeriesKeys(ctx, func(key string) {
+		if _, ok := st.known[key]; ok {
+			return
+		}
+		st.known[key] = struct{}{}
+		st.perMetric[metricOf(key)]++
+	})
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func metricOf(key string) string {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		return key[:i]
+	}
+	return key
+}
+
+// exposedNames are the sample names a metric shows in the exposition
+// formats; two metrics sharing one would make duplicate series.
+func exposedNames(name string, k aggregate.Kind) []string {
+	switch k {
+	case aggregate.Histogram:
+		return []string{name, name + "_bucket", name + "_count", name + "_sum"}
+	case aggregate.Counter:
+		return []string{name, strings.TrimSuffix(name, "_total") + "_total"}
+	default:
+		return []string{name}
+	}
+}
+
+// add folds one message into u, deciding every rejection.
+func (st *sessionState) add(ctx context.Context, a *Aggregator, u *aggregate.Update, in item) error {
+	if in.reject != nil {
+		u.Reject(string(in.reject.Reason), 1)
+		a.m.messages.WithLabelValues("rejected").Inc()
+		return a.deadLetter(ctx, in, in.reject, nil)
+	}
+	d := in.dec
+	if d.Seq <= st.marks.Producers[d.Producer] {
+		a.m.messages.WithLabelValues("duplicate").Inc()
+		return nil
+	}
+	st.marks.Producers[d.Producer] = d.Seq
+	u.ProducerMark(d.Producer, d.Seq)
+
+	var first *streams.RejectError
+	st.rejected = st.rejected[:0]
+	for i := range d.Entries {
+		e := &d.Entries[i]
+		rej := e.Reject
+		if rej == nil {
+			rej = st.apply(a, u, e)
+		}
+		if rej != nil {
+			u.Reject(string(rej.Reason), 1)
+			a.m.rejectedEntries.WithLabelValues(string(rej.Reason)).Inc()
+			st.rejected = append(st.rejected, i)
+			if first == nil {
+				first = rej
+			}
+		}
+	}
+	a.m.entries.Add(float64(len(d.Entries) - len(st.rejected)))
+	if first == nil {
+		a.m.messages.WithLabelValues("applied").Inc()
+		return nil
+	}
+	a.m.messages.WithLabelValues("partly_rejected").Inc()
+	return a.deadLetter(ctx, in, first, st.rejected)
+}
+
+// apply folds one valid entry into u, or says why it cannot be applied.
+func (st *sessionState) apply(a *Aggregator, u *aggregate.Update, e *streams.Entry) *streams.RejectError {
+	meta := aggregate.Meta{Kind: aggregate.Kind(e.Type), Help: e.Help, Buckets: e.Buckets}
+	if cur, ok := st.metas[e.Name]; ok {
+		if err := cur.Compatible(meta); err != nil {
+			reason := streams.ReasonTypeConflict
+			if cur.Kind == meta.Kind {
+				reason = streams.ReasonLayoutConflict
+			}
+			return &streams.RejectError{Reason: reason, Err: fmt.Errorf("metric %s: %w", e.Name, err)}
+		}
+	} else {
+		names := exposedNames(e.Name, meta.Kind)
+		for _, s := range names {
+			if owner, taken := st.exposed[s]; taken {
+				return &streams.RejectError{Reason: streams.ReasonTypeConflict,
+					Err: fmt.Errorf("%s %s would expose %s, which metric %s already exposes", meta.Kind, e.Name, s, owner)}
+			}
+		}
+		for _, s := range names {
+			st.exposed[s] = e.Name
+		}
+		st.metas[e.Name] = meta
+		u.Describe(e.Name, meta)
+	}
+	if _, ok := st.known[e.Key]; !ok {
+		if len(st.known) >= a.cfg.MaxSeries {
+			return &streams.RejectError{Reason: streams.ReasonCardinality,
+				Err: fmt.Errorf("series %s: the node holds %d series, its limit", e.Key, a.cfg.MaxSeries)}
+		}
+		if st.perMetric[e.Name] >= a.cfg.MaxSeriesPerMetric {
+			return &streams.RejectError{Reason: streams.ReasonCardinality,
+				Err: fmt.Errorf("series %s: metric %s has %d series, its limit", e.Key, e.Name, a.cfg.MaxSeriesPerMetric)}
+		}
+		st.known[e.Key] = struct{}{}
+		st.perMetric[e.Name]++
+	}
+	switch meta.Kind {
+	case aggregate.Counter:
+		u.Add(e.Key, e.Value)
+	case aggregate.Gauge:
+		u.Set(e.Key, e.Value)
+	case aggregate.Histogram:
+		for i, c := range e.Counts {
+			if c > 0 {
+				u.AddInt(aggregate.BucketField(e.Key, i), int64(c))
+			}
+		}
+		u.Add(aggregate.SumField(e.Key), e.Sum)
+	}
+	return nil
+}

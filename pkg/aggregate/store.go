@@ -1,0 +1,237 @@
+package aggregate
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/jetmetrics/jetmetrics/pkg/series"
+)
+
+// DefaultKeyPrefix is the first part of every Redis key.
+const DefaultKeyPrefix = "jetmetrics"
+
+//go:embed apply.lua
+var applySource string
+
+var applyScript = redis.NewScript(applySource)
+
+// Store is one node's aggregate in Redis.
+type Store struct {
+	rdb  redis.UniversalClient
+	node string
+	keys keys
+}
+
+// NewStore returns the store of node's aggregate under keyPrefix (default
+// DefaultKeyPrefix).
+func NewStore(rdb redis.UniversalClient, keyPrefix, node string) *Store {
+	if keyPrefix == "" {
+		keyPrefix = DefaultKeyPrefix
+	}
+	return &Store{rdb: rdb, node: node, keys: newKeys(keyPrefix, node)}
+}
+
+// Node is the node whose aggregate this is.
+func (s *Store) Node() string { return s.node }
+
+// Marks is the position of the aggregate: the last applied stream sequence
+// of the node and, per producer id, the last applied batch sequence.
+type Marks struct {
+	Stream    uint64
+	Producers map[string]uint64
+}
+
+const streamField = "stream"
+const producerFieldPrefix = "p:"
+
+// Marks reads the aggregate's position.
+func (s *Store) Marks(ctx context.Context) (Marks, error) {
+	all, err := s.rdb.HGetAll(ctx, s.keys.mark).Result()
+	if err != nil {
+		return Marks{}, fmt.Errorf("read marks of %s: %w", s.node, err)
+	}
+	m := Marks{Producers: make(map[string]uint64, len(all))}
+	for f, v := range all {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return Marks{}, fmt.Errorf("read marks of %s: field %s: %w", s.node, f, err)
+		}
+		switch {
+		case f == streamField:
+			m.Stream = n
+		case len(f) > len(producerFieldPrefix) && f[:len(producerFieldPrefix)] == producerFieldPrefix:
+			m.Producers[f[len(producerFieldPrefix):]] = n
+		}
+	}
+	return m, nil
+}
+
+// Metas reads every metric's metadata.
+func (s *Store) Metas(ctx context.Context) (map[string]Meta, error) {
+	all, err := s.rdb.HGetAll(ctx, s.keys.meta).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read metadata of %s: %w", s.node, err)
+	}
+	return decodeMetas(all)
+}
+
+func decodeMetas(all map[string]string) (map[string]Meta, error) {
+	metas := make(map[string]Meta, len(all))
+	for name, raw := range all {
+		var m Meta
+		if err := json.Unmarshal([]byte(raw), &m); err != nil {
+			return nil, fmt.Errorf("metadata of %s: %w", name, err)
+		}
+		metas[name] = m
+	}
+	return metas, nil
+}
+
+// SeriesKeys calls fn with the key of every series, in no order.
+func (s *Store) SeriesKeys(ctx context.Context, fn func(key string)) error {
+	iter := s.rdb.HScan(ctx, s.keys.series, 0, "", 4096).Iterator()
+	i := 0
+	var last string
+	for iter.Next(ctx) {
+		// HSCAN yields field, value, field, value…
+		if i%2 == 0 {
+			key, _, hist := splitField(iter.Val())
+			if !hist || key != last {
+				fn(key)
+			}
+			last = key
+		}
+		i++
+	}
+	if err := iter.Err(); err != nil {
+		return fmt.Errorf("scan series of %s: %w", s.node, err)
+	}
+	return nil
+}
+
+// Rejected reads the count of rejected updates by reason.
+func (s *Store) Rejected(ctx context.Context) (map[string]uint64, error) {
+	all, err := s.rdb.HGetAll(ctx, s.keys.rejected).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read rejections of %s: %w", s.node, err)
+	}
+	out := make(map[string]uint64, len(all))
+	for k, v := range all {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("rejections of %s: field %s: %w", s.node, k, err)
+		}
+		out[k] = n
+	}
+	return out, nil
+}
+
+// ErrConflict reports that the stored stream mark was not the expected one:
+// another applier moved it, or the store was rolled back or wiped. The
+// caller re-reads the marks and resumes from there.
+var ErrConflict = errors.New("stream mark moved")
+
+// Apply writes u in one atomic step if the stored stream mark is u.Expect,
+// moving it to u.Mark. It returns ErrConflict (wrapped, with the stored
+// mark) when the mark differs, and changes nothing then.
+func (s *Store) Apply(ctx context.Context, u *Update) error {
+	args := u.args()
+	res, err := applyScript.Run(ctx, s.rdb, []string{s.keys.mark, s.keys.series, s.keys.meta, s.keys.rejected}, args...).Slice()
+	if err != nil {
+		return fmt.Errorf("apply up to seq %d: %w", u.Mark, err)
+	}
+	if len(res) != 2 {
+		return fmt.Errorf("apply up to seq %d: unexpected script result %v", u.Mark, res)
+	}
+	if ok, _ := res[0].(int64); ok != 1 {
+		return fmt.Errorf("apply up to seq %d: %w: expected %d, store has %v", u.Mark, ErrConflict, u.Expect, res[1])
+	}
+	return nil
+}
+
+// Load reads the whole aggregate atomically.
+func (s *Store) Load(ctx context.Context) (*State, error) {
+	var markCmd *redis.StringCmd
+	var seriesCmd, metaCmd *redis.MapStringStringCmd
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		markCmd = p.HGet(ctx, s.keys.mark, streamField)
+		seriesCmd = p.HGetAll(ctx, s.keys.series)
+		metaCmd = p.HGetAll(ctx, s.keys.meta)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("load aggregate of %s: %w", s.node, err)
+	}
+	st := &State{Node: s.node}
+	if v, err := markCmd.Result(); err == nil {
+		st.Mark, _ = strconv.ParseUint(v, 10, 64)
+	}
+	metas, err := decodeMetas(metaCmd.Val())
+	if err != nil {
+		return nil, fmt.Errorf("load aggregate of %s: %w", s.node, err)
+	}
+	if err := st.build(metas, seriesCmd.Val()); err != nil {
+		return nil, fmt.Errorf("load aggregate of %s: %w", s.node, err)
+	}
+	return st, nil
+}
+
+// build groups series-hash fields into families.
+func (st *State) build(metas map[string]Meta, fields map[string]string) error {
+	fams := make(map[string]*Family, len(metas))
+	idx := make(map[string]int, len(fields))
+	var labels []series.Label
+	for field, raw := range fields {
+		key, bucket, hist := splitField(field)
+		name, lbs, err := series.ParseKey(key, labels[:0])
+		if err != nil {
+			return err
+		}
+		meta, ok := metas[name]
+		if !ok || hist != (meta.Kind == Histogram) || (hist && bucket > len(meta.Buckets)) {
+			continue // not described (yet) or not of its kind: never expose it half-known
+		}
+		f := fams[name]
+		if f == nil {
+			f = &Family{Name: name, Meta: meta}
+			fams[name] = f
+		}
+		i, ok := idx[key]
+		if !ok {
+			sr := Series{Key: key, Labels: append([]series.Label(nil), lbs...)}
+			if hist {
+				sr.Counts = make([]uint64, len(meta.Buckets)+1)
+			}
+			f.Series = append(f.Series, sr)
+			i = len(f.Series) - 1
+			idx[key] = i
+		}
+		sr := &f.Series[i]
+		switch {
+		case !hist:
+			sr.Value, err = strconv.ParseFloat(raw, 64)
+		case bucket < 0:
+			sr.Sum, err = strconv.ParseFloat(raw, 64)
+		default:
+			sr.Counts[bucket], err = strconv.ParseUint(raw, 10, 64)
+		}
+		if err != nil {
+			return fmt.Errorf("series field %s: %w", field, err)
+		}
+		labels = lbs
+	}
+	st.Families = make([]Family, 0, len(fams))
+	for _, f := range fams {
+		sort.Slice(f.Series, func(i, j int) bool { return f.Series[i].Key < f.Series[j].Key })
+		st.Families = append(st.Families, *f)
+	}
+	sort.Slice(st.Families, func(i, j int) bool { return st.Families[i].Name < st.Families[j].Name })
+	return nil
+}
