@@ -216,9 +216,9 @@ func (st *State) build(metas map[string]Meta, fields map[string]string) error {
 		sr := &f.Series[i]
 		switch {
 		case !hist:
-			sr.Value, err = strconv.ParseFloat(raw, 64)
+			sr.Value, err = parseFloat(raw)
 		case bucket < 0:
-			sr.Sum, err = strconv.ParseFloat(raw, 64)
+			sr.Sum, err = parseFloat(raw)
 		default:
 			sr.Counts[bucket], err = strconv.ParseUint(raw, 10, 64)
 		}
@@ -234,4 +234,14 @@ func (st *State) build(metas map[string]Meta, fields map[string]string) error {
 	}
 	sort.Slice(st.Families, func(i, j int) bool { return st.Families[i].Name < st.Families[j].Name })
 	return nil
+}
+
+// parseFloat parses a stored number. Redis adds in long double, so a sum can
+// pass float64's range; it reads as ±Inf rather than breaking the scrape.
+func parseFloat(s string) (float64, error) {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil && errors.Is(err, strconv.ErrRange) {
+		return f, nil
+	}
+	return f, err
 }

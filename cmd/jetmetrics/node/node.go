@@ -1,0 +1,390 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/jetmetrics/jetmetrics/consumers/aggregator"
+	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
+	"github.com/jetmetrics/jetmetrics/pkg/natsserver"
+	"github.com/jetmetrics/jetmetrics/pkg/redisserver"
+	"github.com/jetmetrics/jetmetrics/streams"
+)
+
+// Node is one jetmetrics node. Make it with New and start it with Run.
+type Node struct {
+	cfg Config
+	log zerolog.Logger
+	reg *prometheus.Registry
+
+	webAddr     atomic.Pointer[string]
+	natsURL     atomic.Pointer[string]
+	provisioned atomic.Bool
+	agg         atomic.Pointer[aggregator.Aggregator]
+	nc          atomic.Pointer[nats.Conn]
+	rdb         atomic.Pointer[redis.Client]
+	started     chan struct{}
+	startOnce   sync.Once
+}
+
+// New validates cfg and returns a node ready to Run.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	return &Node{
+		cfg:     cfg,
+		log:     cfg.Logger.With().Str("node", cfg.Name).Logger(),
+		reg:     reg,
+		started: make(chan struct{}),
+	}, nil
+}
+
+// Name is the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// Started is closed once the HTTP server listens (WebAddr is known) or Run
+// has returned.
+func (n *Node) Started() <-chan struct{} { return n.started }
+
+// WebAddr is the HTTP server's address once it listens.
+func (n *Node) WebAddr() string {
+	if p := n.webAddr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// NATSURL is the URL producers can publish to: the embedded server's
+// client URL, or the configured one.
+func (n *Node) NATSURL() string {
+	if p := n.natsURL.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// Ready reports whether NATS is connected, the streams exist and the
+// aggregator is consuming. Redis is checked by the aggregator: it is not
+// ready while Redis is unreachable.
+func (n *Node) Ready(ctx context.Context) error {
+	nc := n.nc.Load()
+	if nc == nil || !nc.IsConnected() {
+		return errors.New("nats: not connected")
+	}
+	if !n.provisioned.Load() {
+		return errors.New("streams: not provisioned yet")
+	}
+	rdb := n.rdb.Load()
+	if rdb == nil {
+		return errors.New("redis: not connected")
+	}
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	if a := n.agg.Load(); a == nil || !a.Ready() {
+		return errors.New("aggregator: not consuming yet")
+	}
+	return nil
+}
+
+// Run starts the node and blocks until ctx ends or a part fails for good;
+// it returns nil after a clean shutdown.
+func (n *Node) Run(ctx context.Context) (err error) {
+	defer n.startOnce.Do(func() { close(n.started) })
+	if err := os.MkdirAll(n.cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+
+	// Redis first: a missing redis-server is the likeliest problem on a new
+	// machine, and it should be reported before anything else starts.
+	rs, rdb, err := n.startRedis(ctx)
+	if err != nil {
+		return err
+	}
+	n.rdb.Store(rdb)
+	defer func() {
+		if cerr := rdb.Close(); cerr != nil {
+			n.log.Debug().Err(cerr).Msg("close redis client")
+		}
+		if rs != nil {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if serr := rs.Stop(sctx); serr != nil {
+				n.log.Warn().Err(serr).Msg("stop redis-server")
+			}
+			n.log.Info().Msg("redis-server stopped")
+		}
+	}()
+
+	ns, nc, err := n.startNATS()
+	if err != nil {
+		return err
+	}
+	n.nc.Store(nc)
+	defer func() {
+		if derr := drain(nc, 10*time.Second); derr != nil {
+			n.log.Warn().Err(derr).Msg("drain nats connection")
+		}
+		if ns != nil {
+			ns.Shutdown()
+			n.log.Info().Msg("embedded nats-server stopped")
+		}
+	}()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+
+	web, err := n.listenWeb()
+	if err != nil {
+		return err
+	}
+	n.startOnce.Do(func() { close(n.started) })
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g := &group{cancel: cancel}
+	g.Go(func() error { return web.Run(runCtx) })
+
+	if err := n.provision(runCtx, js); err != nil {
+		cancel()
+		g.Wait()
+		return err
+	}
+	n.provisioned.Store(true)
+
+	agg, err := aggregator.New(aggregator.Config{
+		Node:               n.cfg.Name,
+		Streams:            n.cfg.Streams,
+		Limits:             n.cfg.Limits,
+		MaxSeries:          n.cfg.MaxSeries,
+		MaxSeriesPerMetric: n.cfg.MaxSeriesPerMetric,
+		Logger:             n.cfg.Logger, // the aggregator adds the node itself
+	}, js, aggregate.NewStore(rdb, n.cfg.RedisKeyPrefix, n.cfg.Name), n.reg)
+	if err != nil {
+		cancel()
+		g.Wait()
+		return err
+	}
+	n.agg.Store(agg)
+	g.Go(func() error { return agg.Run(runCtx) })
+	if rs != nil {
+		g.Go(func() error { return rs.Supervise(runCtx) })
+	}
+	if n.cfg.Demo {
+		g.Go(func() error { return runDemo(runCtx, nc, n.cfg, n.log) })
+	}
+	n.log.Info().Str("web", n.WebAddr()).Str("nats", n.NATSURL()).Msg("node running")
+
+	select {
+	case <-ctx.Done():
+	case <-g.Done():
+	}
+	n.log.Info().Msg("node stopping")
+	cancel()
+	return g.Wait()
+}
+
+func (n *Node) startRedis(ctx context.Context) (*redisserver.Server, *redis.Client, error) {
+	if n.cfg.RedisURL != "" {
+		opts, err := redis.ParseURL(n.cfg.RedisURL)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--redis.url %q: %w", n.cfg.RedisURL, err)
+		}
+		return nil, redis.NewClient(opts), nil
+	}
+	dir, err := filepath.Abs(n.cfg.redisDir())
+	if err != nil {
+		return nil, nil, fmt.Errorf("redis dir: %w", err)
+	}
+	rc := redisserver.Config{Dir: dir, Logger: quiet(n.log.With().Str("component", "redis-server").Logger())}
+	if sock := filepath.Join(dir, "redis.sock"); len(sock) <= 100 {
+		rc.Socket = sock
+	}
+	rs, err := redisserver.Start(ctx, rc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("start redis-server: %w", err)
+	}
+	n.log.Info().Str("url", rs.URL()).Msg("redis-server started")
+	return rs, redis.NewClient(rs.Options()), nil
+}
+
+func (n *Node) startNATS() (*natsserver.Server, *nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name("jetmetrics-node-" + n.cfg.Name),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				n.log.Warn().Err(err).Msg("nats disconnected")
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			n.log.Info().Str("url", c.ConnectedUrlRedacted()).Msg("nats reconnected")
+		}),
+	}
+	if n.cfg.NATSURL != "" {
+		nc, err := nats.Connect(n.cfg.NATSURL, opts...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--nats.url %q: %w", n.cfg.NATSURL, err)
+		}
+		url := n.cfg.NATSURL
+		n.natsURL.Store(&url)
+		return nil, nc, nil
+	}
+	sc := natsserver.Config{
+		Name:       n.cfg.Name,
+		StoreDir:   n.cfg.natsDir(),
+		DontListen: n.cfg.NATSListen == "",
+		Logger:     quiet(n.log.With().Str("component", "nats-server").Logger()),
+	}
+	if !sc.DontListen {
+		host, port, err := splitHostPort(n.cfg.NATSListen)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--nats.listen %q: %w", n.cfg.NATSListen, err)
+		}
+		sc.Host, sc.Port = host, port
+	}
+	ns, err := natsserver.Start(sc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("start embedded nats-server: %w", err)
+	}
+	url := ns.ClientURL()
+	n.natsURL.Store(&url)
+	nc, err := ns.Connect(opts...)
+	if err != nil {
+		ns.Shutdown()
+		return nil, nil, fmt.Errorf("connect to embedded nats-server: %w", err)
+	}
+	n.log.Info().Str("url", url).Str("store", sc.StoreDir).Msg("embedded nats-server started")
+	return ns, nc, nil
+}
+
+// splitHostPort parses "host:port"; port 0 asks for a free one.
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := net.LookupPort("tcp", p)
+	if err != nil {
+		return "", 0, err
+	}
+	if port == 0 {
+		port = -1
+	}
+	return host, port, nil
+}
+
+// provision creates the streams, retrying while JetStream is not yet
+// available (a cluster still electing its meta leader).
+func (n *Node) provision(ctx context.Context, js jetstream.JetStream) error {
+	backoff := 100 * time.Millisecond
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := streams.Provision(pctx, js, n.cfg.Streams)
+		cancel()
+		if err == nil {
+			n.log.Info().Str("stream", n.cfg.Streams.DeltaStream()).Int("replicas", n.cfg.Streams.Replicas).Msg("streams provisioned")
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("provision streams: %w", err)
+		}
+		n.log.Warn().Err(err).Dur("backoff", backoff).Msg("provision streams: retrying")
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("provision streams: %w", err)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// drain drains nc and waits for it to close.
+func drain(nc *nats.Conn, timeout time.Duration) error {
+	if nc.IsClosed() {
+		return nil
+	}
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return err
+	}
+	select {
+	case <-closed:
+		return nil
+	case <-time.After(timeout):
+		nc.Close()
+		return errors.New("drain timed out")
+	}
+}
+
+// webServer is the node's HTTP server.
+type webServer struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+func (n *Node) listenWeb() (*webServer, error) {
+	ln, err := net.Listen("tcp", n.cfg.WebListen)
+	if err != nil {
+		return nil, fmt.Errorf("--web.listen-address %q: %w", n.cfg.WebListen, err)
+	}
+	addr := ln.Addr().String()
+	n.webAddr.Store(&addr)
+	return &webServer{srv: &http.Server{Handler: n.routes(), ReadHeaderTimeout: 10 * time.Second}, ln: ln}, nil
+}
+
+// Run serves until ctx ends, then shuts down gracefully.
+func (w *webServer) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- w.srv.Serve(w.ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := w.srv.Shutdown(sctx); err != nil {
+		w.srv.Close()
+	}
+	<-errc
+	return nil
+}
+
+// quiet keeps an embedded server's chatter (banners, notices) out of the
+// node's log unless the node logs at debug level.
+func quiet(l zerolog.Logger) zerolog.Logger {
+	if l.GetLevel() > zerolog.DebugLevel {
+		return l.Level(zerolog.WarnLevel)
+	}
+	return l
+}

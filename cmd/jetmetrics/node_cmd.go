@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/rs/zerolog"
+
+	"github.com/jetmetrics/jetmetrics/cmd/jetmetrics/node"
+	"github.com/jetmetrics/jetmetrics/streams"
+)
+
+func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	var cfg node.Config
+	fs.StringVar(&cfg.Name, "node.name", node.DefaultName(), "node name, a subject token of [A-Za-z0-9_-]")
+	fs.StringVar(&cfg.DataDir, "data.dir", "./data", "directory for the embedded NATS store and the managed Redis files")
+	fs.StringVar(&cfg.NATSURL, "nats.url", "", "NATS server URL(s), comma separated; empty starts an embedded server")
+	fs.StringVar(&cfg.NATSListen, "nats.listen", "127.0.0.1:4222", `embedded server's client address; "" for in-process only`)
+	fs.StringVar(&cfg.RedisURL, "redis.url", "", "Redis URL (redis://, rediss://, unix://); empty starts a managed redis-server")
+	fs.StringVar(&cfg.RedisKeyPrefix, "redis.key-prefix", "jetmetrics", "prefix of every Redis key")
+	fs.StringVar(&cfg.WebListen, "web.listen-address", node.DefaultWebListen, "HTTP address for /metrics and the API")
+	fs.StringVar(&cfg.Streams.Prefix, "streams.prefix", streams.DefaultPrefix, "subject prefix and stream name base")
+	fs.IntVar(&cfg.Streams.Replicas, "streams.replicas", 1, "stream replicas (3 in a cluster)")
+	fs.DurationVar(&cfg.Streams.DeltaMaxAge, "streams.delta-max-age", streams.DefaultDeltaMaxAge, "how long deltas are kept: the replay horizon")
+	fs.DurationVar(&cfg.Streams.Duplicates, "streams.duplicate-window", streams.DefaultDuplicates, "broker deduplication window on Nats-Msg-Id")
+	fs.IntVar(&cfg.MaxSeries, "limits.max-series", 1_000_000, "most series a node holds; new series beyond are refused")
+	fs.IntVar(&cfg.MaxSeriesPerMetric, "limits.max-series-per-metric", 100_000, "most series one metric holds")
+	fs.IntVar(&cfg.Limits.MaxLabels, "limits.max-labels", 16, "most labels a series may have")
+	fs.IntVar(&cfg.Limits.MaxLabelValueBytes, "limits.max-label-value-bytes", 256, "longest label value in bytes")
+	fs.BoolVar(&cfg.Demo, "demo", false, "also run a built-in producer publishing demo metrics")
+	fs.DurationVar(&cfg.DemoInterval, "demo.interval", time.Second, "how often the demo producer updates its metrics")
+	logLevel := fs.String("log.level", "info", "log level: debug, info, warn or error")
+	logFormat := fs.String("log.format", "console", "log format: console or json")
+	checkConfig := fs.Bool("check-config", false, "validate the flags and exit")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		if err == flag.ErrHelp {
+			return nil
+		}
+		return err
+	}
+	logger, err := newLogger(*logLevel, *logFormat, stderr)
+	if err != nil {
+		return err
+	}
+	if err := checkNodeFlags(cfg); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageError{err.Error()}
+	}
+	if *checkConfig {
+		fmt.Fprintln(stdout, "configuration is valid")
+		return nil
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("jetmetrics"),
+	)
+	cfg.Logger = logger
+	cfg.Registry = reg
+	n, err := node.New(cfg)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	return n.Run(ctx)
+}
+
+func checkNodeFlags(cfg node.Config) error {
+	switch {
+	case cfg.Streams.Replicas < 1 || cfg.Streams.Replicas > 5:
+		return flagError("streams.replicas", fmt.Sprint(cfg.Streams.Replicas), "want 1 to 5")
+	case cfg.Streams.DeltaMaxAge < time.Minute:
+		return flagError("streams.delta-max-age", cfg.Streams.DeltaMaxAge.String(), "want at least 1m: it is the replay horizon")
+	case cfg.Streams.Duplicates <= 0:
+		return flagError("streams.duplicate-window", cfg.Streams.Duplicates.String(), "want a positive duration")
+	case cfg.MaxSeries < 1:
+		return flagError("limits.max-series", fmt.Sprint(cfg.MaxSeries), "want at least 1")
+	case cfg.MaxSeriesPerMetric < 1:
+		return flagError("limits.max-series-per-metric", fmt.Sprint(cfg.MaxSeriesPerMetric), "want at least 1")
+	case cfg.Limits.MaxLabels < 1:
+		return flagError("limits.max-labels", fmt.Sprint(cfg.Limits.MaxLabels), "want at least 1")
+	case cfg.Limits.MaxLabelValueBytes < 1:
+		return flagError("limits.max-label-value-bytes", fmt.Sprint(cfg.Limits.MaxLabelValueBytes), "want at least 1")
+	case cfg.DemoInterval <= 0:
+		return flagError("demo.interval", cfg.DemoInterval.String(), "want a positive duration")
+	case cfg.Name == "":
+		return flagError("node.name", "", "want a name of [A-Za-z0-9_-]")
+	}
+	if err := streams.CheckToken("node name", cfg.Name); err != nil {
+		return flagError("node.name", cfg.Name, err.Error())
+	}
+	if err := streams.CheckToken("prefix", cfg.Streams.Prefix); err != nil {
+		return flagError("streams.prefix", cfg.Streams.Prefix, err.Error())
+	}
+	return nil
+}
+
+func newLogger(level, format string, w io.Writer) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		return zerolog.Nop(), flagError("log.level", level, "want debug, info, warn or error")
+	}
+	switch format {
+	case "json":
+	case "console":
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339, NoColor: !isTerminal(w)}
+	default:
+		return zerolog.Nop(), flagError("log.format", format, "want console or json")
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,116 @@
+package aggregate_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"testing"
+
+	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
+	"github.com/jetmetrics/jetmetrics/pkg/series"
+	"github.com/jetmetrics/jetmetrics/tests/harness"
+)
+
+func TestApplyLoad(t *testing.T) {
+	ctx := context.Background()
+	rdb := harness.RedisClient(t, harness.Redis(t))
+	s := aggregate.NewStore(rdb, "", "n1")
+
+	u := aggregate.NewUpdate()
+	u.Expect, u.Mark = 0, 5
+	u.ProducerMark("p-1", 3)
+	u.Describe("req_total", aggregate.Meta{Kind: aggregate.Counter, Help: "requests"})
+	u.Describe("temp", aggregate.Meta{Kind: aggregate.Gauge})
+	u.Describe("lat", aggregate.Meta{Kind: aggregate.Histogram, Buckets: []float64{0.1, 1}})
+	key := series.Key("req_total", []series.Label{{Name: "code", Value: "200"}})
+	hkey := series.Key("lat", []series.Label{{Name: "op", Value: `a"|b1}`}})
+	u.Add(key, 2)
+	u.Add(key, 0.5)
+	u.Set("temp", 7)
+	u.Set("temp", -3.25)
+	u.AddInt(aggregate.BucketField(hkey, 0), 2)
+	u.AddInt(aggregate.BucketField(hkey, 2), 1)
+	u.Add(aggregate.SumField(hkey), 4.5)
+	u.Reject("invalid_value", 2)
+	if err := s.Apply(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+
+	// A second apply at a stale position changes nothing.
+	u.Reset()
+	u.Expect, u.Mark = 0, 9
+	u.Add(key, 100)
+	if err := s.Apply(ctx, u); !errors.Is(err, aggregate.ErrConflict) {
+		t.Fatalf("stale apply: %v, want ErrConflict", err)
+	}
+
+	m, err := s.Marks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Stream != 5 || m.Producers["p-1"] != 3 {
+		t.Fatalf("marks = %+v", m)
+	}
+	st, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mark != 5 || len(st.Families) != 3 {
+		t.Fatalf("state mark %d families %+v", st.Mark, st.Families)
+	}
+	lat, req, temp := st.Families[0], st.Families[1], st.Families[2]
+	if req.Name != "req_total" || req.Kind != aggregate.Counter || req.Help != "requests" || req.Series[0].Value != 2.5 || req.Series[0].Labels[0].Value != "200" {
+		t.Errorf("counter family = %+v", req)
+	}
+	if temp.Name != "temp" || temp.Series[0].Value != -3.25 {
+		t.Errorf("gauge family = %+v", temp)
+	}
+	h := lat.Series[0]
+	if lat.Name != "lat" || h.Labels[0].Value != `a"|b1}` || h.Sum != 4.5 || h.Count() != 3 || h.Counts[0] != 2 || h.Counts[1] != 0 || h.Counts[2] != 1 {
+		t.Errorf("histogram family = %+v", lat)
+	}
+	rej, err := s.Rejected(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rej["invalid_value"] != 2 {
+		t.Errorf("rejected = %v", rej)
+	}
+	var keys []string
+	if err := s.SeriesKeys(ctx, func(k string) { keys = append(keys, k) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 3 {
+		t.Errorf("series keys = %q, want 3 distinct", keys)
+	}
+}
+
+// A sum past float64's range reads as +Inf and the rest of the aggregate
+// still loads: one runaway counter cannot break a scrape.
+func TestApplyOverflow(t *testing.T) {
+	ctx := context.Background()
+	rdb := harness.RedisClient(t, harness.Redis(t))
+	s := aggregate.NewStore(rdb, "", "n1")
+	u := aggregate.NewUpdate()
+	u.Describe("big", aggregate.Meta{Kind: aggregate.Counter})
+	u.Describe("ok", aggregate.Meta{Kind: aggregate.Counter})
+	u.Expect, u.Mark = 0, 1
+	u.Add("big", 1.5e308)
+	if err := s.Apply(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	u.Reset()
+	u.Expect, u.Mark = 1, 2
+	u.Add("big", 1.5e308)
+	u.Add("ok", 1)
+	if err := s.Apply(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mark != 2 || !math.IsInf(st.Families[0].Series[0].Value, 1) || st.Families[1].Series[0].Value != 1 {
+		t.Fatalf("mark %d families %+v", st.Mark, st.Families)
+	}
+}
