@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/jetmetrics/jetmetrics/pkg/series"
 )
@@ -52,6 +53,10 @@ func (e *RejectError) Unwrap() error { return e.Err }
 func reject(r Reason, format string, args ...any) *RejectError {
 	return &RejectError{Reason: r, Err: fmt.Errorf(format, args...)}
 }
+
+// ReservedPrefix starts the names of jetmetrics's own metrics; producers
+// may not publish under it, so their series never collide with the node's.
+const ReservedPrefix = "jetmetrics_"
 
 // MaxBuckets bounds a histogram's bucket count.
 const MaxBuckets = 64
@@ -137,6 +142,10 @@ func checkEntry(e *Entry, m *wireMetric, limits series.Limits, labels []series.L
 	}
 	if err := limits.CheckMetricName(m.Name); err != nil {
 		e.Reject = &RejectError{Reason: ReasonMetricName, Err: err}
+		return labels
+	}
+	if strings.HasPrefix(m.Name, ReservedPrefix) {
+		e.Reject = reject(ReasonMetricName, "metric name %q: the prefix %s is kept for jetmetrics's own metrics", m.Name, ReservedPrefix)
 		return labels
 	}
 	for k, v := range m.Labels {

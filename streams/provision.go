@@ -144,7 +144,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, c Config) error {
 	if err := c.Validate(); err != nil {
 		return fmt.Errorf("provision streams: %w", err)
 	}
-	for _, sc := range []jetstream.StreamConfig{c.DeltaStreamConfig(), c.DeadLetterStreamConfig()} {
+	for _, sc := range []jetstream.StreamConfig{c.DeltaStreamConfig(), c.DeadLetterStreamConfig(), c.SnapshotStreamConfig()} {
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("provision stream %s: %w", sc.Name, err)
 		}

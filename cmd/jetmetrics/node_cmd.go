@@ -35,6 +35,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&cfg.MaxSeriesPerMetric, "limits.max-series-per-metric", 100_000, "most series one metric holds")
 	fs.IntVar(&cfg.Limits.MaxLabels, "limits.max-labels", 16, "most labels a series may have")
 	fs.IntVar(&cfg.Limits.MaxLabelValueBytes, "limits.max-label-value-bytes", 256, "longest label value in bytes")
+	fs.DurationVar(&cfg.SnapshotInterval, "snapshot.interval", 5*time.Second, "how often the node publishes its snapshot to the cluster")
+	fs.DurationVar(&cfg.SnapshotTTL, "snapshot.ttl", 15*time.Second, "how long peers show a node after its last snapshot")
 	fs.BoolVar(&cfg.Demo, "demo", false, "also run a built-in producer publishing demo metrics")
 	fs.DurationVar(&cfg.DemoInterval, "demo.interval", time.Second, "how often the demo producer updates its metrics")
 	logLevel := fs.String("log.level", "info", "log level: debug, info, warn or error")
@@ -91,6 +93,10 @@ func checkNodeFlags(cfg node.Config) error {
 		return flagError("limits.max-labels", fmt.Sprint(cfg.Limits.MaxLabels), "want at least 1")
 	case cfg.Limits.MaxLabelValueBytes < 1:
 		return flagError("limits.max-label-value-bytes", fmt.Sprint(cfg.Limits.MaxLabelValueBytes), "want at least 1")
+	case cfg.SnapshotInterval < 100*time.Millisecond:
+		return flagError("snapshot.interval", cfg.SnapshotInterval.String(), "want at least 100ms")
+	case cfg.SnapshotTTL < time.Second || cfg.SnapshotTTL < cfg.SnapshotInterval:
+		return flagError("snapshot.ttl", cfg.SnapshotTTL.String(), "want at least 1s and at least --snapshot.interval")
 	case cfg.DemoInterval <= 0:
 		return flagError("demo.interval", cfg.DemoInterval.String(), "want a positive duration")
 	case cfg.Name == "":

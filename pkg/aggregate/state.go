@@ -45,6 +45,8 @@ type State struct {
 	Mark uint64
 	// Families are sorted by name; each family's series by key.
 	Families []Family
+	// Rejected counts rejected updates by reason, exactly once.
+	Rejected map[string]uint64
 }
 
 // Family is one metric and its series.

@@ -156,33 +156,6 @@ func (s *Store) Apply(ctx context.Context, u *Update) error {
 	return nil
 }
 
-// Load reads the whole aggregate atomically.
-func (s *Store) Load(ctx context.Context) (*State, error) {
-	var markCmd *redis.StringCmd
-	var seriesCmd, metaCmd *redis.MapStringStringCmd
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		markCmd = p.HGet(ctx, s.keys.mark, streamField)
-		seriesCmd = p.HGetAll(ctx, s.keys.series)
-		metaCmd = p.HGetAll(ctx, s.keys.meta)
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("load aggregate of %s: %w", s.node, err)
-	}
-	st := &State{Node: s.node}
-	if v, err := markCmd.Result(); err == nil {
-		st.Mark, _ = strconv.ParseUint(v, 10, 64)
-	}
-	metas, err := decodeMetas(metaCmd.Val())
-	if err != nil {
-		return nil, fmt.Errorf("load aggregate of %s: %w", s.node, err)
-	}
-	if err := st.build(metas, seriesCmd.Val()); err != nil {
-		return nil, fmt.Errorf("load aggregate of %s: %w", s.node, err)
-	}
-	return st, nil
-}
-
 // build groups series-hash fields into families.
 func (st *State) build(metas map[string]Meta, fields map[string]string) error {
 	fams := make(map[string]*Family, len(metas))

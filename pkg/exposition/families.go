@@ -39,6 +39,9 @@ func Families(states []*aggregate.State, nodeLabel bool) []*dto.MetricFamily {
 			}
 		}
 	}
+	if rej := rejectedFamily(states, nodeLabel); rej != nil {
+		byName[rej.GetName()] = rej
+	}
 	out := make([]*dto.MetricFamily, 0, len(byName))
 	for _, mf := range byName {
 		out = append(out, mf)
@@ -103,4 +106,33 @@ func labelPairs(labels []series.Label, node string, nodeLabel bool) []*dto.Label
 		out = append(out, &dto.LabelPair{Name: proto.String(NodeLabel), Value: proto.String(node)})
 	}
 	return out
+}
+
+// RejectedName is the family of rejected updates, counted exactly once in
+// the aggregate.
+const RejectedName = "jetmetrics_rejected_total"
+
+func rejectedFamily(states []*aggregate.State, nodeLabel bool) *dto.MetricFamily {
+	mf := &dto.MetricFamily{
+		Name: proto.String(RejectedName),
+		Help: proto.String("Updates rejected by the aggregator, by reason, counted exactly once with the aggregate."),
+		Type: dto.MetricType_COUNTER.Enum(),
+	}
+	for _, st := range states {
+		reasons := make([]string, 0, len(st.Rejected))
+		for r := range st.Rejected {
+			reasons = append(reasons, r)
+		}
+		sort.Strings(reasons)
+		for _, r := range reasons {
+			mf.Metric = append(mf.Metric, &dto.Metric{
+				Label:   labelPairs([]series.Label{{Name: "reason", Value: r}}, st.Node, nodeLabel),
+				Counter: &dto.Counter{Value: proto.Float64(float64(st.Rejected[r]))},
+			})
+		}
+	}
+	if len(mf.Metric) == 0 {
+		return nil
+	}
+	return mf
 }

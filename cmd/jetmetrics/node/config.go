@@ -48,6 +48,11 @@ type Config struct {
 	// MaxSeries and MaxSeriesPerMetric cap the node's cardinality.
 	MaxSeries, MaxSeriesPerMetric int
 
+	// SnapshotInterval is how often the node publishes its snapshot
+	// (default 5 s); SnapshotTTL how long peers keep it (default three
+	// intervals).
+	SnapshotInterval, SnapshotTTL time.Duration
+
 	// Demo also runs a built-in producer publishing demo metrics of every
 	// kind each DemoInterval (default 1 s).
 	Demo         bool

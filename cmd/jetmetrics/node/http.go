@@ -26,6 +26,8 @@ func (n *Node) routes() http.Handler {
 			Registry:          n.reg,
 			Timeout:           30 * time.Second,
 		})))
+	cluster := &clusterView{n: n}
+	mux.HandleFunc("GET /metrics/cluster", cluster.serveCluster)
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "jetmetrics is healthy.")
 	})
@@ -42,6 +44,7 @@ func (n *Node) routes() http.Handler {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprintf(w, `<html><head><title>jetmetrics</title></head><body><h1>jetmetrics node %s</h1>
 <ul><li><a href="/metrics">/metrics</a>: this node's aggregate and the process's own metrics</li>
+<li><a href="/metrics/cluster">/metrics/cluster</a>: every live node, each series with node="…" (?node=, ?name=, ?format=json)</li>
 <li><a href="/-/healthy">/-/healthy</a></li><li><a href="/-/ready">/-/ready</a></li></ul></body></html>`, n.cfg.Name)
 	})
 	return mux

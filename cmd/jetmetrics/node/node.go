@@ -20,6 +20,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jetmetrics/jetmetrics/consumers/aggregator"
+	"github.com/jetmetrics/jetmetrics/consumers/broadcast"
+	"github.com/jetmetrics/jetmetrics/consumers/snapshot"
 	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
 	"github.com/jetmetrics/jetmetrics/pkg/natsserver"
 	"github.com/jetmetrics/jetmetrics/pkg/redisserver"
@@ -38,6 +40,8 @@ type Node struct {
 	agg         atomic.Pointer[aggregator.Aggregator]
 	nc          atomic.Pointer[nats.Conn]
 	rdb         atomic.Pointer[redis.Client]
+	peers       atomic.Pointer[aggregate.Peers]
+	broadcast   atomic.Pointer[broadcast.Consumer]
 	started     chan struct{}
 	startOnce   sync.Once
 }
@@ -53,12 +57,16 @@ func New(cfg Config) (*Node, error) {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	return &Node{
+	n := &Node{
 		cfg:     cfg,
 		log:     cfg.Logger.With().Str("node", cfg.Name).Logger(),
 		reg:     reg,
 		started: make(chan struct{}),
-	}, nil
+	}
+	if err := reg.Register(newPeerCollector(n)); err != nil {
+		return nil, fmt.Errorf("peer metrics: %w", err)
+	}
+	return n, nil
 }
 
 // Name is the node's name.
@@ -106,6 +114,9 @@ func (n *Node) Ready(ctx context.Context) error {
 	if a := n.agg.Load(); a == nil || !a.Ready() {
 		return errors.New("aggregator: not consuming yet")
 	}
+	if b := n.broadcast.Load(); b == nil || !b.Ready() {
+		return errors.New("broadcast: not consuming snapshots yet")
+	}
 	return nil
 }
 
@@ -124,6 +135,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		return err
 	}
 	n.rdb.Store(rdb)
+	n.peers.Store(aggregate.NewPeers(rdb, n.cfg.RedisKeyPrefix))
 	defer func() {
 		if cerr := rdb.Close(); cerr != nil {
 			n.log.Debug().Err(cerr).Msg("close redis client")
@@ -190,6 +202,28 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	}
 	n.agg.Store(agg)
 	g.Go(func() error { return agg.Run(runCtx) })
+	store := aggregate.NewStore(rdb, n.cfg.RedisKeyPrefix, n.cfg.Name)
+	pub, err := snapshot.New(snapshot.Config{
+		Node:     n.cfg.Name,
+		Streams:  n.cfg.Streams,
+		Interval: n.cfg.SnapshotInterval,
+		TTL:      n.cfg.SnapshotTTL,
+		Logger:   n.cfg.Logger,
+	}, js, store, n.reg)
+	if err != nil {
+		cancel()
+		g.Wait()
+		return err
+	}
+	g.Go(func() error { return pub.Run(runCtx) })
+	bc, err := broadcast.New(broadcast.Config{Node: n.cfg.Name, Streams: n.cfg.Streams, Logger: n.cfg.Logger}, js, n.peers.Load(), n.reg)
+	if err != nil {
+		cancel()
+		g.Wait()
+		return err
+	}
+	n.broadcast.Store(bc)
+	g.Go(func() error { return bc.Run(runCtx) })
 	if rs != nil {
 		g.Go(func() error { return rs.Supervise(runCtx) })
 	}

@@ -1,0 +1,172 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
+	"github.com/jetmetrics/jetmetrics/pkg/exposition"
+	"github.com/jetmetrics/jetmetrics/streams"
+)
+
+// clusterView assembles the cluster's states: this node's live aggregate
+// and every peer's newest snapshot, decoded once per version.
+type clusterView struct {
+	n *Node
+
+	mu    sync.Mutex
+	cache map[string]decoded
+}
+
+type decoded struct {
+	version   uint64
+	generated time.Time
+	state     *aggregate.State
+}
+
+func (v *clusterView) states(ctx context.Context) ([]exposition.NodeInfo, []*aggregate.State, error) {
+	local, err := v.n.loadLocal(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	now := time.Now()
+	infos := []exposition.NodeInfo{{Node: local.Node, Version: local.Mark, Generated: now, Local: true}}
+	states := []*aggregate.State{local}
+	peers := v.n.peers.Load()
+	if peers == nil {
+		return infos, states, nil
+	}
+	snaps, err := peers.List(ctx, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.cache == nil {
+		v.cache = map[string]decoded{}
+	}
+	live := map[string]bool{}
+	for _, s := range snaps {
+		if s.Node == local.Node {
+			continue
+		}
+		live[s.Node] = true
+		d, ok := v.cache[s.Node]
+		if !ok || d.version != s.Version || !d.generated.Equal(s.Generated) {
+			dump, err := streams.DecodeSnapshot(s.Data)
+			if err != nil {
+				v.n.log.Warn().Err(err).Str("peer", s.Node).Msg("peer snapshot unreadable")
+				continue
+			}
+			st, err := dump.State()
+			if err != nil {
+				v.n.log.Warn().Err(err).Str("peer", s.Node).Msg("peer snapshot unreadable")
+				continue
+			}
+			d = decoded{version: s.Version, generated: s.Generated, state: st}
+			v.cache[s.Node] = d
+		}
+		infos = append(infos, exposition.NodeInfo{Node: s.Node, Version: s.Version, Generated: s.Generated, AgeSeconds: now.Sub(s.Generated).Seconds()})
+		states = append(states, d.state)
+	}
+	for node := range v.cache {
+		if !live[node] {
+			delete(v.cache, node)
+		}
+	}
+	return infos, states, nil
+}
+
+// serveCluster serves /metrics/cluster: every live node, each series with
+// node="…", filtered by ?node= and ?name= (both repeatable), in the
+// negotiated exposition format or, with ?format=json, as JSON.
+func (v *clusterView) serveCluster(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	infos, states, err := v.states(ctx)
+	if err != nil {
+		http.Error(w, "cluster view: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	q := r.URL.Query()
+	f := exposition.Filter{Nodes: q["node"], Names: q["name"]}
+	states = f.Apply(states)
+	if len(f.Nodes) > 0 {
+		kept := infos[:0:0]
+		for _, in := range infos {
+			for _, n := range f.Nodes {
+				if in.Node == n {
+					kept = append(kept, in)
+				}
+			}
+		}
+		infos = kept
+	}
+	switch q.Get("format") {
+	case "json":
+		w.Header().Set("Content-Type", "application/json")
+		if err := exposition.WriteJSON(w, infos, states); err != nil {
+			v.n.log.Debug().Err(err).Msg("write cluster json")
+		}
+		return
+	case "":
+	default:
+		http.Error(w, fmt.Sprintf("format %q: want json, or none for the Prometheus formats by content negotiation", q.Get("format")), http.StatusBadRequest)
+		return
+	}
+	promhttp.HandlerFor(exposition.StaticGatherer(exposition.Families(states, true)), promhttp.HandlerOpts{
+		ErrorHandling:     promhttp.ContinueOnError,
+		ErrorLog:          promLogger{v.n},
+		EnableOpenMetrics: true,
+	}).ServeHTTP(w, r)
+}
+
+// peerCollector exports every peer's freshness from the peer store.
+type peerCollector struct {
+	n                *Node
+	up, age, version *prometheus.Desc
+}
+
+func newPeerCollector(n *Node) *peerCollector {
+	return &peerCollector{
+		n:       n,
+		up:      prometheus.NewDesc("jetmetrics_peer_up", "1 for every node whose snapshot this node holds and that has not expired.", []string{"peer"}, nil),
+		age:     prometheus.NewDesc("jetmetrics_peer_snapshot_age_seconds", "Age of the newest snapshot this node holds of each peer.", []string{"peer"}, nil),
+		version: prometheus.NewDesc("jetmetrics_peer_snapshot_version", "Version (applied stream sequence) of the newest snapshot of each peer.", []string{"peer"}, nil),
+	}
+}
+
+func (c *peerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.up
+	ch <- c.age
+	ch <- c.version
+}
+
+func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
+	peers := c.n.peers.Load()
+	if peers == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	snaps, err := peers.List(ctx, false)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.up, err)
+		return
+	}
+	now := time.Now()
+	for _, s := range snaps {
+		if s.Node == c.n.cfg.Name {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1, s.Node)
+		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, now.Sub(s.Generated).Seconds(), s.Node)
+		ch <- prometheus.MustNewConstMetric(c.version, prometheus.GaugeValue, float64(s.Version), s.Node)
+	}
+}

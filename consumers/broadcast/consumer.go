@@ -1,0 +1,150 @@
+package broadcast
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
+	"github.com/jetmetrics/jetmetrics/streams"
+)
+
+// Config configures a Consumer.
+type Config struct {
+	// Node is this node's name, for logs.
+	Node string
+	// Streams names the streams and subjects.
+	Streams streams.Config
+	// Logger receives the consumer's logs.
+	Logger zerolog.Logger
+}
+
+// Consumer stores every node's snapshots as they are published.
+type Consumer struct {
+	cfg   Config
+	js    jetstream.JetStream
+	peers *aggregate.Peers
+	log   zerolog.Logger
+	ready atomic.Bool
+
+	received *prometheus.CounterVec
+}
+
+// New returns a broadcast consumer storing into peers; metrics go to reg.
+func New(cfg Config, js jetstream.JetStream, peers *aggregate.Peers, reg prometheus.Registerer) (*Consumer, error) {
+	cfg.Streams = cfg.Streams.WithDefaults()
+	c := &Consumer{
+		cfg: cfg, js: js, peers: peers,
+		log: cfg.Logger.With().Str("node", cfg.Node).Str("stream", cfg.Streams.SnapshotStream()).Logger(),
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetmetrics_broadcast_snapshots_total",
+			Help: "Snapshots received from the cluster, by result (stored, stale, removed, invalid).",
+		}, []string{"result"}),
+	}
+	if err := reg.Register(c.received); err != nil {
+		return nil, fmt.Errorf("broadcast metrics: %w", err)
+	}
+	return c, nil
+}
+
+// Ready reports whether the consumer is reading the stream.
+func (c *Consumer) Ready() bool { return c.ready.Load() }
+
+// Run consumes until ctx ends. Errors restart the consumer after a backoff;
+// it starts again from each node's last snapshot, which is harmless since
+// an older or equal version never replaces a newer one.
+func (c *Consumer) Run(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := c.session(ctx)
+		c.ready.Store(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		c.log.Warn().Err(err).Dur("backoff", backoff).Msg("broadcast consumer restarting")
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (c *Consumer) session(ctx context.Context) error {
+	cons, err := c.js.OrderedConsumer(ctx, c.cfg.Streams.SnapshotStream(), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{c.cfg.Streams.Subjects().SnapshotAll()},
+		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("consume snapshots: %w", err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("consume snapshots: %w", err)
+	}
+	defer it.Stop()
+	c.ready.Store(true)
+	for {
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("read snapshots: %w", err)
+		}
+		if err := c.handle(ctx, msg); err != nil {
+			return err
+		}
+	}
+}
+
+// handle stores one snapshot. A malformed one is counted and skipped; only
+// Redis errors end the session.
+func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) error {
+	node := msg.Subject()[strings.LastIndexByte(msg.Subject(), '.')+1:]
+	info, err := streams.ParseSnapshotHeaders(msg.Headers(), node)
+	if err != nil {
+		c.received.WithLabelValues("invalid").Inc()
+		c.log.Warn().Err(err).Str("subject", msg.Subject()).Msg("snapshot skipped")
+		return nil
+	}
+	if info.Removed {
+		version := info.Version
+		if msg.Headers().Get(jetstream.MarkerReasonHeader) != "" {
+			version = math.MaxUint64 // the server's marker: the last snapshot expired
+		}
+		if err := c.peers.Remove(ctx, node, version); err != nil {
+			return err
+		}
+		c.received.WithLabelValues("removed").Inc()
+		c.log.Info().Str("peer", node).Msg("peer removed")
+		return nil
+	}
+	md, err := msg.Metadata()
+	if err != nil {
+		return fmt.Errorf("snapshot metadata: %w", err)
+	}
+	// The TTL runs from publication, not from receipt: a replayed old
+	// snapshot of a dead node is already expired and is not stored.
+	expires := md.Timestamp.Add(info.TTL)
+	ok, err := c.peers.Put(ctx, aggregate.Snapshot{Node: node, Version: info.Version, Generated: info.Generated, Expires: expires, Data: msg.Data()})
+	if err != nil {
+		return err
+	}
+	if ok {
+		c.received.WithLabelValues("stored").Inc()
+	} else {
+		c.received.WithLabelValues("stale").Inc()
+	}
+	return nil
+}

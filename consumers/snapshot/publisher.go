@@ -1,0 +1,200 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
+	"github.com/jetmetrics/jetmetrics/streams"
+)
+
+// Config configures a Publisher. Zero values mean the documented defaults.
+type Config struct {
+	// Node is the node whose aggregate is published (required).
+	Node string
+	// Streams names the streams and subjects.
+	Streams streams.Config
+	// Interval is how often a snapshot is published (default 5 s).
+	Interval time.Duration
+	// TTL is how long peers keep a snapshot (default 3 intervals).
+	TTL time.Duration
+	// CheckpointInterval is how often the snapshot is also written as the
+	// node's checkpoint (default 1 min; never more often than Interval).
+	CheckpointInterval time.Duration
+	// Logger receives the publisher's logs.
+	Logger zerolog.Logger
+}
+
+// DefaultInterval is the default snapshot interval.
+const DefaultInterval = 5 * time.Second
+
+func (c Config) withDefaults() Config {
+	c.Streams = c.Streams.WithDefaults()
+	if c.Interval <= 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.TTL <= 0 {
+		c.TTL = 3 * c.Interval
+	}
+	if c.CheckpointInterval <= 0 {
+		c.CheckpointInterval = time.Minute
+	}
+	return c
+}
+
+// Validate reports the first invalid setting.
+func (c Config) Validate() error {
+	if err := streams.CheckToken("node name", c.Node); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	c = c.withDefaults()
+	if c.TTL < time.Second {
+		return fmt.Errorf("snapshot: ttl %s is under the 1s JetStream allows", c.TTL)
+	}
+	if c.TTL < c.Interval {
+		return fmt.Errorf("snapshot: ttl %s is shorter than the interval %s: peers would drop live nodes", c.TTL, c.Interval)
+	}
+	return nil
+}
+
+// Publisher publishes one node's snapshots.
+type Publisher struct {
+	cfg      Config
+	js       jetstream.JetStream
+	store    *aggregate.Store
+	log      zerolog.Logger
+	subjects streams.Subjects
+
+	published  prometheus.Counter
+	failures   prometheus.Counter
+	bytes      prometheus.Gauge
+	series     prometheus.Gauge
+	lastCkpt   time.Time
+	lastMark   uint64
+	hasVersion bool
+}
+
+// New returns a publisher of store's aggregate; its metrics go to reg.
+func New(cfg Config, js jetstream.JetStream, store *aggregate.Store, reg prometheus.Registerer) (*Publisher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	p := &Publisher{
+		cfg: cfg, js: js, store: store, subjects: cfg.Streams.Subjects(),
+		log: cfg.Logger.With().Str("node", cfg.Node).Str("stream", cfg.Streams.SnapshotStream()).Logger(),
+		published: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetmetrics_snapshot_published_total", Help: "Snapshots of this node's aggregate published.",
+		}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetmetrics_snapshot_failures_total", Help: "Snapshot publications that failed (Redis or NATS unavailable).",
+		}),
+		bytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jetmetrics_snapshot_size_bytes", Help: "Size on the wire of the last snapshot published.",
+		}),
+		series: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jetmetrics_snapshot_fields", Help: "Series-hash fields in the last snapshot published.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{p.published, p.failures, p.bytes, p.series} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("snapshot metrics: %w", err)
+		}
+	}
+	return p, nil
+}
+
+// Run publishes every interval until ctx ends, then publishes a removal and
+// returns nil. A failed publication is logged and retried at the next tick.
+func (p *Publisher) Run(ctx context.Context) error {
+	t := time.NewTicker(p.cfg.Interval)
+	defer t.Stop()
+	for {
+		if err := p.Publish(ctx); err != nil && ctx.Err() == nil {
+			p.failures.Inc()
+			p.log.Warn().Err(err).Msg("snapshot not published")
+		}
+		select {
+		case <-ctx.Done():
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := p.publishRemoval(rctx); err != nil {
+				p.log.Warn().Err(err).Msg("removal not published; peers drop this node when its snapshot expires")
+			}
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Publish publishes one snapshot now, and a checkpoint when one is due.
+func (p *Publisher) Publish(ctx context.Context) error {
+	d, err := p.store.Dump(ctx)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	msg, err := streams.SnapshotMsg(p.subjects.Snapshot(p.cfg.Node), d, now, p.cfg.TTL)
+	if err != nil {
+		return err
+	}
+	if _, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgTTL(p.cfg.TTL), jetstream.WithExpectStream(p.cfg.Streams.SnapshotStream())); err != nil {
+		return fmt.Errorf("publish snapshot at seq %d: %w", d.Mark(), err)
+	}
+	p.published.Inc()
+	p.bytes.Set(float64(len(msg.Data)))
+	p.series.Set(float64(len(d.Series)))
+	p.lastMark, p.hasVersion = d.Mark(), true
+	if d.Mark() > 0 && now.Sub(p.lastCkpt) >= p.cfg.CheckpointInterval {
+		msg.Subject = p.subjects.Checkpoint(p.cfg.Node)
+		msg.Header.Del(jetstream.MsgTTLHeader)
+		if _, err := p.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(p.cfg.Streams.SnapshotStream())); err != nil {
+			return fmt.Errorf("publish checkpoint at seq %d: %w", d.Mark(), err)
+		}
+		p.lastCkpt = now
+		p.log.Debug().Uint64("seq", d.Mark()).Int("bytes", len(msg.Data)).Msg("checkpoint published")
+	}
+	return nil
+}
+
+func (p *Publisher) publishRemoval(ctx context.Context) error {
+	if !p.hasVersion {
+		return nil
+	}
+	msg := streams.RemovalMsg(p.subjects.Snapshot(p.cfg.Node), p.cfg.Node, p.lastMark, time.Now(), p.cfg.TTL)
+	if _, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgTTL(p.cfg.TTL), jetstream.WithExpectStream(p.cfg.Streams.SnapshotStream())); err != nil {
+		return fmt.Errorf("publish removal: %w", err)
+	}
+	p.log.Info().Uint64("seq", p.lastMark).Msg("removal published")
+	return nil
+}
+
+// LatestCheckpoint fetches node's newest checkpoint, or nil when it has
+// none.
+func LatestCheckpoint(ctx context.Context, js jetstream.JetStream, cfg streams.Config, node string) (*aggregate.Dump, error) {
+	s, err := js.Stream(ctx, cfg.SnapshotStream())
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint of %s: %w", node, err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, cfg.Subjects().Checkpoint(node))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint of %s: %w", node, err)
+	}
+	d, err := streams.DecodeSnapshot(m.Data)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint of %s: %w", node, err)
+	}
+	if d.Node != node {
+		return nil, fmt.Errorf("checkpoint of %s names node %q", node, d.Node)
+	}
+	return d, nil
+}

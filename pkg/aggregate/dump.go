@@ -1,0 +1,98 @@
+package aggregate
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Dump is a node's whole aggregate as stored: its four hashes, read in one
+// atomic step. It is what a snapshot carries, so the same bytes serve peers
+// (as the node's view) and the node itself (as the checkpoint it restores
+// from after losing its Redis).
+type Dump struct {
+	Node     string            `json:"node"`
+	Marks    map[string]string `json:"marks"`
+	Meta     map[string]string `json:"meta"`
+	Series   map[string]string `json:"series"`
+	Rejected map[string]string `json:"rejected,omitempty"`
+}
+
+// Mark is the dump's stream mark: its version.
+func (d *Dump) Mark() uint64 {
+	n, _ := strconv.ParseUint(d.Marks[streamField], 10, 64)
+	return n
+}
+
+// State builds the families of the dump.
+func (d *Dump) State() (*State, error) {
+	metas, err := decodeMetas(d.Meta)
+	if err != nil {
+		return nil, fmt.Errorf("state of %s: %w", d.Node, err)
+	}
+	st := &State{Node: d.Node, Mark: d.Mark(), Rejected: map[string]uint64{}}
+	for k, v := range d.Rejected {
+		st.Rejected[k], _ = strconv.ParseUint(v, 10, 64)
+	}
+	if err := st.build(metas, d.Series); err != nil {
+		return nil, fmt.Errorf("state of %s: %w", d.Node, err)
+	}
+	return st, nil
+}
+
+// Dump reads the aggregate's hashes atomically.
+func (s *Store) Dump(ctx context.Context) (*Dump, error) {
+	var cmds [4]*redis.MapStringStringCmd
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range []string{s.keys.mark, s.keys.meta, s.keys.series, s.keys.rejected} {
+			cmds[i] = p.HGetAll(ctx, k)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dump aggregate of %s: %w", s.node, err)
+	}
+	return &Dump{Node: s.node, Marks: cmds[0].Val(), Meta: cmds[1].Val(), Series: cmds[2].Val(), Rejected: cmds[3].Val()}, nil
+}
+
+// Load reads the whole aggregate atomically and builds its families.
+func (s *Store) Load(ctx context.Context) (*State, error) {
+	d, err := s.Dump(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return d.State()
+}
+
+//go:embed restore.lua
+var restoreSource string
+
+var restoreScript = redis.NewScript(restoreSource)
+
+// ErrNotEmpty reports a restore into a store that holds a position.
+var ErrNotEmpty = errors.New("aggregate is not empty")
+
+// Restore writes d into an empty store in one atomic step. It returns
+// ErrNotEmpty, and changes nothing, when the store already has a stream
+// mark: a restore never overwrites state.
+func (s *Store) Restore(ctx context.Context, d *Dump) error {
+	args := make([]any, 0, 4+2*(len(d.Marks)+len(d.Meta)+len(d.Series)+len(d.Rejected)))
+	for _, h := range []map[string]string{d.Marks, d.Meta, d.Series, d.Rejected} {
+		args = append(args, len(h))
+		for k, v := range h {
+			args = append(args, k, v)
+		}
+	}
+	ok, err := restoreScript.Run(ctx, s.rdb, []string{s.keys.mark, s.keys.meta, s.keys.series, s.keys.rejected}, args...).Int()
+	if err != nil {
+		return fmt.Errorf("restore aggregate of %s at seq %d: %w", s.node, d.Mark(), err)
+	}
+	if ok != 1 {
+		return fmt.Errorf("restore aggregate of %s at seq %d: %w", s.node, d.Mark(), ErrNotEmpty)
+	}
+	return nil
+}

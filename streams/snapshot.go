@@ -1,0 +1,141 @@
+package streams
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
+)
+
+// Snapshot stream: one subject per node for the broadcast (each message
+// with a TTL, so a dead node's snapshot expires and the server leaves a
+// delete marker), and one per node for checkpoints (no TTL: a node that was
+// down for long still finds its checkpoint). Each subject keeps only its
+// newest message.
+
+// SnapshotStream is the name of the snapshot stream (JETMETRICS_SNAP).
+func (c Config) SnapshotStream() string { return StreamName(c.WithDefaults().Prefix, "SNAP") }
+
+// Checkpoint is the subject of one node's checkpoints.
+func (s Subjects) Checkpoint(node string) string { return s.prefix() + ".ckpt." + node }
+
+// SnapshotStreamConfig is the definition of the snapshot stream.
+func (c Config) SnapshotStreamConfig() jetstream.StreamConfig {
+	c = c.WithDefaults()
+	s := c.Subjects()
+	return jetstream.StreamConfig{
+		Name:                   c.SnapshotStream(),
+		Description:            "jetmetrics node snapshots (broadcast, with a TTL) and checkpoints",
+		Subjects:               []string{s.SnapshotAll(), s.prefix() + ".ckpt.*"},
+		Retention:              jetstream.LimitsPolicy,
+		Discard:                jetstream.DiscardOld,
+		MaxMsgsPerSubject:      1,
+		AllowMsgTTL:            true,
+		SubjectDeleteMarkerTTL: time.Minute,
+		Storage:                c.storage(),
+		Replicas:               c.Replicas,
+	}
+}
+
+// Headers of a snapshot message.
+const (
+	HeaderSnapshotNode      = "Jetmetrics-Node"
+	HeaderSnapshotVersion   = "Jetmetrics-Version"
+	HeaderSnapshotGenerated = "Jetmetrics-Generated"
+	HeaderSnapshotTTL       = "Jetmetrics-TTL"
+	HeaderSnapshotRemoved   = "Jetmetrics-Removed"
+	HeaderContentEncoding   = "Content-Encoding"
+)
+
+var (
+	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<30))
+)
+
+// SnapshotMsg builds the snapshot message of d, generated at gen and live
+// for ttl.
+func SnapshotMsg(subject string, d *aggregate.Dump, gen time.Time, ttl time.Duration) (*nats.Msg, error) {
+	raw, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("encode snapshot of %s: %w", d.Node, err)
+	}
+	msg := nats.NewMsg(subject)
+	msg.Data = zenc.EncodeAll(raw, make([]byte, 0, len(raw)/8))
+	setSnapshotHeaders(msg, d.Node, d.Mark(), gen, ttl)
+	msg.Header.Set(HeaderContentEncoding, "zstd")
+	return msg, nil
+}
+
+// RemovalMsg builds the message a node publishes when it stops gracefully:
+// peers forget its snapshot unless they hold a newer one.
+func RemovalMsg(subject, node string, version uint64, gen time.Time, ttl time.Duration) *nats.Msg {
+	msg := nats.NewMsg(subject)
+	setSnapshotHeaders(msg, node, version, gen, ttl)
+	msg.Header.Set(HeaderSnapshotRemoved, "true")
+	return msg
+}
+
+func setSnapshotHeaders(msg *nats.Msg, node string, version uint64, gen time.Time, ttl time.Duration) {
+	msg.Header.Set(HeaderSnapshotNode, node)
+	msg.Header.Set(HeaderSnapshotVersion, strconv.FormatUint(version, 10))
+	msg.Header.Set(HeaderSnapshotGenerated, strconv.FormatInt(gen.UnixMilli(), 10))
+	msg.Header.Set(HeaderSnapshotTTL, strconv.FormatInt(ttl.Milliseconds(), 10))
+}
+
+// SnapshotInfo is what a snapshot message's headers say.
+type SnapshotInfo struct {
+	Node      string
+	Version   uint64
+	Generated time.Time
+	TTL       time.Duration
+	// Removed marks a graceful removal, or the server's delete marker
+	// after the snapshot expired.
+	Removed bool
+}
+
+// ParseSnapshotHeaders reads a snapshot message's headers. node is the
+// subject's node token, used when the headers are the server's (a delete
+// marker carries none of ours).
+func ParseSnapshotHeaders(h nats.Header, node string) (SnapshotInfo, error) {
+	if h.Get(jetstream.MarkerReasonHeader) != "" {
+		return SnapshotInfo{Node: node, Removed: true}, nil
+	}
+	info := SnapshotInfo{Node: h.Get(HeaderSnapshotNode), Removed: h.Get(HeaderSnapshotRemoved) == "true"}
+	if info.Node != node {
+		return info, fmt.Errorf("snapshot names node %q on the subject of %q", info.Node, node)
+	}
+	var err error
+	if info.Version, err = strconv.ParseUint(h.Get(HeaderSnapshotVersion), 10, 64); err != nil {
+		return info, fmt.Errorf("snapshot of %s: version: %w", node, err)
+	}
+	gen, err := strconv.ParseInt(h.Get(HeaderSnapshotGenerated), 10, 64)
+	if err != nil {
+		return info, fmt.Errorf("snapshot of %s: generated: %w", node, err)
+	}
+	info.Generated = time.UnixMilli(gen)
+	ttl, err := strconv.ParseInt(h.Get(HeaderSnapshotTTL), 10, 64)
+	if err != nil || ttl <= 0 {
+		return info, fmt.Errorf("snapshot of %s: bad ttl %q", node, h.Get(HeaderSnapshotTTL))
+	}
+	info.TTL = time.Duration(ttl) * time.Millisecond
+	return info, nil
+}
+
+// DecodeSnapshot decodes a snapshot message's data.
+func DecodeSnapshot(data []byte) (*aggregate.Dump, error) {
+	raw, err := zdec.DecodeAll(data, nil)
+	if err != nil {
+		return nil, fmt.Errorf("decompress snapshot: %w", err)
+	}
+	var d aggregate.Dump
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return nil, fmt.Errorf("decode snapshot: %w", err)
+	}
+	return &d, nil
+}
