@@ -1,0 +1,52 @@
+// Package producers is the SDK an instrumented Go process uses to publish
+// metric deltas to jetmetrics over NATS JetStream.
+//
+// A Producer is a registry of counters, gauges and histograms, with or
+// without labels, shaped like client_golang's (the five AWX kinds: Counter
+// and FloatCounter, Gauge and FloatGauge, Histogram), plus a goroutine that
+// every Config.FlushInterval cuts the deltas recorded since the last cut
+// into one batch message for the node's aggregator.
+//
+// # Concurrency
+//
+// Every method is safe for concurrent use. Updates on a series (Inc, Add,
+// Set, Observe) are lock-free atomics that allocate nothing. Vec.With for
+// an existing series is lock-free and allocates nothing once the series has
+// been looked up a few times; only creating a series takes a lock. Keep the
+// series With returns rather than calling With for every update when the
+// labels are fixed.
+//
+// # Delivery
+//
+// Each process incarnation has a producer id (Config.Name plus a random
+// suffix) and numbers its batches from 1. At most one batch is in flight: it
+// is retried with the same bytes and the same Nats-Msg-Id ("<id>:<seq>"),
+// with capped exponential backoff, until JetStream acknowledges it. The
+// stream's duplicate window, and beyond it the aggregator's per-producer
+// sequence mark, make the retries count once. While a batch waits, new
+// updates keep accumulating in the live series, so an outage costs memory
+// bounded by the number of series, not by its length. Flush waits until
+// everything recorded before it is acknowledged; Close does a last Flush.
+// Deltas still in memory when a process dies without Close are lost.
+//
+// A series is announced in the first batch after it is created, with a zero
+// delta, so it exists in the aggregate from then on, as a client_golang
+// series exists from its creation. A metric's help text travels with its
+// first update of each incarnation. Gauges send their absolute value when
+// set since the last cut.
+//
+// The NATS connection belongs to the caller, who must keep it reconnecting
+// through outages: connect with nats.MaxReconnects(-1) and
+// nats.RetryOnFailedConnect(true).
+//
+// Values the wire cannot carry are ignored and counted in Stats.Rejected:
+// NaN and infinities, and negative additions to counters. Names, label
+// names and label values are validated against Config.Limits when a metric
+// or series is created; keep them no looser than the nodes' limits, whose
+// aggregators dead-letter what breaks theirs.
+//
+// The producer's own health is in Stats, and in Collector for the
+// process's Prometheus registry (jetmetrics_producer_*): retries, the
+// unacknowledged backlog and the age of the oldest unsent delta show an
+// outage from the producer's side.
+package producers

@@ -1,0 +1,20 @@
+package producers
+
+import "errors"
+
+// Errors a caller may branch on. Name and label validation errors wrap the
+// sentinels of package series instead (series.ErrMetricName,
+// series.ErrReservedLabel, series.ErrLongValue, ...).
+var (
+	// ErrClosed is returned by Flush once Close has been called.
+	ErrClosed = errors.New("producer closed")
+	// ErrConflict is returned when a metric name is registered again with
+	// another kind, other label names or other buckets.
+	ErrConflict = errors.New("metric registered differently")
+	// ErrLabelCount is returned by With when the number of label values
+	// differs from the number of label names.
+	ErrLabelCount = errors.New("wrong number of label values")
+	// ErrBuckets is returned for histogram buckets that are not finite and
+	// strictly ascending.
+	ErrBuckets = errors.New("invalid histogram buckets")
+)
