@@ -145,12 +145,19 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 	a.log.Info().Uint64("seq", st.marks.Stream).Int("series", len(st.known)).Msg("aggregator consuming")
 
 	u := aggregate.NewUpdate()
+	idle := time.NewTicker(a.cfg.IdleCheck)
+	defer idle.Stop()
 	for {
 		var first item
 		var ok bool
 		select {
 		case <-ctx.Done():
 			return progressed, nil
+		case <-idle.C:
+			if err := a.checkMark(ctx, st.marks.Stream); err != nil {
+				return progressed, err
+			}
+			continue
 		case first, ok = <-items:
 		}
 		if !ok {
@@ -193,6 +200,20 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 		a.m.series.Set(float64(len(st.known)))
 		progressed = true
 	}
+}
+
+// checkMark ends the session when the stored mark is not the one this
+// session applied last: Redis was wiped or rolled back, or another instance
+// moved it.
+func (a *Aggregator) checkMark(ctx context.Context, mine uint64) error {
+	m, err := a.store.Marks(ctx)
+	if err != nil {
+		return err
+	}
+	if m.Stream != mine {
+		return fmt.Errorf("%w: this aggregator applied up to %d, the store has %d", aggregate.ErrConflict, mine, m.Stream)
+	}
+	return nil
 }
 
 // read feeds decoded messages to items until ctx ends or the iterator fails.

@@ -1,12 +1,14 @@
 package aggregator
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
 	"github.com/jetmetrics/jetmetrics/pkg/series"
 	"github.com/jetmetrics/jetmetrics/streams"
 )
@@ -31,11 +33,24 @@ type Config struct {
 	// MaxGroupOps is the most field writes in one Redis call, a bound on
 	// how long one script blocks Redis (default 20,000).
 	MaxGroupOps int
+	// Checkpoints supplies the node's latest checkpoint, restored when the
+	// aggregate is found empty (Redis lost everything). Nil replays the
+	// whole stream instead.
+	Checkpoints Checkpoints
+	// IdleCheck is how often an idle aggregator checks that the stored mark
+	// is still its own, to notice a wiped or rolled back Redis without
+	// waiting for traffic (default 1 s).
+	IdleCheck time.Duration
 	// RetryMin and RetryMax bound the backoff after an error (default 100 ms
 	// and 5 s).
 	RetryMin, RetryMax time.Duration
 	// Logger receives the aggregator's logs.
 	Logger zerolog.Logger
+}
+
+// Checkpoints finds a node's latest checkpoint; nil, nil when it has none.
+type Checkpoints interface {
+	LatestCheckpoint(ctx context.Context, node string) (*aggregate.Dump, error)
 }
 
 // Defaults.
@@ -59,6 +74,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxGroupOps <= 0 {
 		c.MaxGroupOps = DefaultMaxGroupOps
+	}
+	if c.IdleCheck <= 0 {
+		c.IdleCheck = time.Second
 	}
 	if c.RetryMin <= 0 {
 		c.RetryMin = 100 * time.Millisecond

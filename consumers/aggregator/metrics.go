@@ -16,6 +16,7 @@ type metrics struct {
 	applySeconds    prometheus.Histogram
 	groupMessages   prometheus.Histogram
 	restarts        prometheus.Counter
+	restores        prometheus.Counter
 	mark            prometheus.Gauge
 	pending         prometheus.Gauge
 	series          prometheus.Gauge
@@ -53,6 +54,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "jetmetrics_aggregator_resumes_total",
 			Help: "Times the aggregator resumed from the mark stored in Redis after an error.",
 		}),
+		restores: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetmetrics_aggregator_checkpoint_restores_total",
+			Help: "Times the aggregate was found empty and restored from the node's checkpoint.",
+		}),
 		mark: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "jetmetrics_aggregator_applied_sequence",
 			Help: "Last delta stream sequence applied to this node's aggregate.",
@@ -66,7 +71,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Series in this node's aggregate.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.messages, m.entries, m.rejectedEntries, m.applies, m.applySeconds, m.groupMessages, m.restarts, m.mark, m.pending, m.series} {
+	for _, c := range []prometheus.Collector{m.messages, m.entries, m.rejectedEntries, m.applies, m.applySeconds, m.groupMessages, m.restarts, m.restores, m.mark, m.pending, m.series} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

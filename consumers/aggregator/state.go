@@ -2,6 +2,7 @@ package aggregator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -28,6 +29,11 @@ func (a *Aggregator) load(ctx context.Context) (*sessionState, error) {
 	marks, err := a.store.Marks(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if marks.Stream == 0 && a.cfg.Checkpoints != nil {
+		if marks, err = a.restore(ctx); err != nil {
+			return nil, err
+		}
 	}
 	metas, err := a.store.Metas(ctx)
 	if err != nil {
@@ -56,6 +62,29 @@ func (a *Aggregator) load(ctx context.Context) (*sessionState, error) {
 		return nil, err
 	}
 	return st, nil
+}
+
+// restore fills an empty aggregate from the node's latest checkpoint, so
+// that only the deltas since the checkpoint are replayed (and deltas the
+// stream no longer holds are not lost).
+func (a *Aggregator) restore(ctx context.Context) (aggregate.Marks, error) {
+	d, err := a.cfg.Checkpoints.LatestCheckpoint(ctx, a.cfg.Node)
+	if err != nil {
+		return aggregate.Marks{}, fmt.Errorf("restore: %w", err)
+	}
+	if d != nil && d.Mark() > 0 {
+		err := a.store.Restore(ctx, d)
+		switch {
+		case err == nil:
+			a.m.restores.Inc()
+			a.log.Warn().Uint64("seq", d.Mark()).Int("fields", len(d.Series)).Msg("aggregate was empty: restored from checkpoint, replaying the rest")
+		case errors.Is(err, aggregate.ErrNotEmpty):
+			// Another instance restored, or traffic arrived first: use it.
+		default:
+			return aggregate.Marks{}, err
+		}
+	}
+	return a.store.Marks(ctx)
 }
 
 func metricOf(key string) string {

@@ -175,10 +175,17 @@ func (p *Publisher) publishRemoval(ctx context.Context) error {
 	return nil
 }
 
+// Checkpoints reads checkpoints from the snapshot stream.
+type Checkpoints struct {
+	JS      jetstream.JetStream
+	Streams streams.Config
+}
+
 // LatestCheckpoint fetches node's newest checkpoint, or nil when it has
 // none.
-func LatestCheckpoint(ctx context.Context, js jetstream.JetStream, cfg streams.Config, node string) (*aggregate.Dump, error) {
-	s, err := js.Stream(ctx, cfg.SnapshotStream())
+func (c Checkpoints) LatestCheckpoint(ctx context.Context, node string) (*aggregate.Dump, error) {
+	cfg := c.Streams.WithDefaults()
+	s, err := c.JS.Stream(ctx, cfg.SnapshotStream())
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint of %s: %w", node, err)
 	}

@@ -16,16 +16,7 @@ import (
 // routes is the node's HTTP API.
 func (n *Node) routes() http.Handler {
 	mux := http.NewServeMux()
-	local := exposition.NewNodeGatherer(loaderFunc(n.loadLocal), 10*time.Second)
-	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(n.reg, promhttp.HandlerFor(
-		prometheus.Gatherers{n.reg, local},
-		promhttp.HandlerOpts{
-			ErrorHandling:     promhttp.ContinueOnError,
-			ErrorLog:          promLogger{n},
-			EnableOpenMetrics: true,
-			Registry:          n.reg,
-			Timeout:           30 * time.Second,
-		})))
+	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(n.reg, http.HandlerFunc(n.serveMetrics)))
 	cluster := &clusterView{n: n}
 	mux.HandleFunc("GET /metrics/cluster", cluster.serveCluster)
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
@@ -50,16 +41,43 @@ func (n *Node) routes() http.Handler {
 	return mux
 }
 
-type loaderFunc func(ctx context.Context) (*aggregate.State, error)
+// serveMetrics serves /metrics: this node's aggregate (no node label, so
+// Prometheus scraping every node sees no duplicates) and the process's own
+// metrics. It answers 503 rather than serve an aggregate older than one it
+// already served: counters never go backwards.
+func (n *Node) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	st, err := n.loadLocal(ctx)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	promhttp.HandlerFor(prometheus.Gatherers{n.reg, exposition.StaticGatherer(exposition.Families([]*aggregate.State{st}, false))},
+		promhttp.HandlerOpts{
+			ErrorHandling:     promhttp.ContinueOnError,
+			ErrorLog:          promLogger{n},
+			EnableOpenMetrics: true,
+		}).ServeHTTP(w, r)
+}
 
-func (f loaderFunc) Load(ctx context.Context) (*aggregate.State, error) { return f(ctx) }
-
+// loadLocal loads this node's aggregate for exposition. It refuses an
+// aggregate older than one already exposed, so exposed counters never go
+// backwards while the aggregator replays after a Redis restore or rollback.
 func (n *Node) loadLocal(ctx context.Context) (*aggregate.State, error) {
 	rdb := n.rdb.Load()
 	if rdb == nil {
-		return nil, fmt.Errorf("redis: not connected")
+		return nil, fmt.Errorf("aggregate unavailable: redis not connected")
 	}
-	return aggregate.NewStore(rdb, n.cfg.RedisKeyPrefix, n.cfg.Name).Load(ctx)
+	st, err := aggregate.NewStore(rdb, n.cfg.RedisKeyPrefix, n.cfg.Name).Load(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("aggregate unavailable: %w", err)
+	}
+	if hw := n.highWater.Load(); st.Mark < hw {
+		return nil, fmt.Errorf("aggregate is at stream seq %d, behind seq %d already exposed: catching up after a Redis restore or rollback", st.Mark, hw)
+	}
+	raiseTo(&n.highWater, st.Mark)
+	return st, nil
 }
 
 // promLogger sends promhttp's errors to the node's log.

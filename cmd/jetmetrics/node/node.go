@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,11 @@ type Node struct {
 	nc          atomic.Pointer[nats.Conn]
 	rdb         atomic.Pointer[redis.Client]
 	peers       atomic.Pointer[aggregate.Peers]
+	// highWater is the highest aggregate version this node has exposed or
+	// published: /metrics never serves an older one, so exposed counters
+	// never go backwards while Redis is restored or rolled back and the
+	// aggregator replays.
+	highWater atomic.Uint64
 	broadcast   atomic.Pointer[broadcast.Consumer]
 	started     chan struct{}
 	startOnce   sync.Once
@@ -186,6 +192,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		return err
 	}
 	n.provisioned.Store(true)
+	n.seedHighWater(runCtx, js)
 
 	agg, err := aggregator.New(aggregator.Config{
 		Node:               n.cfg.Name,
@@ -193,6 +200,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		Limits:             n.cfg.Limits,
 		MaxSeries:          n.cfg.MaxSeries,
 		MaxSeriesPerMetric: n.cfg.MaxSeriesPerMetric,
+		Checkpoints:        snapshot.Checkpoints{JS: js, Streams: n.cfg.Streams},
 		Logger:             n.cfg.Logger, // the aggregator adds the node itself
 	}, js, aggregate.NewStore(rdb, n.cfg.RedisKeyPrefix, n.cfg.Name), n.reg)
 	if err != nil {
@@ -421,4 +429,35 @@ func quiet(l zerolog.Logger) zerolog.Logger {
 		return l.Level(zerolog.WarnLevel)
 	}
 	return l
+}
+
+// seedHighWater starts the high-water mark at the version of the node's
+// last published snapshot (or removal), so a restart onto a rolled back
+// Redis does not serve counters lower than peers and Prometheus have seen.
+func (n *Node) seedHighWater(ctx context.Context, js jetstream.JetStream) {
+	s, err := js.Stream(ctx, n.cfg.Streams.SnapshotStream())
+	if err != nil {
+		n.log.Warn().Err(err).Msg("high-water mark not seeded")
+		return
+	}
+	for _, subj := range []string{n.cfg.Streams.Subjects().Snapshot(n.cfg.Name), n.cfg.Streams.Subjects().Checkpoint(n.cfg.Name)} {
+		m, err := s.GetLastMsgForSubject(ctx, subj)
+		if err != nil {
+			continue
+		}
+		if v, err := strconv.ParseUint(m.Header.Get(streams.HeaderSnapshotVersion), 10, 64); err == nil {
+			raiseTo(&n.highWater, v)
+		}
+	}
+	n.log.Debug().Uint64("seq", n.highWater.Load()).Msg("high-water mark seeded")
+}
+
+// raiseTo sets a to v if v is higher.
+func raiseTo(a *atomic.Uint64, v uint64) {
+	for {
+		cur := a.Load()
+		if v <= cur || a.CompareAndSwap(cur, v) {
+			return
+		}
+	}
 }

@@ -1,0 +1,10 @@
+// Package redisserver runs redis-server as a managed child process with
+// AOF persistence on a unix socket or a loopback TCP port, for tests and
+// for single-host deployments that bring their own Redis.
+//
+// Start returns a running *Server. Its methods are safe for concurrent
+// use: Stop, Kill, Restart and the restarts done by Supervise are
+// serialised, and URL and Options never change for the life of a Server,
+// so clients keep working across restarts. After Stop returns no child
+// process and no goroutine of the Server is left running.
+package redisserver
