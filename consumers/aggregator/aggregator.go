@@ -186,8 +186,14 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 			}
 		}
 		u.Mark = last.seq
+		if err := a.fault(StepDecoded, u.Mark); err != nil {
+			return progressed, err
+		}
 		start := time.Now()
 		if err := a.store.Apply(ctx, u); err != nil {
+			return progressed, err
+		}
+		if err := a.fault(StepApplied, u.Mark); err != nil {
 			return progressed, err
 		}
 		a.m.applySeconds.Observe(time.Since(start).Seconds())
@@ -199,7 +205,20 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 		a.m.pending.Set(float64(last.pending))
 		a.m.series.Set(float64(len(st.known)))
 		progressed = true
+		if err := a.fault(StepCommitted, u.Mark); err != nil {
+			return progressed, err
+		}
 	}
+}
+
+func (a *Aggregator) fault(step Step, mark uint64) error {
+	if a.cfg.Fault == nil {
+		return nil
+	}
+	if err := a.cfg.Fault(step, mark); err != nil {
+		return fmt.Errorf("injected fault at %s, seq %d: %w", step, mark, err)
+	}
+	return nil
 }
 
 // checkMark ends the session when the stored mark is not the one this

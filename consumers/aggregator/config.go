@@ -41,12 +41,31 @@ type Config struct {
 	// is still its own, to notice a wiped or rolled back Redis without
 	// waiting for traffic (default 1 s).
 	IdleCheck time.Duration
+	// Fault injects failures at the steps of an apply, for fault tests. A
+	// non-nil error from it ends the session at that step, exactly as a
+	// crash there would leave things: nothing after the step happens, and
+	// the next session starts from what Redis holds. Nil in production.
+	Fault func(step Step, mark uint64) error
 	// RetryMin and RetryMax bound the backoff after an error (default 100 ms
 	// and 5 s).
 	RetryMin, RetryMax time.Duration
 	// Logger receives the aggregator's logs.
 	Logger zerolog.Logger
 }
+
+// Step names a point in applying a group of messages.
+type Step string
+
+// The steps at which Config.Fault is called.
+const (
+	// StepDecoded: the group is decoded and folded, nothing written yet.
+	StepDecoded Step = "decoded"
+	// StepApplied: the Redis script has run, the session has not yet
+	// recorded the new mark in memory.
+	StepApplied Step = "applied"
+	// StepCommitted: the session has moved on to the new mark.
+	StepCommitted Step = "committed"
+)
 
 // Checkpoints finds a node's latest checkpoint; nil, nil when it has none.
 type Checkpoints interface {
