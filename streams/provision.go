@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -138,16 +139,36 @@ func (c Config) DeadLetterStreamConfig() jetstream.StreamConfig {
 }
 
 // Provision creates the streams, or updates them to c's definition, and is
-// safe to call from every node at once: the result is the same whichever
-// node runs first.
+// safe to call from every node at once. A stream that exists keeps its
+// replica count: whichever node creates it first decides it, and later
+// nodes never fight over it (change it with `nats stream edit`).
 func Provision(ctx context.Context, js jetstream.JetStream, c Config) error {
 	if err := c.Validate(); err != nil {
 		return fmt.Errorf("provision streams: %w", err)
 	}
 	for _, sc := range []jetstream.StreamConfig{c.DeltaStreamConfig(), c.DeadLetterStreamConfig(), c.SnapshotStreamConfig()} {
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+		if err := provision(ctx, js, sc); err != nil {
 			return fmt.Errorf("provision stream %s: %w", sc.Name, err)
 		}
 	}
 	return nil
+}
+
+func provision(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig) error {
+	for {
+		s, err := js.Stream(ctx, sc.Name)
+		switch {
+		case err == nil:
+			sc.Replicas = s.CachedInfo().Config.Replicas
+			_, err = js.UpdateStream(ctx, sc)
+			return err
+		case !errors.Is(err, jetstream.ErrStreamNotFound):
+			return err
+		}
+		_, err = js.CreateStream(ctx, sc)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			continue // another node created it first: update that one
+		}
+		return err
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,11 +25,14 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&cfg.DataDir, "data.dir", "./data", "directory for the embedded NATS store and the managed Redis files")
 	fs.StringVar(&cfg.NATSURL, "nats.url", "", "NATS server URL(s), comma separated; empty starts an embedded server")
 	fs.StringVar(&cfg.NATSListen, "nats.listen", "127.0.0.1:4222", `embedded server's client address; "" for in-process only`)
+	fs.StringVar(&cfg.NATSClusterListen, "nats.cluster.listen", "", "embedded server's route address (host:port) to join a NATS cluster")
+	routes := fs.String("nats.cluster.routes", "", "comma-separated route URLs of the cluster's nodes (nats://host:port)")
+	fs.StringVar(&cfg.NATSClusterName, "nats.cluster.name", "jetmetrics", "NATS cluster name")
 	fs.StringVar(&cfg.RedisURL, "redis.url", "", "Redis URL (redis://, rediss://, unix://); empty starts a managed redis-server")
 	fs.StringVar(&cfg.RedisKeyPrefix, "redis.key-prefix", "jetmetrics", "prefix of every Redis key")
 	fs.StringVar(&cfg.WebListen, "web.listen-address", node.DefaultWebListen, "HTTP address for /metrics and the API")
 	fs.StringVar(&cfg.Streams.Prefix, "streams.prefix", streams.DefaultPrefix, "subject prefix and stream name base")
-	fs.IntVar(&cfg.Streams.Replicas, "streams.replicas", 1, "stream replicas (3 in a cluster)")
+	fs.IntVar(&cfg.Streams.Replicas, "streams.replicas", 0, "stream replicas; 0 picks 3 in a NATS cluster of three or more, else the cluster's size")
 	fs.DurationVar(&cfg.Streams.DeltaMaxAge, "streams.delta-max-age", streams.DefaultDeltaMaxAge, "how long deltas are kept: the replay horizon")
 	fs.DurationVar(&cfg.Streams.Duplicates, "streams.duplicate-window", streams.DefaultDuplicates, "broker deduplication window on Nats-Msg-Id")
 	fs.IntVar(&cfg.MaxSeries, "limits.max-series", 1_000_000, "most series a node holds; new series beyond are refused")
@@ -47,6 +51,11 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return nil
 		}
 		return err
+	}
+	for _, r := range strings.Split(*routes, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			cfg.NATSClusterRoutes = append(cfg.NATSClusterRoutes, r)
+		}
 	}
 	logger, err := newLogger(*logLevel, *logFormat, stderr)
 	if err != nil {
@@ -79,8 +88,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 func checkNodeFlags(cfg node.Config) error {
 	switch {
-	case cfg.Streams.Replicas < 1 || cfg.Streams.Replicas > 5:
-		return flagError("streams.replicas", fmt.Sprint(cfg.Streams.Replicas), "want 1 to 5")
+	case cfg.Streams.Replicas < 0 || cfg.Streams.Replicas > 5:
+		return flagError("streams.replicas", fmt.Sprint(cfg.Streams.Replicas), "want 0 (automatic) to 5")
 	case cfg.Streams.DeltaMaxAge < time.Minute:
 		return flagError("streams.delta-max-age", cfg.Streams.DeltaMaxAge.String(), "want at least 1m: it is the replay horizon")
 	case cfg.Streams.Duplicates <= 0:

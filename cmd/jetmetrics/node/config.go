@@ -31,6 +31,15 @@ type Config struct {
 	// in-process connections only.
 	NATSListen string
 
+	// NATSClusterListen is the embedded server's route address
+	// ("host:port"); with NATSClusterRoutes it joins a NATS cluster.
+	NATSClusterListen string
+	// NATSClusterRoutes are the route URLs of every cluster member
+	// (nats://host:port), this node's own included or not.
+	NATSClusterRoutes []string
+	// NATSClusterName names the cluster (default "jetmetrics").
+	NATSClusterName string
+
 	// RedisURL uses an existing Redis (redis://, rediss:// or unix://);
 	// empty starts and supervises a redis-server child under DataDir.
 	RedisURL string
@@ -41,7 +50,8 @@ type Config struct {
 	// a free port (see Node.WebAddr).
 	WebListen string
 
-	// Streams names and sizes the streams.
+	// Streams names and sizes the streams. Replicas 0 means 3 in a NATS
+	// cluster of three or more servers, else the cluster's size.
 	Streams streams.Config
 	// Limits bounds label count, label value length and names.
 	Limits series.Limits
@@ -82,7 +92,9 @@ func (c Config) withDefaults() Config {
 	if c.DemoInterval <= 0 {
 		c.DemoInterval = time.Second
 	}
+	replicas := c.Streams.Replicas // 0 means: decided once connected
 	c.Streams = c.Streams.WithDefaults()
+	c.Streams.Replicas = replicas
 	return c
 }
 
@@ -97,6 +109,12 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.WebListen); err != nil {
 		return fmt.Errorf("--web.listen-address %q: %w", c.WebListen, err)
+	}
+	if c.NATSClusterListen != "" && c.NATSURL != "" {
+		return fmt.Errorf("--nats.cluster.listen is for the embedded server; with --nats.url the cluster is the external one's")
+	}
+	if c.NATSClusterListen != "" && len(c.NATSClusterRoutes) == 0 {
+		return fmt.Errorf("--nats.cluster.listen %q needs --nats.cluster.routes: the route URLs of the cluster's nodes", c.NATSClusterListen)
 	}
 	if c.NATSListen != "" && c.NATSURL == "" {
 		if _, _, err := splitHostPort(c.NATSListen); err != nil {

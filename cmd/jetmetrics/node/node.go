@@ -186,6 +186,18 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	g := &group{cancel: cancel}
 	g.Go(func() error { return web.Run(runCtx) })
 
+	if ns != nil {
+		// In a cluster, JetStream requests made before a meta leader exists
+		// are dropped unanswered; wait for one instead of timing out.
+		if err := ns.WaitJetStreamReady(runCtx); err != nil {
+			cancel()
+			g.Wait()
+			return err
+		}
+	}
+	if n.cfg.Streams.Replicas == 0 {
+		n.cfg.Streams.Replicas = autoReplicas(nc, len(n.cfg.NATSClusterRoutes))
+	}
 	if err := n.provision(runCtx, js); err != nil {
 		cancel()
 		g.Wait()
@@ -302,6 +314,12 @@ func (n *Node) startNATS() (*natsserver.Server, *nats.Conn, error) {
 		StoreDir:   n.cfg.natsDir(),
 		DontListen: n.cfg.NATSListen == "",
 		Logger:     quiet(n.log.With().Str("component", "nats-server").Logger()),
+		// Room for snapshots of large aggregates; the SDK splits deltas to
+		// whatever the server allows.
+		MaxPayload:    8 << 20,
+		ClusterName:   n.cfg.NATSClusterName,
+		ClusterListen: n.cfg.NATSClusterListen,
+		Routes:        n.cfg.NATSClusterRoutes,
 	}
 	if !sc.DontListen {
 		host, port, err := splitHostPort(n.cfg.NATSListen)
@@ -346,7 +364,9 @@ func splitHostPort(addr string) (string, int, error) {
 func (n *Node) provision(ctx context.Context, js jetstream.JetStream) error {
 	backoff := 100 * time.Millisecond
 	for {
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		// Short attempts: requests to a stream still electing its leader
+		// are dropped, not refused, and only a retry gets an answer.
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := streams.Provision(pctx, js, n.cfg.Streams)
 		cancel()
 		if err == nil {
@@ -364,7 +384,7 @@ func (n *Node) provision(ctx context.Context, js jetstream.JetStream) error {
 			return fmt.Errorf("provision streams: %w", err)
 		case <-t.C:
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		backoff = min(2*backoff, time.Second)
 	}
 }
 
@@ -460,4 +480,14 @@ func raiseTo(a *atomic.Uint64, v uint64) {
 			return
 		}
 	}
+}
+
+// autoReplicas picks the stream replication factor when none is set: 3 in
+// a NATS cluster of three or more servers, else the cluster's size.
+func autoReplicas(nc *nats.Conn, routes int) int {
+	servers := routes
+	if nc.ConnectedClusterName() != "" {
+		servers = max(servers, len(nc.Servers()))
+	}
+	return max(1, min(3, servers))
 }
