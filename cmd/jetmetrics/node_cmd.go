@@ -37,6 +37,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&cfg.Streams.Duplicates, "streams.duplicate-window", streams.DefaultDuplicates, "broker deduplication window on Nats-Msg-Id")
 	fs.IntVar(&cfg.MaxSeries, "limits.max-series", 1_000_000, "most series a node holds; new series beyond are refused")
 	fs.IntVar(&cfg.MaxSeriesPerMetric, "limits.max-series-per-metric", 100_000, "most series one metric holds")
+	fs.IntVar(&cfg.MaxBatchBytes, "limits.max-batch-bytes", 8<<20, "largest delta message accepted; larger ones are rejected as oversize")
 	fs.IntVar(&cfg.Limits.MaxLabels, "limits.max-labels", 16, "most labels a series may have")
 	fs.IntVar(&cfg.Limits.MaxLabelValueBytes, "limits.max-label-value-bytes", 256, "longest label value in bytes")
 	fs.DurationVar(&cfg.SnapshotInterval, "snapshot.interval", 5*time.Second, "how often the node publishes its snapshot to the cluster")
@@ -98,6 +99,8 @@ func checkNodeFlags(cfg node.Config) error {
 		return flagError("limits.max-series", fmt.Sprint(cfg.MaxSeries), "want at least 1")
 	case cfg.MaxSeriesPerMetric < 1:
 		return flagError("limits.max-series-per-metric", fmt.Sprint(cfg.MaxSeriesPerMetric), "want at least 1")
+	case cfg.MaxBatchBytes < 1024:
+		return flagError("limits.max-batch-bytes", fmt.Sprint(cfg.MaxBatchBytes), "want at least 1024")
 	case cfg.Limits.MaxLabels < 1:
 		return flagError("limits.max-labels", fmt.Sprint(cfg.Limits.MaxLabels), "want at least 1")
 	case cfg.Limits.MaxLabelValueBytes < 1:

@@ -250,6 +250,16 @@ func (a *Aggregator) read(ctx context.Context, it jetstream.MessagesContext, ite
 			return fmt.Errorf("read %s: message metadata: %w", a.cfg.Streams.DeltaStream(), err)
 		}
 		in := item{seq: md.Sequence.Stream, subject: msg.Subject(), data: msg.Data(), pending: md.NumPending}
+		if len(in.data) > a.cfg.MaxMessageBytes {
+			in.reject = &streams.RejectError{Reason: streams.ReasonOversize,
+				Err: fmt.Errorf("batch of %d bytes is over the node's limit of %d", len(in.data), a.cfg.MaxMessageBytes)}
+			select {
+			case items <- in:
+				continue
+			case <-ctx.Done():
+				return nil
+			}
+		}
 		dec, err := streams.Decode(in.data, a.cfg.Node, a.cfg.Limits)
 		if err != nil {
 			var rej *streams.RejectError

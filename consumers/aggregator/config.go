@@ -27,6 +27,9 @@ type Config struct {
 	MaxSeries int
 	// MaxSeriesPerMetric caps one metric's series (default 100,000).
 	MaxSeriesPerMetric int
+	// MaxMessageBytes rejects (as oversize) a delta message larger than
+	// this (default 8 MiB, the embedded server's largest payload).
+	MaxMessageBytes int
 	// MaxGroupMessages is the most messages applied in one Redis call
 	// (default 512).
 	MaxGroupMessages int
@@ -77,6 +80,7 @@ const (
 	DefaultMaxSeries          = 1_000_000
 	DefaultMaxSeriesPerMetric = 100_000
 	DefaultMaxGroupMessages   = 512
+	DefaultMaxMessageBytes    = 8 << 20
 	DefaultMaxGroupOps        = 20_000
 )
 
@@ -87,6 +91,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxSeriesPerMetric <= 0 {
 		c.MaxSeriesPerMetric = DefaultMaxSeriesPerMetric
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	if c.MaxGroupMessages <= 0 {
 		c.MaxGroupMessages = DefaultMaxGroupMessages

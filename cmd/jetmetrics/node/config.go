@@ -57,6 +57,9 @@ type Config struct {
 	Limits series.Limits
 	// MaxSeries and MaxSeriesPerMetric cap the node's cardinality.
 	MaxSeries, MaxSeriesPerMetric int
+	// MaxBatchBytes rejects larger delta messages as oversize (default
+	// 8 MiB).
+	MaxBatchBytes int
 
 	// SnapshotInterval is how often the node publishes its snapshot
 	// (default 5 s); SnapshotTTL how long peers keep it (default three

@@ -47,9 +47,9 @@ type Node struct {
 	// never go backwards while Redis is restored or rolled back and the
 	// aggregator replays.
 	highWater atomic.Uint64
-	broadcast   atomic.Pointer[broadcast.Consumer]
-	started     chan struct{}
-	startOnce   sync.Once
+	broadcast atomic.Pointer[broadcast.Consumer]
+	started   chan struct{}
+	startOnce sync.Once
 }
 
 // New validates cfg and returns a node ready to Run.
@@ -212,6 +212,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		Limits:             n.cfg.Limits,
 		MaxSeries:          n.cfg.MaxSeries,
 		MaxSeriesPerMetric: n.cfg.MaxSeriesPerMetric,
+		MaxMessageBytes:    n.cfg.MaxBatchBytes,
 		Checkpoints:        snapshot.Checkpoints{JS: js, Streams: n.cfg.Streams},
 		Logger:             n.cfg.Logger, // the aggregator adds the node itself
 	}, js, aggregate.NewStore(rdb, n.cfg.RedisKeyPrefix, n.cfg.Name), n.reg)
