@@ -9,17 +9,19 @@ import (
 // metrics are the aggregator's own, about this process's work. The exactly
 // once counts of rejections live in Redis with the aggregate.
 type metrics struct {
-	messages        *prometheus.CounterVec
-	entries         prometheus.Counter
-	rejectedEntries *prometheus.CounterVec
-	applies         prometheus.Counter
-	applySeconds    prometheus.Histogram
-	groupMessages   prometheus.Histogram
-	restarts        prometheus.Counter
-	restores        prometheus.Counter
-	mark            prometheus.Gauge
-	pending         prometheus.Gauge
-	series          prometheus.Gauge
+	messages *prometheus.CounterVec
+	// The messages counter per result, resolved once: it is hit per message.
+	applied, duplicate, rejected, partlyRejected prometheus.Counter
+	entries                                      prometheus.Counter
+	rejectedEntries                              *prometheus.CounterVec
+	applies                                      prometheus.Counter
+	applySeconds                                 prometheus.Histogram
+	groupMessages                                prometheus.Histogram
+	restarts                                     prometheus.Counter
+	restores                                     prometheus.Counter
+	mark                                         prometheus.Gauge
+	pending                                      prometheus.Gauge
+	series                                       prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -76,9 +78,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, err
 		}
 	}
-	for _, r := range []string{"applied", "duplicate", "rejected", "partly_rejected"} {
-		m.messages.WithLabelValues(r)
-	}
+	m.applied = m.messages.WithLabelValues("applied")
+	m.duplicate = m.messages.WithLabelValues("duplicate")
+	m.rejected = m.messages.WithLabelValues("rejected")
+	m.partlyRejected = m.messages.WithLabelValues("partly_rejected")
 	for _, r := range streams.Reasons {
 		m.rejectedEntries.WithLabelValues(string(r))
 	}

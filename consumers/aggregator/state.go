@@ -111,12 +111,12 @@ func exposedNames(name string, k aggregate.Kind) []string {
 func (st *sessionState) add(ctx context.Context, a *Aggregator, u *aggregate.Update, in item) error {
 	if in.reject != nil {
 		u.Reject(string(in.reject.Reason), 1)
-		a.m.messages.WithLabelValues("rejected").Inc()
+		a.m.rejected.Inc()
 		return a.deadLetter(ctx, in, in.reject, nil)
 	}
 	d := in.dec
 	if d.Seq <= st.marks.Producers[d.Producer] {
-		a.m.messages.WithLabelValues("duplicate").Inc()
+		a.m.duplicate.Inc()
 		return nil
 	}
 	st.marks.Producers[d.Producer] = d.Seq
@@ -141,10 +141,10 @@ func (st *sessionState) add(ctx context.Context, a *Aggregator, u *aggregate.Upd
 	}
 	a.m.entries.Add(float64(len(d.Entries) - len(st.rejected)))
 	if first == nil {
-		a.m.messages.WithLabelValues("applied").Inc()
+		a.m.applied.Inc()
 		return nil
 	}
-	a.m.messages.WithLabelValues("partly_rejected").Inc()
+	a.m.partlyRejected.Inc()
 	return a.deadLetter(ctx, in, first, st.rejected)
 }
 
