@@ -1,7 +1,6 @@
 package streams
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -61,28 +60,6 @@ const ReservedPrefix = "jetmetrics_"
 // MaxBuckets bounds a histogram's bucket count.
 const MaxBuckets = 64
 
-// wireMetric mirrors Metric with a pointer value so a missing value is told
-// apart from zero.
-type wireMetric struct {
-	Name    string            `json:"name"`
-	Type    Kind              `json:"type"`
-	Help    string            `json:"help"`
-	Labels  map[string]string `json:"labels"`
-	Value   *float64          `json:"value"`
-	Buckets []float64         `json:"buckets"`
-	Counts  []uint64          `json:"counts"`
-	Sum     float64           `json:"sum"`
-}
-
-type wireBatch struct {
-	Version  *int         `json:"v"`
-	Node     string       `json:"node"`
-	Producer string       `json:"producer"`
-	Seq      uint64       `json:"seq"`
-	Time     int64        `json:"time"`
-	Metrics  []wireMetric `json:"metrics"`
-}
-
 // Entry is one validated series update of a decoded batch, or the reason it
 // was rejected.
 type Entry struct {
@@ -108,60 +85,43 @@ type Decoded struct {
 // at all: undecodable, of an unknown version, or with a bad envelope (node,
 // producer or seq). Entry-level problems are reported per entry.
 func Decode(data []byte, node string, limits series.Limits) (*Decoded, error) {
-	var w wireBatch
-	if err := json.Unmarshal(data, &w); err != nil {
-		return nil, reject(ReasonUndecodable, "decode batch: %w", err)
-	}
-	if w.Version == nil {
-		return nil, reject(ReasonVersion, "batch has no version field \"v\"")
-	}
-	if *w.Version != WireVersion {
-		return nil, reject(ReasonVersion, "wire version %d, this node reads %d", *w.Version, WireVersion)
-	}
-	if w.Node != node {
-		return nil, reject(ReasonEnvelope, "batch names node %q but was published for node %q", w.Node, node)
-	}
-	if err := CheckToken("producer", w.Producer); err != nil {
-		return nil, &RejectError{Reason: ReasonEnvelope, Err: err}
-	}
-	if w.Seq == 0 {
-		return nil, reject(ReasonEnvelope, "batch seq must start at 1")
-	}
-	d := &Decoded{Node: w.Node, Producer: w.Producer, Seq: w.Seq, Time: w.Time, Entries: make([]Entry, len(w.Metrics))}
-	var labels []series.Label
-	for i := range w.Metrics {
-		labels = checkEntry(&d.Entries[i], &w.Metrics[i], limits, labels[:0])
-	}
-	return d, nil
+	return decodeReference(data, node, limits)
 }
 
-func checkEntry(e *Entry, m *wireMetric, limits series.Limits, labels []series.Label) []series.Label {
-	e.Metric = Metric{Name: m.Name, Type: m.Type, Help: m.Help, Labels: m.Labels, Buckets: m.Buckets, Counts: m.Counts, Sum: m.Sum}
-	if m.Value != nil {
-		e.Value = *m.Value
+// checkEnvelope decides whether a batch can be applied on node at all. It
+// ignores w.Metrics.
+func checkEnvelope(w *wireBatch, node string) error {
+	if w.Version == nil {
+		return reject(ReasonVersion, "batch has no version field \"v\"")
 	}
+	if *w.Version != WireVersion {
+		return reject(ReasonVersion, "wire version %d, this node reads %d", *w.Version, WireVersion)
+	}
+	if w.Node != node {
+		return reject(ReasonEnvelope, "batch names node %q but was published for node %q", w.Node, node)
+	}
+	if err := CheckToken("producer", w.Producer); err != nil {
+		return &RejectError{Reason: ReasonEnvelope, Err: err}
+	}
+	if w.Seq == 0 {
+		return reject(ReasonEnvelope, "batch seq must start at 1")
+	}
+	return nil
+}
+
+// checkMetric decides whether an entry can be applied. labels are its
+// labels sorted by name; m.Labels is ignored.
+func checkMetric(m *wireMetric, labels []series.Label, limits series.Limits) *RejectError {
 	if err := limits.CheckMetricName(m.Name); err != nil {
-		e.Reject = &RejectError{Reason: ReasonMetricName, Err: err}
-		return labels
+		return &RejectError{Reason: ReasonMetricName, Err: err}
 	}
 	if strings.HasPrefix(m.Name, ReservedPrefix) {
-		e.Reject = reject(ReasonMetricName, "metric name %q: the prefix %s is kept for jetmetrics's own metrics", m.Name, ReservedPrefix)
-		return labels
+		return reject(ReasonMetricName, "metric name %q: the prefix %s is kept for jetmetrics's own metrics", m.Name, ReservedPrefix)
 	}
-	for k, v := range m.Labels {
-		labels = append(labels, series.Label{Name: k, Value: v})
-	}
-	series.SortLabels(labels)
 	if err := limits.CheckLabels(labels); err != nil {
-		e.Reject = &RejectError{Reason: labelReason(err), Err: err}
-		return labels
+		return &RejectError{Reason: labelReason(err), Err: err}
 	}
-	if r := checkValues(m); r != nil {
-		e.Reject = r
-		return labels
-	}
-	e.Key = series.Key(m.Name, labels)
-	return labels
+	return checkValues(m)
 }
 
 func labelReason(err error) Reason {
