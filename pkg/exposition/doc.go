@@ -1,9 +1,19 @@
-// Package exposition turns node aggregates into Prometheus metric families:
-// a prometheus.Gatherer over the aggregate held in Redis, served through
-// promhttp with its content negotiation (text, OpenMetrics, protobuf) and
-// compression.
+// Package exposition turns node aggregates into the Prometheus exposition
+// formats.
 //
-// Counters are typed counter, gauges gauge and histograms histogram with
-// cumulative buckets, _sum and _count. Gather is safe for concurrent use;
-// each call reads the aggregate afresh.
+// Handler serves aggregates with promhttp's content negotiation (text
+// 0.0.4, OpenMetrics 1.0.0, delimited protobuf; identity or gzip),
+// rendering them straight from the aggregate's series with an append-based
+// writer: the bytes are those expfmt writes for the families Families
+// builds, without building them. It keeps what it rendered of each node's
+// families at each version and reuses it (gzip included: responses are
+// assembled from deflate segments compressed apart), and renders a new
+// version's families on every core.
+//
+// Families builds the same families as dto.MetricFamily values, for
+// promhttp and for tests. Counters are typed counter, gauges gauge and
+// histograms histogram with cumulative buckets, _sum and _count.
+//
+// Handler, Families and WriteJSON are safe for concurrent use; none of them
+// modifies the states it is given.
 package exposition

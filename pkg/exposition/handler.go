@@ -1,0 +1,427 @@
+package exposition
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
+)
+
+// HandlerConfig configures a Handler. The zero value serves aggregates
+// alone, without a node label, in the text and protobuf formats, gzipped
+// when the client asks.
+type HandlerConfig struct {
+	// NodeLabel adds node="<state's node>" to every series and merges the
+	// families of all states by name: the cluster view.
+	NodeLabel bool
+	// Gatherer, when set, adds families gathered on every request, such as
+	// the process's own metrics. A family it shares a name with hides the
+	// aggregate's family of that name (the error is logged).
+	Gatherer prometheus.Gatherer
+	// EnableOpenMetrics offers the OpenMetrics text format, as promhttp's
+	// option of the same name does.
+	EnableOpenMetrics bool
+	// ErrorLog receives the errors that do not fail a request: a gatherer
+	// error (the families gathered are still served) or a name collision.
+	// Nil discards them.
+	ErrorLog promhttp.Logger
+	// CompressionLevel is the deflate level of gzip responses, from 1
+	// (fastest) to 9 (smallest); default 5, which compresses about as small
+	// as compress/gzip's default in a fraction of its time.
+	CompressionLevel int
+	// MaxCacheBytes bounds the rendered bytes kept for later requests;
+	// default 256 MiB, negative keeps none.
+	MaxCacheBytes int64
+}
+
+// Defaults of HandlerConfig.
+const (
+	DefaultCompressionLevel = 5
+	DefaultMaxCacheBytes    = 256 << 20
+)
+
+// Validate reports the first invalid setting.
+func (c HandlerConfig) Validate() error {
+	if c.CompressionLevel < 0 || c.CompressionLevel > 9 {
+		return fmt.Errorf("exposition: compression level %d: want 1 to 9, or 0 for the default", c.CompressionLevel)
+	}
+	return nil
+}
+
+func (c HandlerConfig) withDefaults() HandlerConfig {
+	if c.CompressionLevel == 0 {
+		c.CompressionLevel = DefaultCompressionLevel
+	}
+	if c.MaxCacheBytes == 0 {
+		c.MaxCacheBytes = DefaultMaxCacheBytes
+	}
+	return c
+}
+
+// Handler serves aggregates in the Prometheus exposition formats with
+// promhttp's content negotiation: text 0.0.4, OpenMetrics 1.0.0 (when
+// enabled) and delimited protobuf, identity or gzip. It renders straight
+// from the aggregate's series into bytes, with no dto.MetricFamily in
+// between, and keeps what it rendered of each node's families at each
+// version, so a later request for the same version of a node, the usual
+// case for peers in a cluster view, costs a copy. Families of nodes at a
+// new version are rendered on every core.
+//
+// A state is identified by its node and mark: two states of one node at
+// one mark must hold the same families, as the aggregates of pkg/aggregate
+// do (every change moves the mark). States at mark 0 are never cached.
+//
+// A Handler is safe for concurrent use.
+type Handler struct {
+	cfg      HandlerConfig
+	accepted []expfmt.Format
+	z        *compressor
+	cache    *segmentCache
+}
+
+// NewHandler returns a handler configured by cfg.
+func NewHandler(cfg HandlerConfig) (*Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	accepted := expfmt.DefaultAcceptedFormats()
+	if cfg.EnableOpenMetrics {
+		accepted = expfmt.DefaultOpenMetricsAcceptedFormats()
+	}
+	return &Handler{
+		cfg:      cfg,
+		accepted: accepted,
+		z:        newCompressor(cfg.CompressionLevel),
+		cache:    newSegmentCache(cfg.MaxCacheBytes),
+	}, nil
+}
+
+// Serve writes states, and the gatherer's families, in the format and
+// encoding r negotiates. Like promhttp, it serves only the families named
+// by the name[] query parameters when there are any.
+func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, states []*aggregate.State) {
+	ct := expfmt.NegotiateAccept(r.Header, h.accepted...)
+	gz := negotiateGzip(r)
+	hdr := w.Header()
+	hdr.Add("Vary", "Accept")
+	hdr.Add("Vary", "Accept-Encoding")
+	hdr.Set("Content-Type", string(ct))
+	if gz {
+		hdr.Set("Content-Encoding", "gzip")
+	}
+	var only map[string]bool
+	if r.URL != nil {
+		if names := r.URL.Query()["name[]"]; len(names) > 0 {
+			only = make(map[string]bool, len(names))
+			for _, n := range names {
+				only[n] = true
+			}
+		}
+	}
+	body := h.body(ct, gz, states, only)
+	hdr.Set("Content-Length", strconv.FormatInt(body.size, 10))
+	// A failed write is the client gone; nothing is left to do.
+	_, _ = body.WriteTo(w)
+}
+
+// negotiateGzip reports whether the request prefers gzip to identity, as
+// promhttp decides it.
+func negotiateGzip(r *http.Request) bool {
+	best, bestQ := "identity", -1.0
+	for _, offer := range []string{"identity", "gzip"} {
+		for _, spec := range parseAcceptEncoding(r.Header.Values("Accept-Encoding")) {
+			if spec.q > bestQ && (spec.value == "*" || spec.value == offer) {
+				best, bestQ = offer, spec.q
+			}
+		}
+	}
+	return best == "gzip" && bestQ != 0
+}
+
+type acceptSpec struct {
+	value string
+	q     float64
+}
+
+func parseAcceptEncoding(values []string) []acceptSpec {
+	var specs []acceptSpec
+	for _, v := range values {
+		for part := range strings.SplitSeq(v, ",") {
+			name, params, _ := strings.Cut(part, ";")
+			name = strings.ToLower(strings.TrimSpace(name))
+			if name == "" {
+				continue
+			}
+			q := 1.0
+			for p := range strings.SplitSeq(params, ";") {
+				k, val, ok := strings.Cut(strings.TrimSpace(p), "=")
+				if ok && strings.TrimSpace(k) == "q" {
+					if f, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+						q = f
+					}
+				}
+			}
+			specs = append(specs, acceptSpec{value: name, q: q})
+		}
+	}
+	return specs
+}
+
+// member is one (state, family) pair of a merged family.
+type member struct {
+	state *aggregate.State
+	fam   *aggregate.Family
+	seg   *segment
+}
+
+// outFamily is one family of the response: either the aggregate's, merged
+// across states, or one gathered as a dto.MetricFamily.
+type outFamily struct {
+	name    string
+	members []member
+	dto     *dto.MetricFamily
+}
+
+// body builds the response body.
+func (h *Handler) body(ct expfmt.Format, gz bool, states []*aggregate.State, only map[string]bool) *body {
+	fams := h.families(states, only)
+	f, direct := formatOf(ct)
+	if !direct {
+		// Protobuf text formats: rare, and served the slow way.
+		return h.slowBody(ct, gz, fams)
+	}
+	h.renderSegments(f, gz, fams)
+
+	b := &body{gzip: gz}
+	// fresh collects what is rendered for this response alone, between
+	// the cached segments.
+	fresh := &appendWriter{}
+	flushFresh := func() {
+		if len(fresh.b) > 0 {
+			b.addFresh(h.z, fresh.b)
+			fresh.b = fresh.b[:0]
+		}
+	}
+	enc := expfmt.NewEncoder(fresh, ct)
+	for _, of := range fams {
+		if of.dto != nil {
+			if err := enc.Encode(of.dto); err != nil {
+				h.logf("encode %s: %v", of.name, err)
+			}
+			continue
+		}
+		first := of.members[0].fam
+		if f == formatProto {
+			n := 0
+			for _, m := range of.members {
+				n += int(m.seg.plainLen)
+			}
+			fresh.b = protoFamilyHeader(fresh.b, of.name, &first.Meta, n)
+		} else {
+			fresh.b = familyHeader(fresh.b, f, of.name, &first.Meta)
+		}
+		for _, m := range of.members {
+			if m.seg.plainLen == 0 {
+				continue
+			}
+			flushFresh()
+			b.addSegment(m.seg)
+		}
+	}
+	if f == formatOpenMetrics {
+		fresh.b = append(fresh.b, "# EOF\n"...)
+	}
+	flushFresh()
+	b.finish()
+	return b
+}
+
+// families lists the response's families sorted by name: the aggregate's
+// merged across states, the rejections, and the gatherer's.
+func (h *Handler) families(states []*aggregate.State, only map[string]bool) []outFamily {
+	byName := map[string]*outFamily{}
+	var out []*outFamily
+	for _, st := range states {
+		for i := range st.Families {
+			fam := &st.Families[i]
+			if len(fam.Series) == 0 || (only != nil && !only[fam.Name]) {
+				continue
+			}
+			of := byName[fam.Name]
+			if of == nil {
+				of = &outFamily{name: fam.Name}
+				byName[fam.Name] = of
+				out = append(out, of)
+			} else if of.members[0].fam.Kind != fam.Kind {
+				continue // as Families: the first node's kind wins
+			}
+			of.members = append(of.members, member{state: st, fam: fam})
+		}
+	}
+	var extra []*dto.MetricFamily
+	if rej := rejectedFamily(states, h.cfg.NodeLabel); rej != nil {
+		extra = append(extra, rej)
+	}
+	if h.cfg.Gatherer != nil {
+		mfs, err := h.cfg.Gatherer.Gather()
+		if err != nil {
+			h.logf("error gathering metrics: %v", err)
+		}
+		extra = append(extra, mfs...)
+	}
+	for _, mf := range extra {
+		name := mf.GetName()
+		if only != nil && !only[name] {
+			continue
+		}
+		if of := byName[name]; of != nil {
+			if of.dto == nil && name != RejectedName {
+				h.logf("metric family %s of the aggregate is hidden by the process's own family of that name", name)
+			}
+			of.members, of.dto = nil, mf
+			continue
+		}
+		of := &outFamily{name: name, dto: mf}
+		byName[name] = of
+		out = append(out, of)
+	}
+	res := make([]outFamily, 0, len(out))
+	for _, of := range out {
+		res = append(res, *of)
+	}
+	sort.Slice(res, func(i, j int) bool { return res[i].name < res[j].name })
+	return res
+}
+
+func (h *Handler) logf(format string, args ...any) {
+	if h.cfg.ErrorLog != nil {
+		h.cfg.ErrorLog.Println(fmt.Sprintf(format, args...))
+	}
+}
+
+// formatOf maps a negotiated format to one rendered directly; ok is false
+// for the protobuf text formats.
+func formatOf(ct expfmt.Format) (f format, ok bool) {
+	switch ct.FormatType() {
+	case expfmt.TypeOpenMetrics:
+		return formatOpenMetrics, true
+	case expfmt.TypeProtoDelim:
+		return formatProto, true
+	case expfmt.TypeTextPlain:
+		return formatText, true
+	}
+	return 0, false
+}
+
+// slowBody encodes the families through dto and expfmt.
+func (h *Handler) slowBody(ct expfmt.Format, gz bool, fams []outFamily) *body {
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, ct)
+	for _, of := range fams {
+		mf := of.dto
+		if mf == nil {
+			states := make([]*aggregate.State, 0, len(of.members))
+			for _, m := range of.members {
+				st := *m.state
+				st.Families = []aggregate.Family{*m.fam}
+				st.Rejected = nil
+				states = append(states, &st)
+			}
+			mf = Families(states, h.cfg.NodeLabel)[0]
+		}
+		if err := enc.Encode(mf); err != nil {
+			h.logf("encode %s: %v", of.name, err)
+		}
+	}
+	if c, ok := enc.(expfmt.Closer); ok {
+		_ = c.Close()
+	}
+	b := &body{gzip: gz}
+	b.addFresh(h.z, buf.Bytes())
+	b.finish()
+	return b
+}
+
+// body is a response: plain or deflate pieces, in order, and for gzip the
+// framing around them.
+type body struct {
+	gzip   bool
+	pieces [][]byte
+	size   int64
+	crc    uint32
+	n      int64 // plain length
+}
+
+func (b *body) add(p []byte) {
+	if len(p) > 0 {
+		b.pieces = append(b.pieces, p)
+		b.size += int64(len(p))
+	}
+}
+
+// addFresh adds bytes rendered for this response.
+func (b *body) addFresh(z *compressor, plain []byte) {
+	if !b.gzip {
+		b.add(slices.Clone(plain))
+		return
+	}
+	b.addZ(z.compress(nil, plain))
+}
+
+func (b *body) addZ(s zsegment) {
+	if s.n == 0 {
+		return
+	}
+	if b.size == 0 {
+		b.add(gzipHeader)
+	}
+	b.add(s.data)
+	b.crc = crcCombine(b.crc, s.crc, s.n)
+	b.n += s.n
+}
+
+// addSegment adds a rendered (and perhaps cached) family of one node.
+func (b *body) addSegment(s *segment) {
+	for i := range s.chunks {
+		if b.gzip {
+			b.addZ(s.chunks[i].z)
+		} else {
+			b.add(s.chunks[i].plain)
+		}
+	}
+}
+
+// finish ends a gzip stream; an empty body stays empty in either encoding.
+func (b *body) finish() {
+	if b.gzip {
+		if b.size == 0 {
+			b.add(gzipHeader)
+		}
+		b.add(appendGzipTrailer(nil, b.crc, b.n))
+	}
+}
+
+// WriteTo writes the body to w.
+func (b *body) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	for _, p := range b.pieces {
+		k, err := w.Write(p)
+		n += int64(k)
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
