@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"unsafe"
 
 	"github.com/jetmetrics/jetmetrics/pkg/series"
 )
@@ -84,8 +85,20 @@ type Decoded struct {
 // subject of node. A *RejectError reports a message that cannot be applied
 // at all: undecodable, of an unknown version, or with a bad envelope (node,
 // producer or seq). Entry-level problems are reported per entry.
+//
+// A scanner written for the format decodes the messages producers write;
+// whatever it cannot decide with certainty goes to decodeReference, which
+// defines the outcome for every input. Both return the same Decoded or the
+// same rejection.
 func Decode(data []byte, node string, limits series.Limits) (*Decoded, error) {
-	return decodeReference(data, node, limits)
+	d := decoders.Get().(*decoder)
+	dec, err := d.decode(unsafe.String(unsafe.SliceData(data), len(data)), node, limits)
+	d.reset()
+	decoders.Put(d)
+	if err == errUndecided {
+		return decodeReference(data, node, limits)
+	}
+	return dec, err
 }
 
 // checkEnvelope decides whether a batch can be applied on node at all. It
@@ -109,9 +122,10 @@ func checkEnvelope(w *wireBatch, node string) error {
 	return nil
 }
 
-// checkMetric decides whether an entry can be applied. labels are its
-// labels sorted by name; m.Labels is ignored.
-func checkMetric(m *wireMetric, labels []series.Label, limits series.Limits) *RejectError {
+// checkMetric decides whether an entry can be applied. hasValue tells a
+// missing value from zero; labels are the entry's labels sorted by name, and
+// m.Labels is ignored.
+func checkMetric(m *Metric, hasValue bool, labels []series.Label, limits series.Limits) *RejectError {
 	if err := limits.CheckMetricName(m.Name); err != nil {
 		return &RejectError{Reason: ReasonMetricName, Err: err}
 	}
@@ -121,7 +135,7 @@ func checkMetric(m *wireMetric, labels []series.Label, limits series.Limits) *Re
 	if err := limits.CheckLabels(labels); err != nil {
 		return &RejectError{Reason: labelReason(err), Err: err}
 	}
-	return checkValues(m)
+	return checkValues(m, hasValue)
 }
 
 func labelReason(err error) Reason {
@@ -141,13 +155,13 @@ func labelReason(err error) Reason {
 
 func isFinite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 
-func checkValues(m *wireMetric) *RejectError {
+func checkValues(m *Metric, hasValue bool) *RejectError {
 	switch m.Type {
 	case KindCounter, KindGauge:
-		if m.Value == nil {
+		if !hasValue {
 			return reject(ReasonValue, "%s %s has no value", m.Type, m.Name)
 		}
-		v := *m.Value
+		v := m.Value
 		if !isFinite(v) {
 			return reject(ReasonValue, "%s %s value %v is not finite", m.Type, m.Name, v)
 		}

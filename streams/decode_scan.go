@@ -1,0 +1,770 @@
+package streams
+
+import (
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"github.com/jetmetrics/jetmetrics/pkg/series"
+)
+
+// errUndecided is the scanner's answer for a message it cannot decide with
+// certainty; Decode then asks decodeReference.
+var errUndecided = errors.New("not decided by the scanner")
+
+// decoder is a single-pass scanner for the v1 JSON wire format. It builds a
+// Decoded straight from the message, or gives up with errUndecided on
+// anything where its reading might differ from encoding/json's: escaped,
+// non-ASCII or case-variant field names, duplicate fields or labels, nulls,
+// values of an unexpected JSON type, invalid UTF-8, surrogate escapes,
+// numbers strconv rejects, unknown fields nested deeper than maxSkipDepth,
+// and invalid JSON of any kind (the reference then says undecodable).
+//
+// The message is scanned as a string so that names and values can be
+// checked as substrings without copying. Decode passes the caller's bytes
+// as that string, unsafe.String over data, so no substring of the message
+// may outlive the call: the caller may reuse its buffer, and a substring
+// would also keep the whole message alive. A valid entry's name and labels
+// are substrings of its series key, and everything else the result holds is
+// copied; errors only format the message's strings. FuzzDecodeMatchesReference
+// overwrites the input after decoding to check this.
+//
+// A decoder is reused through decoders; its slices are scratch space.
+type decoder struct {
+	s      string
+	i      int
+	limits series.Limits
+
+	entries []Entry // the result's
+	floats  []float64
+	uints   []uint64
+	buf     []byte // unescaped strings
+	key     []byte // series keys
+
+	// help and helpCopy are the last help text seen and the copy given to
+	// its entries: consecutive series of one metric share one copy.
+	help, helpCopy string
+}
+
+var decoders = sync.Pool{New: func() any { return new(decoder) }}
+
+// maxSkipDepth bounds the nesting of unknown fields' values the scanner
+// skips; deeper ones go to the reference, which allows 10000 levels.
+const maxSkipDepth = 32
+
+// reset drops every reference into the last message and its results, so a
+// pooled decoder keeps neither alive.
+func (d *decoder) reset() {
+	d.entries = nil
+	d.s, d.help, d.helpCopy = "", "", ""
+}
+
+// Field bits, for telling a repeated field. JSON keys name them exactly;
+// see unknownField for the others.
+const (
+	fieldV uint = 1 << iota
+	fieldNode
+	fieldProducer
+	fieldSeq
+	fieldTime
+	fieldMetrics
+	fieldName
+	fieldType
+	fieldHelp
+	fieldLabels
+	fieldValue
+	fieldBuckets
+	fieldCounts
+	fieldSum
+)
+
+var (
+	batchFields  = []string{"v", "node", "producer", "seq", "time", "metrics"}
+	metricFields = []string{"name", "type", "help", "labels", "value", "buckets", "counts", "sum"}
+)
+
+func (d *decoder) decode(msg, node string, limits series.Limits) (*Decoded, error) {
+	d.s, d.i, d.limits = msg, 0, limits
+	var (
+		w       wireBatch
+		version int
+		seen    uint
+	)
+	d.space()
+	more, ok := d.open('{', '}')
+	for ok && more {
+		var key string
+		if key, ok = d.fieldKey(); !ok {
+			break
+		}
+		var bit uint
+		switch key {
+		case "v":
+			bit = fieldV
+			var n int64
+			n, ok = d.int()
+			version = int(n)
+			w.Version = &version
+		case "node":
+			bit = fieldNode
+			w.Node, _, ok = d.str()
+		case "producer":
+			bit = fieldProducer
+			w.Producer, _, ok = d.str()
+		case "seq":
+			bit = fieldSeq
+			w.Seq, ok = d.uint()
+		case "time":
+			bit = fieldTime
+			w.Time, ok = d.int()
+		case "metrics":
+			bit = fieldMetrics
+			ok = d.metrics()
+		default:
+			ok = d.unknownField(key, batchFields)
+		}
+		if !ok || seen&bit != 0 {
+			return nil, errUndecided
+		}
+		seen |= bit
+		more, ok = d.next('}')
+	}
+	if !ok || !d.end() {
+		return nil, errUndecided
+	}
+	if err := checkEnvelope(&w, node); err != nil {
+		return nil, err
+	}
+	if d.entries == nil {
+		d.entries = []Entry{}
+	}
+	return &Decoded{
+		Node:     node,
+		Producer: strings.Clone(w.Producer),
+		Seq:      w.Seq,
+		Time:     w.Time,
+		Entries:  d.entries,
+	}, nil
+}
+
+func (d *decoder) metrics() bool {
+	more, ok := d.open('[', ']')
+	d.entries = make([]Entry, 0, maxEntries(d.s[d.i:]))
+	for ok && more {
+		// The memory past len is zero already; append would zero it again.
+		if n := len(d.entries); n < cap(d.entries) {
+			d.entries = d.entries[:n+1]
+		} else {
+			d.entries = append(d.entries, Entry{})
+		}
+		if !d.entry(&d.entries[len(d.entries)-1]) {
+			return false
+		}
+		more, ok = d.next(']')
+	}
+	return ok
+}
+
+// maxEntries estimates the entries of the metrics array that starts msg,
+// to size the result once; append grows it if the estimate is short. Every
+// entry opens with a brace, and a brace right after a colon, as in
+// "labels":{, opens no entry. Braces inside strings count too, so the count
+// stops at one entry per minEntryBytes of message: a message cannot make
+// the result much larger than itself.
+func maxEntries(msg string) int {
+	limit := len(msg) / minEntryBytes
+	n := 0
+	for i := strings.IndexByte(msg, '{'); i >= 0 && n < limit; {
+		if i == 0 || msg[i-1] != ':' {
+			n++
+		}
+		j := strings.IndexByte(msg[i+1:], '{')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return n
+}
+
+// minEntryBytes is about the shortest entry that can be applied:
+// {"name":"x","type":"gauge","value":0}.
+const minEntryBytes = 32
+
+// entry scans one element of "metrics" and decides it into e. It builds
+// the entry on the stack and stores it once: while the collector marks,
+// every pointer stored into the heap costs a write barrier.
+func (d *decoder) entry(e *Entry) bool {
+	var (
+		m         Metric
+		hasValue  bool
+		hasLabels bool
+		seen      uint
+		buf       [8]series.Label
+	)
+	labels := buf[:0]
+	more, ok := d.open('{', '}')
+	for ok && more {
+		var key string
+		if key, ok = d.fieldKey(); !ok {
+			break
+		}
+		var bit uint
+		switch key {
+		case "name":
+			bit = fieldName
+			m.Name, _, ok = d.str()
+		case "type":
+			bit = fieldType
+			var t string
+			t, _, ok = d.str()
+			m.Type = Kind(t)
+		case "help":
+			bit = fieldHelp
+			var owned bool
+			m.Help, owned, ok = d.str()
+			m.Help = d.ownHelp(m.Help, owned)
+		case "labels":
+			bit = fieldLabels
+			labels, ok = d.labelSet(labels)
+			hasLabels = true
+		case "value":
+			bit = fieldValue
+			m.Value, ok = d.float()
+			hasValue = true
+		case "buckets":
+			bit = fieldBuckets
+			m.Buckets, ok = d.floatArray()
+		case "counts":
+			bit = fieldCounts
+			m.Counts, ok = d.uintArray()
+		case "sum":
+			bit = fieldSum
+			m.Sum, ok = d.float()
+		default:
+			ok = d.unknownField(key, metricFields)
+		}
+		if !ok || seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		more, ok = d.next('}')
+	}
+	if !ok {
+		return false
+	}
+	sortLabels(labels)
+	for i := 1; i < len(labels); i++ {
+		if labels[i].Name == labels[i-1].Name {
+			// encoding/json keeps the last value of a repeated key.
+			return false
+		}
+	}
+	// Until here m.Name, m.Type and labels may be substrings of the
+	// message; what the entry keeps is made its own below.
+	name := m.Name
+	m.Type = ownKind(m.Type)
+	if rej := checkMetric(&m, hasValue, labels, d.limits); rej != nil {
+		m.Name = strings.Clone(name)
+		if hasLabels {
+			m.Labels = make(map[string]string, len(labels))
+			for _, l := range labels {
+				m.Labels[strings.Clone(l.Name)] = strings.Clone(l.Value)
+			}
+		}
+		*e = Entry{Metric: m, Reject: rej}
+		return true
+	}
+	d.key = series.AppendKey(d.key[:0], name, labels)
+	key := string(d.key)
+	// The key is the name, then each label's name and escaped value:
+	// name{a="1",b="2"}. within copies whatever is not found where expected.
+	m.Name = within(key, 0, name)
+	if hasLabels {
+		m.Labels = make(map[string]string, len(labels))
+		pos := len(name) + 1
+		for _, l := range labels {
+			lname := within(key, pos, l.Name)
+			pos += len(l.Name) + len(`="`)
+			m.Labels[lname] = within(key, pos, l.Value)
+			pos += escapedLen(l.Value) + len(`",`)
+		}
+	}
+	*e = Entry{Metric: m, Key: key}
+	return true
+}
+
+// within returns s as the substring of key at pos when key holds it there,
+// and a copy of s otherwise.
+func within(key string, pos int, s string) string {
+	if end := pos + len(s); end <= len(key) && key[pos:end] == s {
+		return key[pos:end]
+	}
+	return strings.Clone(s)
+}
+
+// escapedLen is the length of a label value as series.AppendKey writes it.
+func escapedLen(v string) int {
+	n := len(v)
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '\\' || c == '"' || c == '\n' {
+			n++
+		}
+	}
+	return n
+}
+
+// sortLabels sorts labels by name like series.SortLabels, without
+// allocating; names are unique, so any sort gives the same order.
+func sortLabels(ls []series.Label) {
+	if len(ls) > 16 {
+		slices.SortFunc(ls, func(a, b series.Label) int { return strings.Compare(a.Name, b.Name) })
+		return
+	}
+	for i := 1; i < len(ls); i++ {
+		for j := i; j > 0 && ls[j].Name < ls[j-1].Name; j-- {
+			ls[j], ls[j-1] = ls[j-1], ls[j]
+		}
+	}
+}
+
+// ownKind returns k as one of the Kind constants, or a copy.
+func ownKind(k Kind) Kind {
+	switch k {
+	case KindCounter:
+		return KindCounter
+	case KindGauge:
+		return KindGauge
+	case KindHistogram:
+		return KindHistogram
+	}
+	return Kind(strings.Clone(string(k)))
+}
+
+// ownHelp returns a help text that does not point into the message.
+func (d *decoder) ownHelp(h string, owned bool) string {
+	switch {
+	case h == "":
+		return ""
+	case h == d.help:
+		return d.helpCopy
+	case !owned:
+		d.help, d.helpCopy = h, strings.Clone(h)
+	default:
+		d.help, d.helpCopy = h, h
+	}
+	return d.helpCopy
+}
+
+// labelSet scans a labels object, appending to labels.
+func (d *decoder) labelSet(labels []series.Label) ([]series.Label, bool) {
+	more, ok := d.open('{', '}')
+	for ok && more {
+		var name, value string
+		if name, _, ok = d.str(); !ok || !d.colon() {
+			return labels, false
+		}
+		if value, _, ok = d.str(); !ok {
+			return labels, false
+		}
+		labels = append(labels, series.Label{Name: name, Value: value})
+		more, ok = d.next('}')
+	}
+	return labels, ok
+}
+
+func (d *decoder) floatArray() ([]float64, bool) {
+	d.floats = d.floats[:0]
+	more, ok := d.open('[', ']')
+	for ok && more {
+		var f float64
+		if f, ok = d.float(); !ok {
+			return nil, false
+		}
+		d.floats = append(d.floats, f)
+		more, ok = d.next(']')
+	}
+	return append(make([]float64, 0, len(d.floats)), d.floats...), ok
+}
+
+func (d *decoder) uintArray() ([]uint64, bool) {
+	d.uints = d.uints[:0]
+	more, ok := d.open('[', ']')
+	for ok && more {
+		var u uint64
+		if u, ok = d.uint(); !ok {
+			return nil, false
+		}
+		d.uints = append(d.uints, u)
+		more, ok = d.next(']')
+	}
+	return append(make([]uint64, 0, len(d.uints)), d.uints...), ok
+}
+
+// unknownField skips the value of a field the struct does not have. A key
+// that encoding/json would match to one of fields ignoring case is not
+// unknown to it: the reference decides those.
+func (d *decoder) unknownField(key string, fields []string) bool {
+	for _, f := range fields {
+		if strings.EqualFold(key, f) {
+			return false
+		}
+	}
+	return d.skip(0)
+}
+
+// skip scans over any JSON value.
+func (d *decoder) skip(depth int) bool {
+	if depth > maxSkipDepth || d.i >= len(d.s) {
+		return false
+	}
+	switch d.s[d.i] {
+	case '{':
+		more, ok := d.open('{', '}')
+		for ok && more {
+			if _, _, ok = d.str(); !ok || !d.colon() || !d.skip(depth+1) {
+				return false
+			}
+			more, ok = d.next('}')
+		}
+		return ok
+	case '[':
+		more, ok := d.open('[', ']')
+		for ok && more {
+			if !d.skip(depth + 1) {
+				return false
+			}
+			more, ok = d.next(']')
+		}
+		return ok
+	case '"':
+		_, _, ok := d.str()
+		return ok
+	case 't':
+		return d.literal("true")
+	case 'f':
+		return d.literal("false")
+	case 'n':
+		return d.literal("null")
+	}
+	_, _, ok := d.number()
+	return ok
+}
+
+func (d *decoder) literal(lit string) bool {
+	if !strings.HasPrefix(d.s[d.i:], lit) {
+		return false
+	}
+	d.i += len(lit)
+	return true
+}
+
+// space skips JSON whitespace.
+func (d *decoder) space() {
+	for d.i < len(d.s) {
+		switch d.s[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+// open consumes the opening bracket of an object or array and the space
+// after it; more reports whether a member follows.
+func (d *decoder) open(opening, closing byte) (more, ok bool) {
+	if d.i >= len(d.s) || d.s[d.i] != opening {
+		return false, false
+	}
+	d.i++
+	d.space()
+	if d.i < len(d.s) && d.s[d.i] == closing {
+		d.i++
+		return false, true
+	}
+	return true, true
+}
+
+// next consumes what follows a member: a comma and space (more is true) or
+// the closing bracket.
+func (d *decoder) next(closing byte) (more, ok bool) {
+	d.space()
+	if d.i >= len(d.s) {
+		return false, false
+	}
+	switch d.s[d.i] {
+	case ',':
+		d.i++
+		d.space()
+		return true, true
+	case closing:
+		d.i++
+		return false, true
+	}
+	return false, false
+}
+
+// colon consumes the colon between a key and its value, with the space
+// around it.
+func (d *decoder) colon() bool {
+	d.space()
+	if d.i >= len(d.s) || d.s[d.i] != ':' {
+		return false
+	}
+	d.i++
+	d.space()
+	return true
+}
+
+// end reports whether only space is left.
+func (d *decoder) end() bool {
+	d.space()
+	return d.i == len(d.s)
+}
+
+// plain marks the bytes a JSON string holds as they are: printable ASCII
+// other than the quote and the backslash.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// fieldKey scans an object key made of plain bytes only, and the colon
+// after it. An escaped or non-ASCII key may fold to a field name in ways
+// only the reference knows.
+func (d *decoder) fieldKey() (string, bool) {
+	if d.i >= len(d.s) || d.s[d.i] != '"' {
+		return "", false
+	}
+	start := d.i + 1
+	i := start
+	for i < len(d.s) && plain[d.s[i]] {
+		i++
+	}
+	if i >= len(d.s) || d.s[i] != '"' {
+		return "", false
+	}
+	d.i = i + 1
+	return d.s[start:i], d.colon()
+}
+
+// str scans a JSON string of valid UTF-8. Without escapes its value is a
+// substring of the message; with them, a new string (owned).
+func (d *decoder) str() (v string, owned, ok bool) {
+	if d.i >= len(d.s) || d.s[d.i] != '"' {
+		return "", false, false
+	}
+	start := d.i + 1
+	i := start
+	for i < len(d.s) {
+		c := d.s[i]
+		if plain[c] {
+			i++
+			continue
+		}
+		switch {
+		case c == '"':
+			d.i = i + 1
+			return d.s[start:i], false, true
+		case c == '\\':
+			return d.unescape(start, i)
+		case c < utf8.RuneSelf:
+			return "", false, false
+		}
+		r, n := utf8.DecodeRuneInString(d.s[i:])
+		if r == utf8.RuneError && n == 1 {
+			return "", false, false
+		}
+		i += n
+	}
+	return "", false, false
+}
+
+// unescape continues str from the first backslash at i.
+func (d *decoder) unescape(start, i int) (string, bool, bool) {
+	b := append(d.buf[:0], d.s[start:i]...)
+	defer func() { d.buf = b[:0] }()
+	for i < len(d.s) {
+		c := d.s[i]
+		switch {
+		case plain[c]:
+			b = append(b, c)
+			i++
+			continue
+		case c == '"':
+			d.i = i + 1
+			return string(b), true, true
+		case c != '\\':
+			if c < utf8.RuneSelf {
+				return "", false, false
+			}
+			r, n := utf8.DecodeRuneInString(d.s[i:])
+			if r == utf8.RuneError && n == 1 {
+				return "", false, false
+			}
+			b = append(b, d.s[i:i+n]...)
+			i += n
+			continue
+		}
+		if i+1 >= len(d.s) {
+			return "", false, false
+		}
+		switch e := d.s[i+1]; e {
+		case '"', '\\', '/':
+			b = append(b, e)
+		case 'b':
+			b = append(b, '\b')
+		case 'f':
+			b = append(b, '\f')
+		case 'n':
+			b = append(b, '\n')
+		case 'r':
+			b = append(b, '\r')
+		case 't':
+			b = append(b, '\t')
+		case 'u':
+			r, ok := hex4(d.s[i+2:])
+			if !ok || utf16.IsSurrogate(r) {
+				// encoding/json pairs surrogates or replaces them.
+				return "", false, false
+			}
+			b = utf8.AppendRune(b, r)
+			i += 4
+		default:
+			return "", false, false
+		}
+		i += 2
+	}
+	return "", false, false
+}
+
+func hex4(s string) (rune, bool) {
+	if len(s) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range []byte(s[:4]) {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
+
+// number scans a JSON number and returns its text; integer reports that
+// it has neither a fraction nor an exponent.
+func (d *decoder) number() (lit string, integer, ok bool) {
+	s, i := d.s, d.i
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i >= len(s):
+		return "", false, false
+	case s[i] == '0':
+		i++
+	case '1' <= s[i] && s[i] <= '9':
+		i = digits(s, i+1)
+	default:
+		return "", false, false
+	}
+	integer = true
+	if i < len(s) && s[i] == '.' {
+		integer = false
+		if i = digits(s, i+1); s[i-1] == '.' {
+			return "", false, false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		integer = false
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		j := digits(s, i)
+		if j == i {
+			return "", false, false
+		}
+		i = j
+	}
+	lit, d.i = s[d.i:i], i
+	return lit, integer, true
+}
+
+// digits returns the index after the run of digits at i.
+func digits(s string, i int) int {
+	for i < len(s) && '0' <= s[i] && s[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+// float, int and uint parse numbers as encoding/json does, with strconv on
+// the number's text. Integers of up to 15 digits, the common case, are
+// converted directly: they are exact in a float64, as strconv's are.
+func (d *decoder) float() (float64, bool) {
+	lit, integer, ok := d.number()
+	if !ok {
+		return 0, false
+	}
+	if digits := lit; integer && len(digits) <= 16 {
+		neg := digits[0] == '-'
+		if neg {
+			digits = digits[1:]
+		}
+		if len(digits) <= 15 {
+			f := float64(parseDigits(digits))
+			if neg {
+				f = -f
+			}
+			return f, true
+		}
+	}
+	f, err := strconv.ParseFloat(lit, 64)
+	return f, err == nil
+}
+
+func (d *decoder) int() (int64, bool) {
+	lit, integer, ok := d.number()
+	if !ok || !integer {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(lit, 10, 64)
+	return n, err == nil
+}
+
+func (d *decoder) uint() (uint64, bool) {
+	lit, integer, ok := d.number()
+	if !ok || !integer {
+		return 0, false
+	}
+	if len(lit) <= 19 && lit[0] != '-' {
+		return parseDigits(lit), true
+	}
+	n, err := strconv.ParseUint(lit, 10, 64)
+	return n, err == nil
+}
+
+// parseDigits converts up to 19 decimal digits, which cannot overflow.
+func parseDigits(s string) uint64 {
+	var n uint64
+	for i := 0; i < len(s); i++ {
+		n = n*10 + uint64(s[i]-'0')
+	}
+	return n
+}
