@@ -73,6 +73,20 @@ func (s *Store) Marks(ctx context.Context) (Marks, error) {
 	return m, nil
 }
 
+// StreamMark reads only the aggregate's stream mark: its version. Every
+// change to the aggregate moves it, so an unchanged mark means an unchanged
+// aggregate.
+func (s *Store) StreamMark(ctx context.Context) (uint64, error) {
+	v, err := s.rdb.HGet(ctx, s.keys.mark, streamField).Uint64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read mark of %s: %w", s.node, err)
+	}
+	return v, nil
+}
+
 // Metas reads every metric's metadata.
 func (s *Store) Metas(ctx context.Context) (map[string]Meta, error) {
 	all, err := s.rdb.HGetAll(ctx, s.keys.meta).Result()

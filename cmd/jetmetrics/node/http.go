@@ -69,9 +69,17 @@ func (n *Node) loadLocal(ctx context.Context) (*aggregate.State, error) {
 	if rdb == nil {
 		return nil, fmt.Errorf("aggregate unavailable: redis not connected")
 	}
-	st, err := aggregate.NewStore(rdb, n.cfg.RedisKeyPrefix, n.cfg.Name).Load(ctx)
+	store := aggregate.NewStore(rdb, n.cfg.RedisKeyPrefix, n.cfg.Name)
+	mark, err := store.StreamMark(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("aggregate unavailable: %w", err)
+	}
+	st := n.lastLocal.Load()
+	if st == nil || mark == 0 || st.Mark != mark {
+		if st, err = store.Load(ctx); err != nil {
+			return nil, fmt.Errorf("aggregate unavailable: %w", err)
+		}
+		n.lastLocal.Store(st)
 	}
 	if hw := n.highWater.Load(); st.Mark < hw {
 		return nil, fmt.Errorf("aggregate is at stream seq %d, behind seq %d already exposed: catching up after a Redis restore or rollback", st.Mark, hw)

@@ -47,6 +47,9 @@ type Node struct {
 	// never go backwards while Redis is restored or rolled back and the
 	// aggregator replays.
 	highWater atomic.Uint64
+	// lastLocal is the last aggregate loaded for exposition, reused while
+	// the stored mark has not moved. Shared, so never modified.
+	lastLocal atomic.Pointer[aggregate.State]
 	broadcast atomic.Pointer[broadcast.Consumer]
 	started   chan struct{}
 	startOnce sync.Once
