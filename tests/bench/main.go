@@ -1,0 +1,175 @@
+// Command bench measures jetmetrics beside the software its users would
+// otherwise pick, in the same run on the same machine, and prints one table
+// of ratios (issue 4): the SDK's hot path against client_golang, ingest
+// end to end against Redis's pipelined HINCRBY ceiling, exposition against
+// client_golang's registry served by promhttp, snapshot size and spread,
+// and a node's memory.
+//
+//	go run ./tests/bench [--out report.json] [--figures hotpath,ingest,...]
+//
+// Everything runs on loopback: an embedded nats-server, real redis-server
+// children and nodes in this process (the memory figure runs the jetmetrics
+// binary as a child). Every load loop is bounded in count and time.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// figureNames are the figures in the order they run.
+var figureNames = []string{"hotpath", "ingest", "exposition", "snapshot", "memory"}
+
+type config struct {
+	out        string
+	figures    []string
+	series     int
+	hot        hotPathConfig
+	expo       expoConfig
+	ingest     ingestConfig
+	profileDir string
+	nodeBin    string
+	verbose    bool
+}
+
+func parseConfig(args []string, stderr io.Writer) (config, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg config
+	figures := fs.String("figures", strings.Join(figureNames, ","), "figures to run, comma separated: "+strings.Join(figureNames, ", "))
+	hotOutput := fs.String("hotpath.from", "", "read `go test -bench` output of ./producers from this file instead of running it")
+	fs.StringVar(&cfg.out, "out", "", "also write the table as JSON to this file")
+	fs.IntVar(&cfg.series, "series", 100_000, "series per node in the exposition, snapshot and memory figures")
+	fs.StringVar(&cfg.hot.benchtime, "hotpath.benchtime", "100ms", "-benchtime of the hot path benchmarks")
+	fs.IntVar(&cfg.hot.count, "hotpath.count", 5, "-count of the hot path benchmarks (the table shows medians)")
+	fs.IntVar(&cfg.expo.scrapes, "exposition.scrapes", 4, "timed scrapes per exposition case")
+	fs.IntVar(&cfg.ingest.producers, "ingest.producers", 4, "producer processes of the ingest figure")
+	fs.IntVar(&cfg.ingest.series, "ingest.series", 25_000, "series each producer updates every flush at saturation")
+	fs.DurationVar(&cfg.ingest.duration, "ingest.duration", 8*time.Second, "how long each ingest phase measures")
+	fs.IntVar(&cfg.ingest.backlog, "ingest.backlog", 1_500_000, "deltas published before a node drains them")
+	fs.StringVar(&cfg.nodeBin, "node.bin", "", "jetmetrics binary the memory figure runs; empty builds one")
+	fs.StringVar(&cfg.profileDir, "profile", "", "write a CPU profile of this process per figure into this directory")
+	fs.BoolVar(&cfg.verbose, "v", false, "log progress and the servers' warnings to stderr")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	for f := range strings.SplitSeq(*figures, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		if !slices.Contains(figureNames, f) {
+			return cfg, fmt.Errorf("--figures: unknown figure %q; want some of %s", f, strings.Join(figureNames, ", "))
+		}
+		cfg.figures = append(cfg.figures, f)
+	}
+	if *hotOutput != "" {
+		b, err := os.ReadFile(*hotOutput)
+		if err != nil {
+			return cfg, fmt.Errorf("--hotpath.from: %w", err)
+		}
+		cfg.hot.output = string(b)
+	}
+	cfg.expo.series = cfg.series
+	if cfg.series < 1000 || cfg.expo.scrapes < 1 || cfg.hot.count < 1 || cfg.ingest.producers < 1 || cfg.ingest.series < 1 {
+		return cfg, fmt.Errorf("--series must be at least 1000 and the counts at least 1")
+	}
+	return cfg, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == childCommand {
+		return runChild(ctx, args[1:], stdout, stderr)
+	}
+	cfg, err := parseConfig(args, stderr)
+	if err != nil {
+		return err
+	}
+	level := zerolog.WarnLevel
+	if cfg.verbose {
+		level = zerolog.InfoLevel
+	}
+	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr, TimeFormat: "15:04:05.000"}).Level(level).With().Timestamp().Logger()
+	rep := &report{Started: time.Now(), Machine: describeMachine()}
+	for _, fig := range cfg.figures {
+		fmt.Fprintf(stderr, "bench: %s…\n", fig)
+		start := time.Now()
+		if err := runFigure(ctx, fig, cfg, log, rep, stderr); err != nil {
+			rep.fail("%s: %v", fig, err)
+		}
+		fmt.Fprintf(stderr, "bench: %s took %s\n", fig, time.Since(start).Round(time.Millisecond))
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	rep.Duration = time.Since(rep.Started).Round(time.Second).String()
+	rep.print(stdout)
+	if cfg.out != "" {
+		if err := rep.writeJSON(cfg.out); err != nil {
+			return err
+		}
+	}
+	if len(rep.Failures) > 0 {
+		return fmt.Errorf("%d checks failed", len(rep.Failures))
+	}
+	return nil
+}
+
+// runFigure runs one figure in its own environment, profiled when asked.
+func runFigure(ctx context.Context, fig string, cfg config, log zerolog.Logger, rep *report, stderr io.Writer) error {
+	if cfg.profileDir != "" && fig != "hotpath" {
+		if err := os.MkdirAll(cfg.profileDir, 0o755); err != nil {
+			return err
+		}
+		f, err := os.Create(cfg.profileDir + "/" + fig + ".cpu.pprof")
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if fig == "hotpath" {
+		rows, err := hotPath(ctx, cfg.hot, stderr)
+		rep.add(rows...)
+		return err
+	}
+	e, err := newEnv(log)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	switch fig {
+	case "exposition":
+		return expositionFigure(ctx, e, cfg.expo, rep)
+	case "ingest":
+		return ingestFigure(ctx, e, cfg.ingest, rep)
+	case "snapshot":
+		return snapshotFigure(ctx, e, cfg.series, rep)
+	case "memory":
+		return memoryFigure(ctx, e, cfg.series, cfg.nodeBin, rep)
+	}
+	return fmt.Errorf("unknown figure %q", fig)
+}

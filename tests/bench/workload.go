@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
+	"github.com/jetmetrics/jetmetrics/pkg/series"
+)
+
+// workload is the set of series every exposition, snapshot and memory
+// figure uses: a mix of counters, gauges and histograms with two or three
+// labels, the same series and values for jetmetrics and for client_golang,
+// so both sides expose the same samples.
+type workload struct {
+	families []familySpec
+}
+
+// familySpec is one metric of the workload; share is its part of the
+// series count.
+type familySpec struct {
+	name, help string
+	kind       aggregate.Kind
+	labels     []string // sorted by name, as series keys order them
+	buckets    []float64
+	share      float64
+	n          int
+}
+
+// observationsPerHistogram is how many observations each histogram series
+// holds.
+const observationsPerHistogram = 20
+
+var defaultBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// newWorkload spreads n series over the workload's families.
+func newWorkload(n int) workload {
+	fams := []familySpec{
+		{name: "bench_http_requests_total", help: "HTTP requests served.", kind: aggregate.Counter, labels: []string{"code", "method", "path"}, share: 0.4},
+		{name: "bench_queue_jobs_total", help: "Jobs run, by queue and worker.", kind: aggregate.Counter, labels: []string{"queue", "worker"}, share: 0.2},
+		{name: "bench_queue_depth", help: "Jobs waiting, by queue and shard.", kind: aggregate.Gauge, labels: []string{"queue", "shard"}, share: 0.2},
+		{name: "bench_temperature_celsius", help: "Sensor temperature.", kind: aggregate.Gauge, labels: []string{"rack", "slot"}, share: 0.1},
+		{name: "bench_request_duration_seconds", help: "Request latency.", kind: aggregate.Histogram, labels: []string{"method", "path"}, buckets: defaultBuckets, share: 0.1},
+	}
+	left := n
+	for i := range fams {
+		fams[i].n = int(float64(n) * fams[i].share)
+		if i == len(fams)-1 {
+			fams[i].n = left
+		}
+		left -= fams[i].n
+	}
+	return workload{families: fams}
+}
+
+// seriesCount is the number of series of the workload.
+func (w workload) seriesCount() int {
+	n := 0
+	for _, f := range w.families {
+		n += f.n
+	}
+	return n
+}
+
+var methods = []string{"GET", "POST", "PUT", "DELETE"}
+var codes = []string{"200", "201", "404", "500"}
+
+// labelValues are the values of series i of f, in f.labels order.
+func (f *familySpec) labelValues(i int, dst []string) []string {
+	dst = dst[:0]
+	switch f.name {
+	case "bench_http_requests_total":
+		dst = append(dst, codes[(i/4)%4], methods[i%4], "/api/v1/items/"+strconv.Itoa(i/16))
+	case "bench_queue_jobs_total":
+		dst = append(dst, "queue-"+strconv.Itoa(i%50), "worker-"+strconv.Itoa(i/50))
+	case "bench_queue_depth":
+		dst = append(dst, "queue-"+strconv.Itoa(i%50), strconv.Itoa(i/50))
+	case "bench_temperature_celsius":
+		dst = append(dst, "rack-"+strconv.Itoa(i/40), "slot-"+strconv.Itoa(i%40))
+	default:
+		dst = append(dst, methods[i%4], "/api/v1/items/"+strconv.Itoa(i/4))
+	}
+	return dst
+}
+
+// value of series i of a counter or gauge family; seed varies it between
+// nodes and versions. Gauges have fractions, exact in binary.
+func (f *familySpec) value(i, seed int) float64 {
+	if f.kind == aggregate.Gauge {
+		return float64((i*7+seed)%4000)/8 - 20
+	}
+	return float64((i*13+seed)%100000 + 1)
+}
+
+// observation j of histogram series i.
+func observation(i, j, seed int) float64 {
+	return float64((i*31+j*17+seed)%200) * 0.07
+}
+
+// histogram returns the per-bucket counts (the last for +Inf) and the sum
+// of histogram series i, as client_golang's Observe would build them.
+func (f *familySpec) histogram(i, seed int, counts []uint64) ([]uint64, float64) {
+	counts = append(counts[:0], make([]uint64, len(f.buckets)+1)...)
+	sum := 0.0
+	for j := range observationsPerHistogram {
+		v := observation(i, j, seed)
+		counts[sort.SearchFloat64s(f.buckets, v)]++
+		sum += v
+	}
+	return counts, sum
+}
+
+// fill writes the workload into store's aggregate, as a node's aggregator
+// would after applying it, in groups of at most 20,000 field writes, each
+// moving the stream mark up by one from mark. seed varies the values. It
+// returns the stream mark it leaves.
+func (w workload) fill(ctx context.Context, store *aggregate.Store, seed int, mark uint64) (uint64, error) {
+	return w.fillGroups(ctx, store, seed, mark, 1)
+}
+
+// fillAt is fill leaving the stream mark where it is, for a node whose
+// aggregator is to start at the head of a fresh stream.
+func (w workload) fillAt(ctx context.Context, store *aggregate.Store, seed int, mark uint64) (uint64, error) {
+	return w.fillGroups(ctx, store, seed, mark, 0)
+}
+
+func (w workload) fillGroups(ctx context.Context, store *aggregate.Store, seed int, mark, step uint64) (uint64, error) {
+	const maxOps = 20_000
+	u := aggregate.NewUpdate()
+	u.Expect = mark
+	flush := func() error {
+		if u.Ops() == 0 {
+			return nil
+		}
+		u.Mark = u.Expect + step
+		if err := store.Apply(ctx, u); err != nil {
+			return fmt.Errorf("fill %s: %w", store.Node(), err)
+		}
+		next := u.Mark
+		u.Reset()
+		u.Expect = next
+		return nil
+	}
+	var values []string
+	var labels []series.Label
+	var counts []uint64
+	for fi := range w.families {
+		f := &w.families[fi]
+		u.Describe(f.name, aggregate.Meta{Kind: f.kind, Help: f.help, Buckets: f.buckets})
+		for i := range f.n {
+			values = f.labelValues(i, values)
+			labels = labels[:0]
+			for j, ln := range f.labels {
+				labels = append(labels, series.Label{Name: ln, Value: values[j]})
+			}
+			key := series.Key(f.name, labels)
+			switch f.kind {
+			case aggregate.Counter:
+				u.Add(key, f.value(i, seed))
+			case aggregate.Gauge:
+				u.Set(key, f.value(i, seed))
+			case aggregate.Histogram:
+				var sum float64
+				counts, sum = f.histogram(i, seed, counts)
+				for b, c := range counts {
+					if c > 0 {
+						u.AddInt(aggregate.BucketField(key, b), int64(c))
+					}
+				}
+				u.Add(aggregate.SumField(key), sum)
+			}
+			if u.Ops() >= maxOps {
+				if err := flush(); err != nil {
+					return 0, err
+				}
+				u.Describe(f.name, aggregate.Meta{Kind: f.kind, Help: f.help, Buckets: f.buckets})
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return 0, err
+	}
+	return u.Expect, nil
+}
+
+// registry builds the same series in a client_golang registry, the peer
+// of the exposition figures. With nodes, every series is repeated once
+// per node with a node label, as /metrics/cluster shows them.
+func (w workload) registry(nodes []string) (*prometheus.Registry, error) {
+	reg := prometheus.NewRegistry()
+	var values []string
+	for fi := range w.families {
+		f := &w.families[fi]
+		names := f.labels
+		if len(nodes) > 0 {
+			names = append([]string{"node"}, f.labels...)
+		}
+		var c prometheus.Collector
+		var with func(lv []string, i, seed int)
+		switch f.kind {
+		case aggregate.Counter:
+			v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: f.name, Help: f.help}, names)
+			c, with = v, func(lv []string, i, seed int) { v.WithLabelValues(lv...).Add(f.value(i, seed)) }
+		case aggregate.Gauge:
+			v := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: f.name, Help: f.help}, names)
+			c, with = v, func(lv []string, i, seed int) { v.WithLabelValues(lv...).Set(f.value(i, seed)) }
+		case aggregate.Histogram:
+			v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: f.name, Help: f.help, Buckets: f.buckets}, names)
+			c, with = v, func(lv []string, i, seed int) {
+				h := v.WithLabelValues(lv...)
+				for j := range observationsPerHistogram {
+					h.Observe(observation(i, j, seed))
+				}
+			}
+		}
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("peer registry: %w", err)
+		}
+		seeds := []string{""}
+		if len(nodes) > 0 {
+			seeds = nodes
+		}
+		for ni, node := range seeds {
+			for i := range f.n {
+				values = f.labelValues(i, values)
+				lv := values
+				if len(nodes) > 0 {
+					lv = append([]string{node}, values...)
+				}
+				with(lv, i, ni)
+			}
+		}
+	}
+	return reg, nil
+}
