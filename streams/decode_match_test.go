@@ -246,3 +246,30 @@ func TestDecodeScannerDefers(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeScannerDecidesEncoderOutput checks that what the SDK writes,
+// escapes included, never needs the reference.
+func TestDecodeScannerDecidesEncoderOutput(t *testing.T) {
+	var e streams.Encoder
+	e.Begin("n1", "p-1", 42, 1763702400123)
+	values := []string{"", "plain", `q"b\s`, "line\nbreak\ttab\r", "\x00\x1f\x7f", "café ☕ 😀", "\u2028\u2029", "bad\xffutf8\xc0", "{{}}=,"}
+	for i, v := range values {
+		labels := []series.Label{{Name: "b", Value: v}, {Name: "a", Value: fmt.Sprint(i)}}
+		for _, err := range []error{
+			e.Counter("c_total", "help "+v, labels, float64(i)*1.5),
+			e.Gauge("g", "", labels, -float64(i)/3),
+			e.Histogram("h", v, labels, []float64{1e-9, 0.5, 1e300}, []uint64{0, 1, 1 << 63, 18446744073709551615}, 1e-7),
+		} {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	msg := string(e.Finish())
+	for _, limits := range matchLimits {
+		if _, decided, _ := streams.DecodeScanned(msg, "n1", limits); !decided {
+			t.Errorf("scanner leaves the Encoder's output to the reference with limits %+v", limits)
+		}
+		checkMatchesReference(t, []byte(msg), limits)
+	}
+}

@@ -2,6 +2,7 @@ package streams
 
 import (
 	"errors"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -238,10 +239,10 @@ func (d *decoder) entry(e *Entry) bool {
 			hasValue = true
 		case "buckets":
 			bit = fieldBuckets
-			m.Buckets, ok = d.floatArray()
+			m.Buckets, ok = numbers(d, &d.floats, (*decoder).float)
 		case "counts":
 			bit = fieldCounts
-			m.Counts, ok = d.uintArray()
+			m.Counts, ok = numbers(d, &d.uints, (*decoder).uint)
 		case "sum":
 			bit = fieldSum
 			m.Sum, ok = d.float()
@@ -294,8 +295,26 @@ func (d *decoder) entry(e *Entry) bool {
 			pos += escapedLen(l.Value) + len(`",`)
 		}
 	}
-	*e = Entry{Metric: m, Key: key}
+	e.Key = key
+	e.setMetric(&m)
 	return true
+}
+
+// setMetric stores m into e, whose memory is zero, field by field: copying
+// the whole struct would cost a write barrier over all of it while the
+// collector marks, and most fields are empty.
+func (e *Entry) setMetric(m *Metric) {
+	e.Name, e.Type, e.Value = m.Name, m.Type, m.Value
+	if m.Help != "" {
+		e.Help = m.Help
+	}
+	if m.Labels != nil {
+		e.Labels = m.Labels
+	}
+	if m.Buckets != nil || m.Counts != nil {
+		e.Buckets, e.Counts = m.Buckets, m.Counts
+	}
+	e.Sum = m.Sum
 }
 
 // within returns s as the substring of key at pos when key holds it there,
@@ -377,32 +396,21 @@ func (d *decoder) labelSet(labels []series.Label) ([]series.Label, bool) {
 	return labels, ok
 }
 
-func (d *decoder) floatArray() ([]float64, bool) {
-	d.floats = d.floats[:0]
+// numbers scans an array of numbers with parse into a new slice of its
+// exact length, collecting them in scratch first.
+func numbers[T float64 | uint64](d *decoder, scratch *[]T, parse func(*decoder) (T, bool)) ([]T, bool) {
+	s := (*scratch)[:0]
+	defer func() { *scratch = s }()
 	more, ok := d.open('[', ']')
 	for ok && more {
-		var f float64
-		if f, ok = d.float(); !ok {
+		var v T
+		if v, ok = parse(d); !ok {
 			return nil, false
 		}
-		d.floats = append(d.floats, f)
+		s = append(s, v)
 		more, ok = d.next(']')
 	}
-	return append(make([]float64, 0, len(d.floats)), d.floats...), ok
-}
-
-func (d *decoder) uintArray() ([]uint64, bool) {
-	d.uints = d.uints[:0]
-	more, ok := d.open('[', ']')
-	for ok && more {
-		var u uint64
-		if u, ok = d.uint(); !ok {
-			return nil, false
-		}
-		d.uints = append(d.uints, u)
-		more, ok = d.next(']')
-	}
-	return append(make([]uint64, 0, len(d.uints)), d.uints...), ok
+	return append(make([]T, 0, len(s)), s...), ok
 }
 
 // unknownField skips the value of a field the struct does not have. A key
@@ -527,14 +535,33 @@ func (d *decoder) end() bool {
 	return d.i == len(d.s)
 }
 
-// plain marks the bytes a JSON string holds as they are: printable ASCII
-// other than the quote and the backslash.
-var plain = func() (t [256]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = c != '"' && c != '\\'
+// plainRun returns the index of the first byte at or after i that a JSON
+// string does not hold as it is: anything but printable ASCII other than
+// the quote and the backslash. It looks at eight bytes at a time.
+func plainRun(s string, i int) int {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	for ; i+8 <= len(s); i += 8 {
+		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		q := x ^ (ones * '"')
+		b := x ^ (ones * '\\')
+		// A byte's high bit is set in t where it is below 0x20, a quote, a
+		// backslash or non-ASCII; borrows only mark bytes after a true one.
+		t := ((x-ones*0x20)|(q-ones)|(b-ones))&^x | x
+		if t &= highs; t != 0 {
+			return i + bits.TrailingZeros64(t)/8
+		}
 	}
-	return t
-}()
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' {
+			break
+		}
+	}
+	return i
+}
 
 // fieldKey scans an object key made of plain bytes only, and the colon
 // after it. An escaped or non-ASCII key may fold to a field name in ways
@@ -544,10 +571,7 @@ func (d *decoder) fieldKey() (string, bool) {
 		return "", false
 	}
 	start := d.i + 1
-	i := start
-	for i < len(d.s) && plain[d.s[i]] {
-		i++
-	}
+	i := plainRun(d.s, start)
 	if i >= len(d.s) || d.s[i] != '"' {
 		return "", false
 	}
@@ -563,13 +587,11 @@ func (d *decoder) str() (v string, owned, ok bool) {
 	}
 	start := d.i + 1
 	i := start
-	for i < len(d.s) {
-		c := d.s[i]
-		if plain[c] {
-			i++
-			continue
+	for {
+		if i = plainRun(d.s, i); i >= len(d.s) {
+			return "", false, false
 		}
-		switch {
+		switch c := d.s[i]; {
 		case c == '"':
 			d.i = i + 1
 			return d.s[start:i], false, true
@@ -584,7 +606,6 @@ func (d *decoder) str() (v string, owned, ok bool) {
 		}
 		i += n
 	}
-	return "", false, false
 }
 
 // unescape continues str from the first backslash at i.
@@ -594,7 +615,7 @@ func (d *decoder) unescape(start, i int) (string, bool, bool) {
 	for i < len(d.s) {
 		c := d.s[i]
 		switch {
-		case plain[c]:
+		case c >= 0x20 && c < utf8.RuneSelf && c != '"' && c != '\\':
 			b = append(b, c)
 			i++
 			continue
