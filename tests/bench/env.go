@@ -68,7 +68,12 @@ func (e *env) redis(ctx context.Context, name string) (*redisserver.Server, *red
 	if err != nil {
 		return nil, nil, err
 	}
-	rdb := redis.NewClient(rs.Options())
+	// The machine is shared: a dump of 300k fields or a script of 20k
+	// writes can take seconds under load, longer than go-redis's default
+	// 3 s timeout, and a resent script only finds its mark moved.
+	opts := rs.Options()
+	opts.ReadTimeout, opts.WriteTimeout, opts.MaxRetries = 30*time.Second, 30*time.Second, -1
+	rdb := redis.NewClient(opts)
 	e.onClose(func() {
 		rdb.Close()
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

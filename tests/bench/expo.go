@@ -115,15 +115,17 @@ func (b *localBumper) bump(ctx context.Context) error {
 }
 
 // proposedView serves /metrics and /metrics/cluster the way
-// cmd/jetmetrics/node does (load this node's aggregate on every request,
-// decode each peer's snapshot once per version), with exposition.Handler
-// in place of promhttp over Families: the wiring proposed for the node.
+// cmd/jetmetrics/node does (load this node's aggregate when its stream
+// mark moved, decode each peer's snapshot once per version), with
+// exposition.Handler in place of promhttp over Families: the wiring
+// proposed for the node.
 type proposedView struct {
 	store          *aggregate.Store
 	peers          *aggregate.Peers
 	local, cluster *exposition.Handler
 
 	mu      sync.Mutex
+	last    *aggregate.State // reused while the stream mark stays
 	decoded map[string]*aggregate.State
 	// version numbers the in-memory states served by /memory/…, each
 	// request a new version, so each is rendered afresh.
@@ -149,7 +151,7 @@ func newProposedView(rdb redis.UniversalClient, nodeName string, reg prometheus.
 func (v *proposedView) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		st, err := v.store.Load(r.Context())
+		st, err := v.loadLocal(r.Context())
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
@@ -201,8 +203,30 @@ func (v *proposedView) inMemory() []*aggregate.State {
 	return out
 }
 
+// loadLocal loads the node's aggregate, or reuses the last one loaded
+// while the stream mark has not moved, as the node does.
+func (v *proposedView) loadLocal(ctx context.Context) (*aggregate.State, error) {
+	mark, err := v.store.StreamMark(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	st := v.last
+	v.mu.Unlock()
+	if st != nil && mark != 0 && st.Mark == mark {
+		return st, nil
+	}
+	if st, err = v.store.Load(ctx); err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	v.last = st
+	v.mu.Unlock()
+	return st, nil
+}
+
 func (v *proposedView) states(ctx context.Context) ([]*aggregate.State, error) {
-	local, err := v.store.Load(ctx)
+	local, err := v.loadLocal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -398,9 +422,8 @@ func expositionFigure(ctx context.Context, e *env, cfg expoConfig, rep *report) 
 			)
 		}
 	}
-	// Parse every format back: each of the proposed wiring's plain and
-	// gzipped, the node's as wired gzipped, and the peer's text once, as
-	// the reference count.
+	// Parse every format back: the proposed wiring's, plain and gzipped,
+	// the node's as wired, gzipped, and the peer's text.
 	formats := []struct{ name, accept string }{{"text", acceptText}, {"openmetrics", acceptOpenMetrics}, {"protobuf", acceptProto}}
 	for _, ep := range endpoints {
 		for _, f := range formats {
@@ -410,7 +433,10 @@ func expositionFigure(ctx context.Context, e *env, cfg expoConfig, rep *report) 
 			}{
 				{"proposed", proposedURL, false}, {"proposed", proposedURL, true}, {"node", rn.url, true}, {"client_golang", peerURL, true},
 			} {
-				if c.server == "client_golang" && f.name != "text" {
+				// The peer's text is the reference count; the node as
+				// wired serves promhttp's encoding of Families, checked
+				// on the smaller view.
+				if (c.server == "client_golang" && f.name != "text") || (c.server == "node" && ep.path != "/metrics") {
 					continue
 				}
 				s, err := scrape(ctx, c.url+ep.path, f.accept, c.gz)
