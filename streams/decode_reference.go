@@ -57,7 +57,7 @@ func checkEntry(e *Entry, m *wireMetric, limits series.Limits, labels []series.L
 		labels = append(labels, series.Label{Name: k, Value: v})
 	}
 	series.SortLabels(labels)
-	if e.Reject = checkMetric(m, labels, limits); e.Reject != nil {
+	if e.Reject = checkMetric(&e.Metric, m.Value != nil, labels, limits); e.Reject != nil {
 		return labels
 	}
 	e.Key = series.Key(m.Name, labels)
