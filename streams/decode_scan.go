@@ -49,6 +49,10 @@ type decoder struct {
 	// help and helpCopy are the last help text seen and the copy given to
 	// its entries: consecutive series of one metric share one copy.
 	help, helpCopy string
+
+	// version holds "v" for checkEnvelope, which takes it by pointer; a
+	// local would escape and cost an allocation per message.
+	version int
 }
 
 var decoders = sync.Pool{New: func() any { return new(decoder) }}
@@ -91,9 +95,8 @@ var (
 func (d *decoder) decode(msg, node string, limits series.Limits) (*Decoded, error) {
 	d.s, d.i, d.limits = msg, 0, limits
 	var (
-		w       wireBatch
-		version int
-		seen    uint
+		w    wireBatch
+		seen uint
 	)
 	d.space()
 	more, ok := d.open('{', '}')
@@ -108,8 +111,8 @@ func (d *decoder) decode(msg, node string, limits series.Limits) (*Decoded, erro
 			bit = fieldV
 			var n int64
 			n, ok = d.int()
-			version = int(n)
-			w.Version = &version
+			d.version = int(n)
+			w.Version = &d.version
 		case "node":
 			bit = fieldNode
 			w.Node, _, ok = d.str()
