@@ -83,11 +83,18 @@ func (n *nodeOn) readiness(want int) {
 	})
 }
 
-// checkExposed settles and compares what /metrics serves with the ledger.
+// checkExposed settles and compares what Redis holds, and what /metrics
+// serves, with the ledger.
 func (n *nodeOn) checkExposed(led *ledger) {
 	n.t.Helper()
 	settle(n.t, n.js, n.rdb)
-	var err error
+	stored, err := storedSamples(context.Background(), n.store)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	if err := led.check(stored); err != nil {
+		n.t.Fatalf("the aggregate in Redis differs from the ledger:\n%v", err)
+	}
 	harness.Eventually(n.t, settleTimeout, func() error {
 		fams, serr := harness.Scrape(n.rn.URL + "/metrics")
 		if serr != nil {
