@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -72,8 +73,8 @@ func (s cpuSample) sub(o cpuSample) cpuSample {
 // load, beside the pipelined HINCRBY ceiling of the same redis-server.
 //
 // Saturation is measured two ways. Draining: producers fill the stream
-// first, then a node starts and works the backlog off with nothing else
-// running: the ceiling of NATS→aggregator→Redis. Sustained: producers keep
+// first, then a node starts on it and works the backlog off with nothing
+// else running: the ceiling of NATS→aggregator→Redis. Sustained: producers keep
 // offering more than that ceiling while the node applies, as in a
 // steady overload: the node also stores every incoming message, and the
 // producers share the machine.
@@ -174,13 +175,15 @@ type drained struct {
 	cpu                    cpuSample
 }
 
-// drainBacklog fills a stream with producers publishing back to back,
-// then starts a node on it and times it working the backlog off.
+// drainBacklog fills the delta stream with producers publishing back to
+// back while no node runs, then starts a node on that stream (its
+// embedded server recovers it from the data directory) and times it
+// working the backlog off.
 func drainBacklog(ctx context.Context, e *env, rs *redisserver.Server, cfg ingestConfig) (drained, error) {
 	var d drained
-	// Configured as a node's embedded server is, room for large
-	// snapshots included.
-	ns, err := natsserver.Start(natsserver.Config{Name: "drain", StoreDir: e.subdir("nats-drain"), Port: -1, MaxPayload: 8 << 20,
+	dataDir := e.subdir("node-drain")
+	// The node's embedded server, as the node configures it, run alone.
+	ns, err := natsserver.Start(natsserver.Config{Name: "n1", StoreDir: filepath.Join(dataDir, "nats"), Port: -1, MaxPayload: 8 << 20,
 		Logger: e.log.With().Str("component", "nats-drain").Logger().Level(zerolog.WarnLevel)})
 	if err != nil {
 		return d, err
@@ -216,15 +219,18 @@ func drainBacklog(ctx context.Context, e *env, rs *redisserver.Server, cfg inges
 		return d, err
 	}
 	d.messages = info.State.LastSeq
+	nc.Close()
+	ns.Shutdown()
 
 	reg := prometheus.NewRegistry()
 	meter := cpuMeter{redisPID: rs.PID()}
-	c0, t0 := meter.sample(), time.Now()
-	rn, err := e.startNode(ctx, node.Config{Name: "n1", NATSURL: ns.ClientURL(), RedisURL: rs.URL(), Registry: reg})
+	rn, err := e.startNode(ctx, node.Config{Name: "n1", DataDir: dataDir, RedisURL: rs.URL(), Registry: reg})
 	if err != nil {
 		return d, err
 	}
 	defer rn.stop()
+	a0, _ := counterValue(reg, appliedUpdates)
+	c0, t0 := meter.sample(), time.Now()
 	err = poll(ctx, 4*cfg.duration, func() error {
 		mark, err := counterValue(reg, appliedSequence)
 		if err == nil && uint64(mark) < d.messages {
@@ -233,7 +239,8 @@ func drainBacklog(ctx context.Context, e *env, rs *redisserver.Server, cfg inges
 		return err
 	})
 	c1, t1 := meter.sample(), time.Now()
-	d.applied, _ = counterValue(reg, appliedUpdates)
+	a1, _ := counterValue(reg, appliedUpdates)
+	d.applied = a1 - a0
 	d.seconds = t1.Sub(t0).Seconds()
 	d.rate = d.applied / d.seconds
 	d.cpu = c1.sub(c0)
