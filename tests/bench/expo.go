@@ -392,16 +392,15 @@ func expositionFigure(ctx context.Context, e *env, cfg expoConfig, rep *report) 
 						}
 					}
 				}
-				// One collection per round, so each scrape starts from a
-				// heap in the same state and none pays for another's
-				// garbage.
-				runtime.GC()
 				for _, m := range []struct {
 					url string
 					to  *[]scraped
 				}{
 					{proposedURL, &fresh}, {proposedURL, &repeat}, {proposedURL + "/memory", &memory}, {rn.url, &wired}, {peerURL, &peer},
 				} {
+					// Each scrape starts from a collected heap, so none pays
+					// for the garbage of the one before.
+					runtime.GC()
 					s, err := timeScrape(ctx, m.url+ep.path, acceptText, gz)
 					if err != nil {
 						return err

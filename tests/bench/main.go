@@ -43,6 +43,7 @@ var figureNames = []string{"hotpath", "ingest", "exposition", "snapshot", "memor
 
 type config struct {
 	out        string
+	markdown   string
 	figures    []string
 	series     int
 	hot        hotPathConfig
@@ -60,6 +61,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	figures := fs.String("figures", strings.Join(figureNames, ","), "figures to run, comma separated: "+strings.Join(figureNames, ", "))
 	hotOutput := fs.String("hotpath.from", "", "read `go test -bench` output of ./producers from this file instead of running it")
 	fs.StringVar(&cfg.out, "out", "", "also write the table as JSON to this file")
+	fs.StringVar(&cfg.markdown, "markdown", "", "also write the table as Markdown to this file")
 	fs.IntVar(&cfg.series, "series", 100_000, "series per node in the exposition, snapshot and memory figures")
 	fs.StringVar(&cfg.hot.benchtime, "hotpath.benchtime", "100ms", "-benchtime of the hot path benchmarks")
 	fs.IntVar(&cfg.hot.count, "hotpath.count", 5, "-count of the hot path benchmarks (the table shows medians)")
@@ -126,6 +128,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rep.print(stdout)
 	if cfg.out != "" {
 		if err := rep.writeJSON(cfg.out); err != nil {
+			return err
+		}
+	}
+	if cfg.markdown != "" {
+		if err := rep.writeMarkdown(cfg.markdown); err != nil {
 			return err
 		}
 	}

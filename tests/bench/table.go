@@ -157,6 +157,28 @@ func (r *report) print(w io.Writer) {
 	}
 }
 
+// writeMarkdown writes the table as Markdown, for docs/performance.md.
+func (r *report) writeMarkdown(path string) error {
+	var b strings.Builder
+	m := r.Machine
+	fmt.Fprintf(&b, "Run %s (%s, commit %s) on nproc %d, %s, memory %s, %s.\n\n", r.Started.Format("2006-01-02 15:04 MST"), r.Duration, m.Commit, m.CPUs, m.CPUModel, m.MemTotal, m.Go)
+	b.WriteString("| figure | unit | ours | peer | ratio | target | | note |\n|---|---|--:|--:|--:|---|---|---|\n")
+	for _, x := range r.Rows {
+		peer, ratio := "—", "—"
+		if !math.IsNaN(x.Peer) {
+			peer = formatValue(x.Peer, x.Unit)
+		}
+		if !math.IsNaN(x.Ratio) {
+			ratio = strconv.FormatFloat(x.Ratio, 'f', 2, 64) + "×"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", x.Figure, x.Unit, formatValue(x.Ours, x.Unit), peer, ratio, x.Target, x.Verdict, strings.ReplaceAll(x.Note, "|", "\\|"))
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}
+
 func (r *report) writeJSON(path string) error {
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
