@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/jetmetrics/jetmetrics/cmd/jetmetrics/node"
@@ -80,6 +81,9 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	)
 	cfg.Logger = logger
 	cfg.Registry = reg
+	// go-redis logs connection-pool trouble through a process-wide logger;
+	// the node reports Redis outages itself, so keep these at debug.
+	redis.SetLogger(redisLogger{logger.With().Str("component", "go-redis").Logger()})
 	n, err := node.New(cfg)
 	if err != nil {
 		return usageError{err.Error()}
@@ -121,6 +125,12 @@ func checkNodeFlags(cfg node.Config) error {
 		return flagError("streams.prefix", cfg.Streams.Prefix, err.Error())
 	}
 	return nil
+}
+
+type redisLogger struct{ log zerolog.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Debug().Msgf(format, v...)
 }
 
 func newLogger(level, format string, w io.Writer) (zerolog.Logger, error) {
