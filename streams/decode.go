@@ -63,6 +63,10 @@ const MaxBuckets = 64
 
 // Entry is one validated series update of a decoded batch, or the reason it
 // was rejected.
+//
+// Its Metric.Labels is left nil: the labels are in Key, sorted and escaped
+// (series.ParseKey recovers them), and building a map per entry would cost
+// as much as the rest of decoding.
 type Entry struct {
 	Metric
 	// Key is the canonical series key (pkg/series) when Reject is nil.

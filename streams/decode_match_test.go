@@ -138,9 +138,6 @@ func aliasing(d *streams.Decoded, msg string) (string, bool) {
 	all := []string{d.Node, d.Producer}
 	for _, e := range d.Entries {
 		all = append(all, e.Name, string(e.Type), e.Help, e.Key)
-		for k, v := range e.Labels {
-			all = append(all, k, v)
-		}
 	}
 	for _, s := range all {
 		if inside(s) {

@@ -49,7 +49,7 @@ func decodeReference(data []byte, node string, limits series.Limits) (*Decoded, 
 }
 
 func checkEntry(e *Entry, m *wireMetric, limits series.Limits, labels []series.Label) []series.Label {
-	e.Metric = Metric{Name: m.Name, Type: m.Type, Help: m.Help, Labels: m.Labels, Buckets: m.Buckets, Counts: m.Counts, Sum: m.Sum}
+	e.Metric = Metric{Name: m.Name, Type: m.Type, Help: m.Help, Buckets: m.Buckets, Counts: m.Counts, Sum: m.Sum}
 	if m.Value != nil {
 		e.Value = *m.Value
 	}

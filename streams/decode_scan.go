@@ -204,11 +204,10 @@ const minEntryBytes = 32
 // every pointer stored into the heap costs a write barrier.
 func (d *decoder) entry(e *Entry) bool {
 	var (
-		m         Metric
-		hasValue  bool
-		hasLabels bool
-		seen      uint
-		buf       [8]series.Label
+		m        Metric
+		hasValue bool
+		seen     uint
+		buf      [8]series.Label
 	)
 	labels := buf[:0]
 	more, ok := d.open('{', '}')
@@ -235,7 +234,6 @@ func (d *decoder) entry(e *Entry) bool {
 		case "labels":
 			bit = fieldLabels
 			labels, ok = d.labelSet(labels)
-			hasLabels = true
 		case "value":
 			bit = fieldValue
 			m.Value, ok = d.float()
@@ -274,30 +272,13 @@ func (d *decoder) entry(e *Entry) bool {
 	m.Type = ownKind(m.Type)
 	if rej := checkMetric(&m, hasValue, labels, d.limits); rej != nil {
 		m.Name = strings.Clone(name)
-		if hasLabels {
-			m.Labels = make(map[string]string, len(labels))
-			for _, l := range labels {
-				m.Labels[strings.Clone(l.Name)] = strings.Clone(l.Value)
-			}
-		}
 		*e = Entry{Metric: m, Reject: rej}
 		return true
 	}
 	d.key = series.AppendKey(d.key[:0], name, labels)
 	key := string(d.key)
-	// The key is the name, then each label's name and escaped value:
-	// name{a="1",b="2"}. within copies whatever is not found where expected.
+	// The key starts with the name: name{a="1",b="2"}.
 	m.Name = within(key, 0, name)
-	if hasLabels {
-		m.Labels = make(map[string]string, len(labels))
-		pos := len(name) + 1
-		for _, l := range labels {
-			lname := within(key, pos, l.Name)
-			pos += len(l.Name) + len(`="`)
-			m.Labels[lname] = within(key, pos, l.Value)
-			pos += escapedLen(l.Value) + len(`",`)
-		}
-	}
 	e.Key = key
 	e.setMetric(&m)
 	return true
@@ -310,9 +291,6 @@ func (e *Entry) setMetric(m *Metric) {
 	e.Name, e.Type, e.Value = m.Name, m.Type, m.Value
 	if m.Help != "" {
 		e.Help = m.Help
-	}
-	if m.Labels != nil {
-		e.Labels = m.Labels
 	}
 	if m.Buckets != nil || m.Counts != nil {
 		e.Buckets, e.Counts = m.Buckets, m.Counts
@@ -327,17 +305,6 @@ func within(key string, pos int, s string) string {
 		return key[pos:end]
 	}
 	return strings.Clone(s)
-}
-
-// escapedLen is the length of a label value as series.AppendKey writes it.
-func escapedLen(v string) int {
-	n := len(v)
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c == '\\' || c == '"' || c == '\n' {
-			n++
-		}
-	}
-	return n
 }
 
 // sortLabels sorts labels by name like series.SortLabels, without
