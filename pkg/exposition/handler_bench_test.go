@@ -68,3 +68,22 @@ var discardHeader = http.Header{}
 func (discard) Header() http.Header         { clear(discardHeader); return discardHeader }
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 func (discard) WriteHeader(int)             {}
+
+// BenchmarkServeCached serves the same version again: a second scraper.
+func BenchmarkServeCached(b *testing.B) {
+	for _, enc := range []string{"", "gzip"} {
+		b.Run("encoding="+enc, func(b *testing.B) {
+			h, err := exposition.NewHandler(exposition.HandlerConfig{EnableOpenMetrics: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			st := benchState("n1", 100_000)
+			b.ReportAllocs()
+			for b.Loop() {
+				r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+				r.Header.Set("Accept-Encoding", enc)
+				h.Serve(discard{}, r, []*aggregate.State{st})
+			}
+		})
+	}
+}

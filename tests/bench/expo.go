@@ -123,6 +123,9 @@ type proposedView struct {
 	store          *aggregate.Store
 	peers          *aggregate.Peers
 	local, cluster *exposition.Handler
+	// memLocal and memCluster serve /memory/…, with caches of their own:
+	// the made-up versions there must not hide the real ones.
+	memLocal, memCluster *exposition.Handler
 
 	mu      sync.Mutex
 	last    *aggregate.State // reused while the stream mark stays
@@ -142,9 +145,17 @@ func newProposedView(rdb redis.UniversalClient, nodeName string, reg prometheus.
 	if err != nil {
 		return nil, err
 	}
+	memLocal, err := exposition.NewHandler(exposition.HandlerConfig{Gatherer: reg, EnableOpenMetrics: true})
+	if err != nil {
+		return nil, err
+	}
+	memCluster, err := exposition.NewHandler(exposition.HandlerConfig{NodeLabel: true, EnableOpenMetrics: true})
+	if err != nil {
+		return nil, err
+	}
 	return &proposedView{
 		store: aggregate.NewStore(rdb, "", nodeName), peers: aggregate.NewPeers(rdb, ""),
-		local: local, cluster: cluster, decoded: map[string]*aggregate.State{},
+		local: local, cluster: cluster, memLocal: memLocal, memCluster: memCluster, decoded: map[string]*aggregate.State{},
 	}, nil
 }
 
@@ -169,10 +180,10 @@ func (v *proposedView) routes() http.Handler {
 	// /memory/… serve the states last loaded, as a node holding its
 	// aggregate in memory would: the cost of exposition alone.
 	mux.HandleFunc("GET /memory/metrics", func(w http.ResponseWriter, r *http.Request) {
-		v.local.Serve(w, r, v.inMemory()[:1])
+		v.memLocal.Serve(w, r, v.inMemory()[:1])
 	})
 	mux.HandleFunc("GET /memory/metrics/cluster", func(w http.ResponseWriter, r *http.Request) {
-		v.cluster.Serve(w, r, v.inMemory())
+		v.memCluster.Serve(w, r, v.inMemory())
 	})
 	return mux
 }

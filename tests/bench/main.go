@@ -64,7 +64,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.markdown, "markdown", "", "also write the table as Markdown to this file")
 	fs.IntVar(&cfg.series, "series", 100_000, "series per node in the exposition, snapshot and memory figures")
 	fs.StringVar(&cfg.hot.benchtime, "hotpath.benchtime", "100ms", "-benchtime of the hot path benchmarks")
-	fs.IntVar(&cfg.hot.count, "hotpath.count", 5, "-count of the hot path benchmarks (the table shows medians)")
+	fs.IntVar(&cfg.hot.count, "hotpath.count", 5, "-count of the hot path benchmarks (the table shows the best run of each)")
 	fs.IntVar(&cfg.expo.scrapes, "exposition.scrapes", 3, "timed scrapes per exposition case of /metrics; /metrics/cluster one fewer, at least 2")
 	fs.IntVar(&cfg.ingest.producers, "ingest.producers", 4, "producer processes of the ingest figure")
 	fs.IntVar(&cfg.ingest.series, "ingest.series", 25_000, "series each producer updates every flush at saturation")
