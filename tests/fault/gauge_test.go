@@ -16,8 +16,9 @@ func TestGaugeLastSetWins(t *testing.T) {
 	// Raw batches on a stream with a 100 ms duplicate window: a retry that
 	// outlives the window and a stale copy that turns up after newer
 	// batches must not move the gauge back; a batch lost on its way to the
-	// broker never sets it; the restarted producer (a new id, its batches
-	// numbered from 1 again) takes over.
+	// broker never sets it, nor one the producer died holding; the
+	// restarted producer (a new id, its batches numbered from 1 again) takes
+	// over.
 	t.Run("raw", func(t *testing.T) {
 		r := newRig(t, rigConfig{Duplicates: 100 * time.Millisecond})
 		r.start(aggregator.Config{})
@@ -45,6 +46,8 @@ func TestGaugeLastSetWins(t *testing.T) {
 				a.ack(ctx, b)
 			}
 		}
+		// And it had cut one more, never sent.
+		a.forget(a.cut(gauge("fault_level", 99, "svc", "x"), counter("fault_sets_total", 1, "svc", "x")))
 		r.checkStored(led)
 
 		b := newPublisher(t, led, r.nc, nodeName, "svc-bbbb")
