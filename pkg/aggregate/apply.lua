@@ -58,9 +58,22 @@ for j = 0, fn - 1 do
     overflow = overflow + 1
   end
 end
+-- HINCRBY replicates (and goes to the AOF) as itself: relative. Redis
+-- 7.0 can leave a torn transaction dangling in the AOF and apply it on a
+-- later load, so replicate the result instead, which a replay overwrites.
+local function incr(key, field, delta)
+  redis.set_repl(redis.REPL_NONE)
+  local r = redis.pcall('HINCRBY', key, field, delta)
+  redis.set_repl(redis.REPL_ALL)
+  if type(r) == 'table' and r.err then
+    return r
+  end
+  redis.call('HSET', key, field, r)
+  return r
+end
 local ifirst, inum = section()
 for j = 0, inum - 1 do
-  local r = redis.pcall('HINCRBY', KEYS[2], ARGV[ifirst + 2 * j], ARGV[ifirst + 2 * j + 1])
+  local r = incr(KEYS[2], ARGV[ifirst + 2 * j], ARGV[ifirst + 2 * j + 1])
   if type(r) == 'table' and r.err then
     overflow = overflow + 1
   end
@@ -69,10 +82,10 @@ local sfirst, sn = section()
 hset_chunks(KEYS[2], sfirst, sn, '')
 local rfirst, rn = section()
 for j = 0, rn - 1 do
-  redis.call('HINCRBY', KEYS[4], ARGV[rfirst + 2 * j], ARGV[rfirst + 2 * j + 1])
+  incr(KEYS[4], ARGV[rfirst + 2 * j], ARGV[rfirst + 2 * j + 1])
 end
 if overflow > 0 then
-  redis.call('HINCRBY', KEYS[4], 'overflow', overflow)
+  incr(KEYS[4], 'overflow', overflow)
 end
 redis.call('HSET', KEYS[1], 'stream', ARGV[2])
 hset_chunks(KEYS[1], pfirst, pn, 'p:')
