@@ -2,6 +2,7 @@ package producers
 
 import (
 	"math"
+	"runtime"
 	"sync/atomic"
 )
 
@@ -12,19 +13,30 @@ const linearSearchMax = 8
 // Histogram is a histogram series with the buckets fixed at registration.
 // Observe is lock-free and safe from any goroutine.
 //
-// Each bucket count and the sum are swapped out separately at flush. The
-// observation count sent is the sum of the bucket counts, so buckets and
-// count always agree; an Observe racing with a flush may have its bucket in
-// one batch and its share of the sum in the next, never lost or counted
-// twice.
+// Observations go to one of two buffers, the hot one. A flush flips the
+// hot buffer, waits for the observations already under way in the old one
+// to finish, and takes it whole: an observation's bucket and its share of
+// the sum always travel in the same batch, so readers never see count and
+// sum out of step. The count sent is the sum of the bucket counts.
 type Histogram struct {
-	sum    atomic.Uint64
-	upper  []float64
-	counts []atomic.Uint64 // one per bucket plus +Inf; not cumulative
+	// state holds the hot buffer's index in its top bit and, below it, how
+	// many observations have started in that buffer since it became hot.
+	state atomic.Uint64
+	bufs  [2]histBuf
+	upper []float64
 	seriesBase
 	// scratch receives the swapped-out counts; owned by the flusher.
 	scratch []uint64
 }
+
+// histBuf is one buffer of a histogram.
+type histBuf struct {
+	sum    atomic.Uint64
+	done   atomic.Uint64   // observations finished in this buffer
+	counts []atomic.Uint64 // one per bucket plus +Inf; not cumulative
+}
+
+const hotBit = 1 << 63
 
 // Observe records v in the first bucket whose upper bound is ≥ v. NaN and
 // infinite values have no place in the sum the wire carries: they are
@@ -34,8 +46,11 @@ func (h *Histogram) Observe(v float64) {
 		h.fam.p.reject(true)
 		return
 	}
-	h.counts[h.bucket(v)].Add(1)
-	addFloat(&h.sum, v)
+	n := h.state.Add(1)
+	b := &h.bufs[n>>63]
+	b.counts[h.bucket(v)].Add(1)
+	addFloat(&b.sum, v)
+	b.done.Add(1)
 }
 
 func (h *Histogram) bucket(v float64) int {
@@ -61,20 +76,24 @@ func (h *Histogram) bucket(v float64) int {
 }
 
 func (h *Histogram) collect(fl *flusher) {
-	seen := false
-	for i := range h.counts {
-		var n uint64
-		if h.counts[i].Load() != 0 {
-			n = h.counts[i].Swap(0)
-			seen = true
-		}
-		h.scratch[i] = n
+	// Only the flusher flips, so the hot bit cannot change between the
+	// load and the swap; every observation counted in n is in the old
+	// buffer, every later one in the new.
+	old := h.state.Load() & hotBit
+	n := h.state.Swap(old ^ hotBit)
+	started := n &^ hotBit
+	b := &h.bufs[n>>63]
+	for b.done.Load() != started {
+		runtime.Gosched() // an Observe between its first and last atomic
 	}
-	var sum uint64
-	if h.sum.Load() != 0 {
-		sum = h.sum.Swap(0)
+	for i := range b.counts {
+		h.scratch[i] = b.counts[i].Load()
+		b.counts[i].Store(0)
 	}
-	if !seen && sum == 0 && h.announced {
+	sum := b.sum.Load()
+	b.sum.Store(0)
+	b.done.Store(0)
+	if started == 0 && h.announced {
 		return
 	}
 	h.announced = true
@@ -92,7 +111,9 @@ func (v *HistogramVec) init(f *family) {
 		// Rounded up to whole cache lines, which the allocator aligns, so
 		// no other series shares the counts' lines.
 		n := len(f.buckets) + 1
-		h.counts = make([]atomic.Uint64, n, (n+7)&^7)
+		for i := range h.bufs {
+			h.bufs[i].counts = make([]atomic.Uint64, n, (n+7)&^7)
+		}
 		h.scratch = make([]uint64, len(f.buckets)+1)
 	})
 }
