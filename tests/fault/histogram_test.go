@@ -85,12 +85,19 @@ func TestHistogramNeverTorn(t *testing.T) {
 		led := newLedger()
 		ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
 		defer cancel()
-		const producers, batches = 3, 1000
+		// At least minBatches each, and on until both readers have read
+		// enough while the load runs (a fast machine finishes the minimum
+		// before the readers get going); never more than maxBatches.
+		const producers, minBatches, maxBatches = 3, 1000, 20_000
+		enough := func() bool { return web.reads() >= 10 && direct.reads() >= 200 }
 		var wg sync.WaitGroup
 		for w := range producers {
 			p := newPublisher(t, led, n.dial(), nodeName, fmt.Sprintf("hist-%d", w))
 			wg.Go(func() {
-				for i := range batches {
+				for i := range maxBatches {
+					if i >= minBatches && (enough() || ctx.Err() != nil) {
+						return
+					}
 					// Counts vary by batch; each bucket holds its own value.
 					c := []uint64{uint64(i%3 + 1), uint64(i % 2), uint64(i%5) / 2, uint64(i%7) / 3}
 					sum := 0.5*float64(c[0]) + 2*float64(c[1]) + 8*float64(c[2]) + 32*float64(c[3])
