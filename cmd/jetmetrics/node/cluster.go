@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
 	"github.com/jetmetrics/jetmetrics/pkg/exposition"
@@ -120,11 +119,7 @@ func (v *clusterView) serveCluster(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("format %q: want json, or none for the Prometheus formats by content negotiation", q.Get("format")), http.StatusBadRequest)
 		return
 	}
-	promhttp.HandlerFor(exposition.StaticGatherer(exposition.Families(states, true)), promhttp.HandlerOpts{
-		ErrorHandling:     promhttp.ContinueOnError,
-		ErrorLog:          promLogger{v.n},
-		EnableOpenMetrics: true,
-	}).ServeHTTP(w, r)
+	v.n.clusterExpo.Serve(w, r, states)
 }
 
 // peerCollector exports every peer's freshness from the peer store.

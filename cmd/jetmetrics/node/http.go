@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
@@ -16,6 +15,8 @@ import (
 // routes is the node's HTTP API.
 func (n *Node) routes() http.Handler {
 	mux := http.NewServeMux()
+	n.localExpo = mustHandler(exposition.HandlerConfig{Gatherer: n.reg, EnableOpenMetrics: true, ErrorLog: promLogger{n}})
+	n.clusterExpo = mustHandler(exposition.HandlerConfig{NodeLabel: true, EnableOpenMetrics: true, ErrorLog: promLogger{n}})
 	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(n.reg, http.HandlerFunc(n.serveMetrics)))
 	cluster := &clusterView{n: n}
 	mux.HandleFunc("GET /metrics/cluster", cluster.serveCluster)
@@ -43,8 +44,7 @@ func (n *Node) routes() http.Handler {
 
 // serveMetrics serves /metrics: this node's aggregate (no node label, so
 // Prometheus scraping every node sees no duplicates) and the process's own
-// metrics. It answers 503 rather than serve an aggregate older than one it
-// already served: counters never go backwards.
+// metrics.
 func (n *Node) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
@@ -53,12 +53,7 @@ func (n *Node) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	promhttp.HandlerFor(prometheus.Gatherers{n.reg, exposition.StaticGatherer(exposition.Families([]*aggregate.State{st}, false))},
-		promhttp.HandlerOpts{
-			ErrorHandling:     promhttp.ContinueOnError,
-			ErrorLog:          promLogger{n},
-			EnableOpenMetrics: true,
-		}).ServeHTTP(w, r)
+	n.localExpo.Serve(w, r, []*aggregate.State{st})
 }
 
 // loadLocal loads this node's aggregate for exposition. It refuses an
@@ -92,3 +87,13 @@ func (n *Node) loadLocal(ctx context.Context) (*aggregate.State, error) {
 type promLogger struct{ n *Node }
 
 func (l promLogger) Println(v ...any) { l.n.log.Warn().Msg(fmt.Sprint(v...)) }
+
+// mustHandler builds an exposition handler from a configuration that is a
+// constant of this file.
+func mustHandler(cfg exposition.HandlerConfig) *exposition.Handler {
+	h, err := exposition.NewHandler(cfg)
+	if err != nil {
+		panic(err)
+	}
+	return h
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/jetmetrics/jetmetrics/consumers/broadcast"
 	"github.com/jetmetrics/jetmetrics/consumers/snapshot"
 	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
+	"github.com/jetmetrics/jetmetrics/pkg/exposition"
 	"github.com/jetmetrics/jetmetrics/pkg/natsserver"
 	"github.com/jetmetrics/jetmetrics/pkg/redisserver"
 	"github.com/jetmetrics/jetmetrics/streams"
@@ -50,9 +51,12 @@ type Node struct {
 	// lastLocal is the last aggregate loaded for exposition, reused while
 	// the stored mark has not moved. Shared, so never modified.
 	lastLocal atomic.Pointer[aggregate.State]
-	broadcast atomic.Pointer[broadcast.Consumer]
-	started   chan struct{}
-	startOnce sync.Once
+	// localExpo and clusterExpo render /metrics and /metrics/cluster,
+	// keeping what they rendered of each node at each version.
+	localExpo, clusterExpo *exposition.Handler
+	broadcast              atomic.Pointer[broadcast.Consumer]
+	started                chan struct{}
+	startOnce              sync.Once
 }
 
 // New validates cfg and returns a node ready to Run.
