@@ -167,10 +167,9 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 		u.Expect = st.marks.Stream
 		msgs := 0
 		var last item
+		st.letters = st.letters[:0]
 		for next := first; ; {
-			if err := st.add(ctx, a, u, next); err != nil {
-				return progressed, err
-			}
+			st.add(a, u, next)
 			msgs++
 			last = next
 			if msgs >= a.cfg.MaxGroupMessages || u.Ops() >= a.cfg.MaxGroupOps {
@@ -186,6 +185,13 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 			}
 		}
 		u.Mark = last.seq
+		// Dead letters go out before the apply: a crash in between repeats
+		// them on replay, and their message ids make the repeat a no-op.
+		for _, l := range st.letters {
+			if err := a.deadLetter(ctx, l.in, l.rej, l.entries); err != nil {
+				return progressed, err
+			}
+		}
 		if err := a.fault(StepDecoded, u.Mark); err != nil {
 			return progressed, err
 		}

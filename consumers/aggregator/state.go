@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
@@ -23,6 +24,16 @@ type sessionState struct {
 	known     map[string]struct{}
 	perMetric map[string]int
 	rejected  []int // scratch: indices of rejected entries
+	// letters are the dead letters of the group being built, published
+	// before the group is applied.
+	letters []deadLetter
+}
+
+// deadLetter is a rejected message waiting to be copied to the DLQ.
+type deadLetter struct {
+	in      item
+	rej     *streams.RejectError
+	entries []int
 }
 
 func (a *Aggregator) load(ctx context.Context) (*sessionState, error) {
@@ -107,17 +118,19 @@ func exposedNames(name string, k aggregate.Kind) []string {
 	}
 }
 
-// add folds one message into u, deciding every rejection.
-func (st *sessionState) add(ctx context.Context, a *Aggregator, u *aggregate.Update, in item) error {
+// add folds one message into u, deciding every rejection; rejected
+// messages are queued in st.letters.
+func (st *sessionState) add(a *Aggregator, u *aggregate.Update, in item) {
 	if in.reject != nil {
 		u.Reject(string(in.reject.Reason), 1)
 		a.m.rejected.Inc()
-		return a.deadLetter(ctx, in, in.reject, nil)
+		st.letters = append(st.letters, deadLetter{in: in, rej: in.reject})
+		return
 	}
 	d := in.dec
 	if d.Seq <= st.marks.Producers[d.Producer] {
 		a.m.duplicate.Inc()
-		return nil
+		return
 	}
 	st.marks.Producers[d.Producer] = d.Seq
 	u.ProducerMark(d.Producer, d.Seq)
@@ -142,10 +155,10 @@ func (st *sessionState) add(ctx context.Context, a *Aggregator, u *aggregate.Upd
 	a.m.entries.Add(float64(len(d.Entries) - len(st.rejected)))
 	if first == nil {
 		a.m.applied.Inc()
-		return nil
+		return
 	}
 	a.m.partlyRejected.Inc()
-	return a.deadLetter(ctx, in, first, st.rejected)
+	st.letters = append(st.letters, deadLetter{in: in, rej: first, entries: slices.Clone(st.rejected)})
 }
 
 // apply folds one valid entry into u, or says why it cannot be applied.
