@@ -91,6 +91,9 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	}
 }
 
+// pullMaxBytes bounds what the aggregator's consumer buffers.
+const pullMaxBytes = 16 << 20
+
 // item is one message read from the stream, decoded off the apply path.
 type item struct {
 	seq     uint64
@@ -124,7 +127,10 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("consume %s from seq %d: %w", a.cfg.Streams.DeltaStream(), st.marks.Stream+1, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(2 * a.cfg.MaxGroupMessages))
+	// Bounded by bytes, not messages: a backlog of large batches pulled by
+	// count overflows the subscription's pending limit (64 MiB) and the
+	// server drops the aggregator as a slow consumer.
+	it, err := cons.Messages(jetstream.PullMaxBytes(pullMaxBytes))
 	if err != nil {
 		return false, fmt.Errorf("consume %s: %w", a.cfg.Streams.DeltaStream(), err)
 	}
