@@ -108,21 +108,19 @@ func decodeMetas(all map[string]string) (map[string]Meta, error) {
 	return metas, nil
 }
 
-// SeriesKeys calls fn with the key of every series, in no order.
+// SeriesKeys calls fn once with the key of every series, in no order. A
+// histogram series is reported by its sum field, which every histogram
+// series has exactly one of (its bucket fields are skipped).
 func (s *Store) SeriesKeys(ctx context.Context, fn func(key string)) error {
 	iter := s.rdb.HScan(ctx, s.keys.series, 0, "", 4096).Iterator()
-	i := 0
-	var last string
-	for iter.Next(ctx) {
+	for i := 0; iter.Next(ctx); i++ {
 		// HSCAN yields field, value, field, value…
-		if i%2 == 0 {
-			key, _, hist := splitField(iter.Val())
-			if !hist || key != last {
-				fn(key)
-			}
-			last = key
+		if i%2 != 0 {
+			continue
 		}
-		i++
+		if key, bucket, hist := splitField(iter.Val()); !hist || bucket < 0 {
+			fn(key)
+		}
 	}
 	if err := iter.Err(); err != nil {
 		return fmt.Errorf("scan series of %s: %w", s.node, err)
