@@ -26,24 +26,22 @@ const (
 // It fails the test, never skips it, when redis-server is not installed.
 func Redis(t testing.TB) *redisserver.Server {
 	t.Helper()
-	return startRedis(t, socketPath(t))
+	return startRedis(t, redisserver.Config{Dir: t.TempDir(), Socket: socketPath(t)})
 }
 
 // RedisTCP is Redis on a free loopback TCP port instead of a socket.
 func RedisTCP(t testing.TB) *redisserver.Server {
 	t.Helper()
-	return startRedis(t, "")
+	return startRedis(t, redisserver.Config{Dir: t.TempDir()})
 }
 
-func startRedis(t testing.TB, socket string) *redisserver.Server {
+// startRedis starts cfg with the test's logger and stops it at cleanup.
+func startRedis(t testing.TB, cfg redisserver.Config) *redisserver.Server {
 	t.Helper()
+	cfg.Logger = Logger(t)
 	ctx, cancel := context.WithTimeout(context.Background(), redisStartTimeout)
 	defer cancel()
-	s, err := redisserver.Start(ctx, redisserver.Config{
-		Dir:    t.TempDir(),
-		Socket: socket,
-		Logger: Logger(t),
-	})
+	s, err := redisserver.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"context"
 	"testing"
 
 	"github.com/jetmetrics/jetmetrics/pkg/redisserver"
@@ -20,19 +19,5 @@ func RedisWith(t testing.TB, cfg redisserver.Config) *redisserver.Server {
 	if cfg.Socket == "" && cfg.Port == 0 {
 		cfg.Socket = socketPath(t)
 	}
-	cfg.Logger = Logger(t)
-	ctx, cancel := context.WithTimeout(context.Background(), redisStartTimeout)
-	defer cancel()
-	s, err := redisserver.Start(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), redisStopTimeout)
-		defer cancel()
-		if err := s.Stop(ctx); err != nil {
-			t.Error(err)
-		}
-	})
-	return s
+	return startRedis(t, cfg)
 }
