@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
+	"github.com/jetmetrics/jetmetrics/pkg/backoff"
 	"github.com/jetmetrics/jetmetrics/streams"
 )
 
@@ -64,7 +65,7 @@ func (a *Aggregator) Mark() uint64 { return a.mark.Load() }
 // NATS unavailable, a moved mark) ends the current session; the next one
 // starts from the position stored in Redis after a backoff.
 func (a *Aggregator) Run(ctx context.Context) error {
-	backoff := a.cfg.RetryMin
+	retry := backoff.Backoff{Min: a.cfg.RetryMin, Max: a.cfg.RetryMax}
 	for {
 		progressed, err := a.session(ctx)
 		a.ready.Store(false)
@@ -73,21 +74,17 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		}
 		a.m.restarts.Inc()
 		if progressed {
-			backoff = a.cfg.RetryMin
+			retry.Reset()
 		}
+		wait := retry.Next()
 		ev := a.log.Warn()
 		if errors.Is(err, aggregate.ErrConflict) {
 			ev = a.log.Info()
 		}
-		ev.Err(err).Dur("backoff", backoff).Msg("aggregator resuming from the stored mark")
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		ev.Err(err).Dur("backoff", wait).Msg("aggregator resuming from the stored mark")
+		if !backoff.Sleep(ctx, wait) {
 			return nil
-		case <-t.C:
 		}
-		backoff = min(2*backoff, a.cfg.RetryMax)
 	}
 }
 

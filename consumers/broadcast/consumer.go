@@ -6,13 +6,13 @@ import (
 	"math"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
+	"github.com/jetmetrics/jetmetrics/pkg/backoff"
 	"github.com/jetmetrics/jetmetrics/streams"
 )
 
@@ -61,22 +61,18 @@ func (c *Consumer) Ready() bool { return c.ready.Load() }
 // it starts again from each node's last snapshot, which is harmless since
 // an older or equal version never replaces a newer one.
 func (c *Consumer) Run(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
+	var retry backoff.Backoff
 	for {
 		err := c.session(ctx)
 		c.ready.Store(false)
 		if ctx.Err() != nil {
 			return nil
 		}
-		c.log.Warn().Err(err).Dur("backoff", backoff).Msg("broadcast consumer restarting")
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		wait := retry.Next()
+		c.log.Warn().Err(err).Dur("backoff", wait).Msg("broadcast consumer restarting")
+		if !backoff.Sleep(ctx, wait) {
 			return nil
-		case <-t.C:
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 

@@ -3,6 +3,8 @@ package redisserver
 import (
 	"context"
 	"time"
+
+	"github.com/jetmetrics/jetmetrics/pkg/backoff"
 )
 
 const (
@@ -24,7 +26,7 @@ const (
 // stops the child gracefully and returns nil; a stop that had to kill the
 // child is logged.
 func (s *Server) Supervise(ctx context.Context) error {
-	backoff := minBackoff
+	retry := backoff.Backoff{Min: minBackoff, Max: maxBackoff}
 	for {
 		s.mu.Lock()
 		p, stopped, started := s.proc, s.stopped, s.started
@@ -49,17 +51,13 @@ func (s *Server) Supervise(ctx context.Context) error {
 		}
 
 		if time.Since(p.started) > stableAfter {
-			backoff = minBackoff
+			retry.Reset()
 		}
-		s.log.Warn().Err(p.exitError()).Int("pid", p.pid()).Dur("backoff", backoff).Msg("redis-server exited, restarting")
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		wait := retry.Next()
+		s.log.Warn().Err(p.exitError()).Int("pid", p.pid()).Dur("backoff", wait).Msg("redis-server exited, restarting")
+		if !backoff.Sleep(ctx, wait) {
 			return nil
-		case <-t.C:
 		}
-		backoff = min(2*backoff, maxBackoff)
 		if err := s.restartExited(ctx, p); err != nil {
 			s.log.Error().Err(err).Msg("restart redis-server")
 		}

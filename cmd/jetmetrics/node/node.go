@@ -24,6 +24,7 @@ import (
 	"github.com/jetmetrics/jetmetrics/consumers/broadcast"
 	"github.com/jetmetrics/jetmetrics/consumers/snapshot"
 	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
+	"github.com/jetmetrics/jetmetrics/pkg/backoff"
 	"github.com/jetmetrics/jetmetrics/pkg/exposition"
 	"github.com/jetmetrics/jetmetrics/pkg/natsserver"
 	"github.com/jetmetrics/jetmetrics/pkg/redisserver"
@@ -370,7 +371,7 @@ func splitHostPort(addr string) (string, int, error) {
 // provision creates the streams, retrying while JetStream is not yet
 // available (a cluster still electing its meta leader).
 func (n *Node) provision(ctx context.Context, js jetstream.JetStream) error {
-	backoff := 100 * time.Millisecond
+	retry := backoff.Backoff{Max: time.Second}
 	for {
 		// Short attempts: requests to a stream still electing its leader
 		// are dropped, not refused, and only a retry gets an answer.
@@ -384,15 +385,11 @@ func (n *Node) provision(ctx context.Context, js jetstream.JetStream) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("provision streams: %w", err)
 		}
-		n.log.Warn().Err(err).Dur("backoff", backoff).Msg("provision streams: retrying")
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		wait := retry.Next()
+		n.log.Warn().Err(err).Dur("backoff", wait).Msg("provision streams: retrying")
+		if !backoff.Sleep(ctx, wait) {
 			return fmt.Errorf("provision streams: %w", err)
-		case <-t.C:
 		}
-		backoff = min(2*backoff, time.Second)
 	}
 }
 
