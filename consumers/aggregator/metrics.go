@@ -19,6 +19,7 @@ type metrics struct {
 	groupMessages                                prometheus.Histogram
 	restarts                                     prometheus.Counter
 	restores                                     prometheus.Counter
+	tornResets                                   prometheus.Counter
 	mark                                         prometheus.Gauge
 	pending                                      prometheus.Gauge
 	series                                       prometheus.Gauge
@@ -60,6 +61,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "jetmetrics_aggregator_checkpoint_restores_total",
 			Help: "Times the aggregate was found empty and restored from the node's checkpoint.",
 		}),
+		tornResets: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetmetrics_aggregator_torn_resets_total",
+			Help: "Times Redis was found holding part of an apply (a torn AOF transaction) and the aggregate was rebuilt from the checkpoint.",
+		}),
 		mark: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "jetmetrics_aggregator_applied_sequence",
 			Help: "Last delta stream sequence applied to this node's aggregate.",
@@ -73,7 +78,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Series in this node's aggregate.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.messages, m.entries, m.rejectedEntries, m.applies, m.applySeconds, m.groupMessages, m.restarts, m.restores, m.mark, m.pending, m.series} {
+	for _, c := range []prometheus.Collector{m.messages, m.entries, m.rejectedEntries, m.applies, m.applySeconds, m.groupMessages, m.restarts, m.restores, m.tornResets, m.mark, m.pending, m.series} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -41,6 +41,19 @@ func (a *Aggregator) load(ctx context.Context) (*sessionState, error) {
 	if err != nil {
 		return nil, err
 	}
+	if marks.Torn {
+		// Redis loaded part of an apply (a torn AOF transaction run on a
+		// later load): fields may be ahead of the mark. Start again from the
+		// last checkpoint, which was taken from a whole aggregate.
+		a.log.Error().Uint64("seq", marks.Stream).Msg("aggregate holds a partly loaded apply: resetting it and rebuilding from the checkpoint")
+		a.m.tornResets.Inc()
+		if err := a.store.Reset(ctx); err != nil {
+			return nil, err
+		}
+		if marks, err = a.store.Marks(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if marks.Stream == 0 && a.cfg.Checkpoints != nil {
 		if marks, err = a.restore(ctx); err != nil {
 			return nil, err

@@ -139,6 +139,11 @@ func (p *Publisher) Publish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if d.Torn() {
+		// Neither peers nor a later restore may see it; the aggregator
+		// rebuilds it from the last good checkpoint.
+		return fmt.Errorf("aggregate at seq %d is torn (partly loaded by Redis): not published", d.Mark())
+	}
 	now := time.Now()
 	msg, err := streams.SnapshotMsg(p.subjects.Snapshot(p.cfg.Node), d, now, p.cfg.TTL)
 	if err != nil {

@@ -3,7 +3,8 @@
 -- if the node's stream mark is the one the caller expects.
 --
 -- KEYS: 1 mark hash, 2 series hash, 3 meta hash, 4 rejected hash (one slot).
--- ARGV: 1 expected stream mark, 2 new stream mark, then five sections, each
+-- ARGV: 1 expected stream mark, 2 new stream mark, 3 a unique nonce, then
+-- six sections, each
 -- a count n followed by n field/value pairs:
 --   producer marks (producer id, batch seq)   -> HSET mark p:<id>
 --   metadata (metric name, JSON)               -> HSETNX meta
@@ -21,8 +22,14 @@ local cur = redis.call('HGET', KEYS[1], 'stream') or '0'
 if cur ~= ARGV[1] then
   return {0, cur}
 end
+-- A guard field, written first and deleted last: if Redis ever loads a
+-- prefix of this script's effects (Redis 7.0 can run a torn transaction's
+-- fragment on a later AOF load), the guard is left behind and the
+-- aggregator knows the aggregate cannot be trusted. ARGV[3] is unique.
+local guard = 'open:' .. ARGV[3]
+redis.call('HSET', KEYS[1], guard, ARGV[2])
 
-local i = 3
+local i = 4
 local function section()
   local n = tonumber(ARGV[i])
   local first = i + 1
@@ -88,5 +95,6 @@ if overflow > 0 then
   incr(KEYS[4], 'overflow', overflow)
 end
 redis.call('HSET', KEYS[1], 'stream', ARGV[2])
+redis.call('HDEL', KEYS[1], guard)
 hset_chunks(KEYS[1], pfirst, pn, 'p:')
 return {1, ARGV[2]}

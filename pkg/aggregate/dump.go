@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -26,6 +27,17 @@ type Dump struct {
 func (d *Dump) Mark() uint64 {
 	n, _ := strconv.ParseUint(d.Marks[streamField], 10, 64)
 	return n
+}
+
+// Torn reports whether the dump holds a guard left by an apply or restore
+// that Redis loaded only in part (see Marks.Torn).
+func (d *Dump) Torn() bool {
+	for f := range d.Marks {
+		if strings.HasPrefix(f, guardFieldPrefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // State builds the families of the dump.
@@ -80,7 +92,8 @@ var ErrNotEmpty = errors.New("aggregate is not empty")
 // ErrNotEmpty, and changes nothing, when the store already has a stream
 // mark: a restore never overwrites state.
 func (s *Store) Restore(ctx context.Context, d *Dump) error {
-	args := make([]any, 0, 4+2*(len(d.Marks)+len(d.Meta)+len(d.Series)+len(d.Rejected)))
+	args := make([]any, 0, 5+2*(len(d.Marks)+len(d.Meta)+len(d.Series)+len(d.Rejected)))
+	args = append(args, nonce())
 	for _, h := range []map[string]string{d.Marks, d.Meta, d.Series, d.Rejected} {
 		args = append(args, len(h))
 		for k, v := range h {

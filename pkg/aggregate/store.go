@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 
@@ -46,10 +47,18 @@ func (s *Store) Node() string { return s.node }
 type Marks struct {
 	Stream    uint64
 	Producers map[string]uint64
+	// Torn reports a guard left by an apply or restore that Redis loaded
+	// only in part: the aggregate mixes states and cannot be trusted. The
+	// caller resets it (Reset) and rebuilds it from a checkpoint.
+	Torn bool
 }
 
 const streamField = "stream"
 const producerFieldPrefix = "p:"
+
+// guardFieldPrefix starts the guard field apply.lua and restore.lua hold
+// while they run.
+const guardFieldPrefix = "open:"
 
 // Marks reads the aggregate's position.
 func (s *Store) Marks(ctx context.Context) (Marks, error) {
@@ -62,6 +71,10 @@ func (s *Store) Marks(ctx context.Context) (Marks, error) {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
 			return Marks{}, fmt.Errorf("read marks of %s: field %s: %w", s.node, f, err)
+		}
+		if strings.HasPrefix(f, guardFieldPrefix) {
+			m.Torn = true
+			continue
 		}
 		switch {
 		case f == streamField:
@@ -143,6 +156,15 @@ func (s *Store) Rejected(ctx context.Context) (map[string]uint64, error) {
 		out[k] = n
 	}
 	return out, nil
+}
+
+// Reset deletes the whole aggregate, marks included, in one step: for an
+// aggregate found torn, before it is rebuilt from a checkpoint.
+func (s *Store) Reset(ctx context.Context) error {
+	if err := s.rdb.Del(ctx, s.keys.mark, s.keys.series, s.keys.meta, s.keys.rejected).Err(); err != nil {
+		return fmt.Errorf("reset aggregate of %s: %w", s.node, err)
+	}
+	return nil
 }
 
 // ErrConflict reports that the stored stream mark was not the expected one:

@@ -114,3 +114,51 @@ func TestApplyOverflow(t *testing.T) {
 		t.Fatalf("mark %d families %+v", st.Mark, st.Families)
 	}
 }
+
+// A guard left behind (Redis loaded only part of an apply) marks the
+// aggregate torn; an apply or restore that completes leaves none; Reset
+// clears the aggregate.
+func TestTornGuard(t *testing.T) {
+	ctx := context.Background()
+	rdb := harness.RedisClient(t, harness.Redis(t))
+	s := aggregate.NewStore(rdb, "", "n1")
+	u := aggregate.NewUpdate()
+	u.Expect, u.Mark = 0, 3
+	u.Describe("c_total", aggregate.Meta{Kind: aggregate.Counter})
+	u.Add("c_total", 1)
+	if err := s.Apply(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.Dump(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := s.Marks(ctx); m.Torn || d.Torn() {
+		t.Fatalf("a whole apply left a guard: %v", d.Marks)
+	}
+	// What a fragment of an apply leaves: its guard, without its end.
+	if err := rdb.HSet(ctx, "jetmetrics:{n1}:mark", "open:abc", "9").Err(); err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.Marks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ = s.Dump(ctx); !m.Torn || !d.Torn() || m.Stream != 3 {
+		t.Fatalf("marks %+v torn dump %v: want torn at 3", m, d.Torn())
+	}
+	if err := s.Reset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ = s.Marks(ctx); m.Torn || m.Stream != 0 {
+		t.Fatalf("after Reset: %+v", m)
+	}
+	// A restore that completes leaves no guard either.
+	clean := &aggregate.Dump{Node: "n1", Marks: map[string]string{"stream": "3"}, Meta: map[string]string{}, Series: map[string]string{}}
+	if err := s.Restore(ctx, clean); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ = s.Marks(ctx); m.Torn || m.Stream != 3 {
+		t.Fatalf("after Restore: %+v", m)
+	}
+}

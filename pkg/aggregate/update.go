@@ -1,6 +1,8 @@
 package aggregate
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"strconv"
 )
@@ -81,7 +83,7 @@ func appendPairsF(args []any, m map[string]float64) []any {
 
 func (u *Update) args() []any {
 	args := make([]any, 0, 8+2*u.Ops())
-	args = append(args, strconv.FormatUint(u.Expect, 10), strconv.FormatUint(u.Mark, 10))
+	args = append(args, strconv.FormatUint(u.Expect, 10), strconv.FormatUint(u.Mark, 10), nonce())
 	args = append(args, len(u.producers))
 	for p, s := range u.producers {
 		args = append(args, p, strconv.FormatUint(s, 10))
@@ -102,4 +104,12 @@ func (u *Update) args() []any {
 		args = append(args, r, strconv.FormatInt(n, 10))
 	}
 	return args
+}
+
+// nonce returns a value no other apply or restore uses, for the guard
+// field of apply.lua and restore.lua.
+func nonce() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
 }
