@@ -249,6 +249,12 @@ func clusterCurrent(nodes []*natsserver.Server) error {
 	if len(names) > 0 {
 		return fmt.Errorf("meta leader %s does not list peers %v", leader.Name(), names)
 	}
+	// Stream placement uses the leader's view of which servers are online
+	// (from their stats), which can lag the meta group: an R3 stream made
+	// before it lists all three fails with "peer offline".
+	if online := leader.JetStreamClusterPeers(); len(online) != len(nodes) {
+		return fmt.Errorf("meta leader %s sees %d servers online for placement (%v), want %d", leader.Name(), len(online), online, len(nodes))
+	}
 	return nil
 }
 
