@@ -32,6 +32,10 @@ const (
 	ReasonLayoutConflict Reason = "layout_conflict"
 	ReasonCardinality    Reason = "cardinality_limit"
 	ReasonOversize       Reason = "oversize"
+	// ReasonOverflow is decided by the aggregator: the update would take a
+	// counter's total or a histogram's sum past float64's range, or a
+	// bucket's count past uint64's.
+	ReasonOverflow Reason = "overflow"
 )
 
 // Reasons lists every reason, for pre-creating metric series.

@@ -31,6 +31,8 @@ type Aggregator struct {
 
 	ready atomic.Bool
 	mark  atomic.Uint64
+	// live is the session's aggregate in memory, nil between sessions.
+	live atomic.Pointer[live]
 }
 
 // New returns an aggregator of cfg.Node's deltas into store. Its metrics
@@ -57,6 +59,16 @@ func New(cfg Config, js jetstream.JetStream, store *aggregate.Store, reg prometh
 // Ready reports whether the aggregator has loaded its position and is
 // consuming.
 func (a *Aggregator) Ready() bool { return a.ready.Load() }
+
+// State is the aggregate as applied so far, from memory, or nil when the
+// aggregator is not consuming (Redis or NATS unavailable, or starting). The
+// state must not be changed.
+func (a *Aggregator) State() *aggregate.State {
+	if l := a.live.Load(); l != nil {
+		return l.State()
+	}
+	return nil
+}
 
 // Mark is the last stream sequence the aggregator applied.
 func (a *Aggregator) Mark() uint64 { return a.mark.Load() }
@@ -110,7 +122,7 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 	}
 	a.mark.Store(st.marks.Stream)
 	a.m.mark.Set(float64(st.marks.Stream))
-	a.m.series.Set(float64(len(st.known)))
+	a.m.series.Set(float64(len(st.live.cells)))
 
 	cc := jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{a.subjects.DeltaNode(a.cfg.Node)},
@@ -145,8 +157,10 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 		}
 	}()
 	a.ready.Store(true)
-	a.log.Info().Uint64("seq", st.marks.Stream).Int("series", len(st.known)).Msg("aggregator consuming")
+	a.log.Info().Uint64("seq", st.marks.Stream).Int("series", len(st.live.cells)).Msg("aggregator consuming")
 
+	a.live.Store(st.live)
+	defer a.live.Store(nil)
 	u := aggregate.NewUpdate()
 	idle := time.NewTicker(a.cfg.IdleCheck)
 	defer idle.Stop()
@@ -166,16 +180,14 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 		if !ok {
 			return progressed, <-readErr
 		}
-		u.Reset()
-		u.Expect = st.marks.Stream
 		msgs := 0
 		var last item
 		st.letters = st.letters[:0]
 		for next := first; ; {
-			st.add(a, u, next)
+			st.add(a, next)
 			msgs++
 			last = next
-			if msgs >= a.cfg.MaxGroupMessages || u.Ops() >= a.cfg.MaxGroupOps {
+			if msgs >= a.cfg.MaxGroupMessages || len(st.live.touched) >= a.cfg.MaxGroupOps {
 				break
 			}
 			select {
@@ -187,7 +199,9 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 				break
 			}
 		}
-		u.Mark = last.seq
+		u.Reset()
+		u.Expect, u.Mark = st.marks.Stream, last.seq
+		st.writes(u)
 		// Dead letters go out before the apply: a crash in between repeats
 		// them on replay, and their message ids make the repeat a no-op.
 		for _, l := range st.letters {
@@ -208,11 +222,11 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 		a.m.applySeconds.Observe(time.Since(start).Seconds())
 		a.m.applies.Inc()
 		a.m.groupMessages.Observe(float64(msgs))
-		st.marks.Stream = u.Mark
+		st.committed(u.Mark)
 		a.mark.Store(u.Mark)
 		a.m.mark.Set(float64(u.Mark))
 		a.m.pending.Set(float64(last.pending))
-		a.m.series.Set(float64(len(st.known)))
+		a.m.series.Set(float64(len(st.live.cells)))
 		progressed = true
 		if err := a.fault(StepCommitted, u.Mark); err != nil {
 			return progressed, err

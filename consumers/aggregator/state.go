@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
@@ -12,18 +14,22 @@ import (
 )
 
 // sessionState is the aggregator's in-memory copy of what it needs to
-// decide on a message: the marks, every metric's metadata and the known
-// series. It is loaded from Redis at the start of a session and changed only
-// alongside updates that the session then applies; a failed apply ends the
-// session, and the next one loads afresh, so the copy never drifts from
-// Redis.
+// decide on a message: the marks, every metric's metadata and the
+// aggregate itself (live). It is loaded from Redis at the start of a
+// session and changed only alongside updates that the session then
+// applies; a failed apply ends the session, and the next one loads afresh,
+// so the copy never drifts from Redis.
 type sessionState struct {
 	marks     aggregate.Marks
 	metas     map[string]aggregate.Meta
 	exposed   map[string]string // sample name -> metric exposing it
-	known     map[string]struct{}
+	live      *live
 	perMetric map[string]int
 	rejected  []int // scratch: indices of rejected entries
+	// producers and described are the producer marks and new metrics of
+	// the group being built.
+	producers map[string]uint64
+	described []string
 	// letters are the dead letters of the group being built, published
 	// before the group is applied.
 	letters []deadLetter
@@ -36,30 +42,46 @@ type deadLetter struct {
 	entries []int
 }
 
+// load reads the whole aggregate from Redis in one step, first making it
+// whole: a torn one is reset, an empty one restored from the checkpoint.
 func (a *Aggregator) load(ctx context.Context) (*sessionState, error) {
-	marks, err := a.store.Marks(ctx)
+	d, err := a.store.Dump(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if marks.Torn {
+	if d.Torn() {
 		// Redis loaded part of an apply (a torn AOF transaction run on a
 		// later load): fields may be ahead of the mark. Start again from the
 		// last checkpoint, which was taken from a whole aggregate.
-		a.log.Error().Uint64("seq", marks.Stream).Msg("aggregate holds a partly loaded apply: resetting it and rebuilding from the checkpoint")
+		a.log.Error().Uint64("seq", d.Mark()).Msg("aggregate holds a partly loaded apply: resetting it and rebuilding from the checkpoint")
 		a.m.tornResets.Inc()
 		if err := a.store.Reset(ctx); err != nil {
 			return nil, err
 		}
-		if marks, err = a.store.Marks(ctx); err != nil {
+		d = &aggregate.Dump{Node: a.cfg.Node}
+	}
+	if d.Mark() == 0 && a.cfg.Checkpoints != nil {
+		if err := a.restore(ctx); err != nil {
+			return nil, err
+		}
+		if d, err = a.store.Dump(ctx); err != nil {
 			return nil, err
 		}
 	}
-	if marks.Stream == 0 && a.cfg.Checkpoints != nil {
-		if marks, err = a.restore(ctx); err != nil {
-			return nil, err
-		}
+	return newSession(d)
+}
+
+// newSession holds the aggregate d in memory.
+func newSession(d *aggregate.Dump) (*sessionState, error) {
+	marks, err := d.Position()
+	if err != nil {
+		return nil, err
 	}
-	metas, err := a.store.Metas(ctx)
+	metas, err := d.Metas()
+	if err != nil {
+		return nil, err
+	}
+	agg, err := d.State()
 	if err != nil {
 		return nil, err
 	}
@@ -67,23 +89,17 @@ func (a *Aggregator) load(ctx context.Context) (*sessionState, error) {
 		marks:     marks,
 		metas:     metas,
 		exposed:   make(map[string]string, 3*len(metas)),
-		known:     map[string]struct{}{},
+		live:      newLive(agg),
 		perMetric: map[string]int{},
+		producers: map[string]uint64{},
 	}
 	for name, m := range metas {
 		for _, s := range exposedNames(name, m.Kind) {
 			st.exposed[s] = name
 		}
 	}
-	err = a.store.SeriesKeys(ctx, func(key string) {
-		if _, ok := st.known[key]; ok {
-			return
-		}
-		st.known[key] = struct{}{}
-		st.perMetric[metricOf(key)]++
-	})
-	if err != nil {
-		return nil, err
+	for _, f := range agg.Families {
+		st.perMetric[f.Name] = len(f.Series)
 	}
 	return st, nil
 }
@@ -91,31 +107,24 @@ func (a *Aggregator) load(ctx context.Context) (*sessionState, error) {
 // restore fills an empty aggregate from the node's latest checkpoint, so
 // that only the deltas since the checkpoint are replayed (and deltas the
 // stream no longer holds are not lost).
-func (a *Aggregator) restore(ctx context.Context) (aggregate.Marks, error) {
+func (a *Aggregator) restore(ctx context.Context) error {
 	d, err := a.cfg.Checkpoints.LatestCheckpoint(ctx, a.cfg.Node)
 	if err != nil {
-		return aggregate.Marks{}, fmt.Errorf("restore: %w", err)
+		return fmt.Errorf("restore: %w", err)
 	}
-	if d != nil && d.Mark() > 0 {
-		err := a.store.Restore(ctx, d)
-		switch {
-		case err == nil:
-			a.m.restores.Inc()
-			a.log.Warn().Uint64("seq", d.Mark()).Int("fields", len(d.Series)).Msg("aggregate was empty: restored from checkpoint, replaying the rest")
-		case errors.Is(err, aggregate.ErrNotEmpty):
-			// Another instance restored, or traffic arrived first: use it.
-		default:
-			return aggregate.Marks{}, err
-		}
+	if d == nil || d.Mark() == 0 {
+		return nil
 	}
-	return a.store.Marks(ctx)
-}
-
-func metricOf(key string) string {
-	if i := strings.IndexByte(key, '{'); i >= 0 {
-		return key[:i]
+	switch err := a.store.Restore(ctx, d); {
+	case err == nil:
+		a.m.restores.Inc()
+		a.log.Warn().Uint64("seq", d.Mark()).Int("fields", len(d.Series)).Msg("aggregate was empty: restored from checkpoint, replaying the rest")
+	case errors.Is(err, aggregate.ErrNotEmpty):
+		// Another instance restored, or traffic arrived first: use it.
+	default:
+		return err
 	}
-	return key
+	return nil
 }
 
 // exposedNames are the sample names a metric shows in the exposition
@@ -131,11 +140,11 @@ func exposedNames(name string, k aggregate.Kind) []string {
 	}
 }
 
-// add folds one message into u, deciding every rejection; rejected
-// messages are queued in st.letters.
-func (st *sessionState) add(a *Aggregator, u *aggregate.Update, in item) {
+// add folds one message into the group being built, deciding every
+// rejection; rejected messages are queued in st.letters.
+func (st *sessionState) add(a *Aggregator, in item) {
 	if in.reject != nil {
-		u.Reject(string(in.reject.Reason), 1)
+		st.live.reject(string(in.reject.Reason))
 		a.m.rejected.Inc()
 		st.letters = append(st.letters, deadLetter{in: in, rej: in.reject})
 		return
@@ -146,7 +155,7 @@ func (st *sessionState) add(a *Aggregator, u *aggregate.Update, in item) {
 		return
 	}
 	st.marks.Producers[d.Producer] = d.Seq
-	u.ProducerMark(d.Producer, d.Seq)
+	st.producers[d.Producer] = d.Seq
 
 	var first *streams.RejectError
 	st.rejected = st.rejected[:0]
@@ -154,10 +163,10 @@ func (st *sessionState) add(a *Aggregator, u *aggregate.Update, in item) {
 		e := &d.Entries[i]
 		rej := e.Reject
 		if rej == nil {
-			rej = st.apply(a, u, e)
+			rej = st.apply(a, e)
 		}
 		if rej != nil {
-			u.Reject(string(rej.Reason), 1)
+			st.live.reject(string(rej.Reason))
 			a.m.rejectedEntries.WithLabelValues(string(rej.Reason)).Inc()
 			st.rejected = append(st.rejected, i)
 			if first == nil {
@@ -174,33 +183,27 @@ func (st *sessionState) add(a *Aggregator, u *aggregate.Update, in item) {
 	st.letters = append(st.letters, deadLetter{in: in, rej: first, entries: slices.Clone(st.rejected)})
 }
 
-// apply folds one valid entry into u, or says why it cannot be applied.
-func (st *sessionState) apply(a *Aggregator, u *aggregate.Update, e *streams.Entry) *streams.RejectError {
-	meta := aggregate.Meta{Kind: aggregate.Kind(e.Type), Help: e.Help, Buckets: e.Buckets}
-	if cur, ok := st.metas[e.Name]; ok {
-		if err := cur.Compatible(meta); err != nil {
-			reason := streams.ReasonTypeConflict
-			if cur.Kind == meta.Kind {
-				reason = streams.ReasonLayoutConflict
-			}
-			return &streams.RejectError{Reason: reason, Err: fmt.Errorf("metric %s: %w", e.Name, err)}
+// apply folds one valid entry into the group being built, or says why it
+// cannot be applied.
+func (st *sessionState) apply(a *Aggregator, e *streams.Entry) *streams.RejectError {
+	meta, ok := st.metas[e.Name]
+	switch {
+	case !ok:
+		if rej := st.describe(e); rej != nil {
+			return rej
 		}
-	} else {
-		names := exposedNames(e.Name, meta.Kind)
-		for _, s := range names {
-			if owner, taken := st.exposed[s]; taken {
-				return &streams.RejectError{Reason: streams.ReasonTypeConflict,
-					Err: fmt.Errorf("%s %s would expose %s, which metric %s already exposes", meta.Kind, e.Name, s, owner)}
-			}
+		meta = st.metas[e.Name]
+	case meta.Kind != aggregate.Kind(e.Type) || (meta.Kind == aggregate.Histogram && !slices.Equal(meta.Buckets, e.Buckets)):
+		reason := streams.ReasonTypeConflict
+		if meta.Kind == aggregate.Kind(e.Type) {
+			reason = streams.ReasonLayoutConflict
 		}
-		for _, s := range names {
-			st.exposed[s] = e.Name
-		}
-		st.metas[e.Name] = meta
-		u.Describe(e.Name, meta)
+		err := meta.Compatible(aggregate.Meta{Kind: aggregate.Kind(e.Type), Buckets: e.Buckets})
+		return &streams.RejectError{Reason: reason, Err: fmt.Errorf("metric %s: %w", e.Name, err)}
 	}
-	if _, ok := st.known[e.Key]; !ok {
-		if len(st.known) >= a.cfg.MaxSeries {
+	c := st.live.cells[e.Key]
+	if c == nil {
+		if len(st.live.cells) >= a.cfg.MaxSeries {
 			return &streams.RejectError{Reason: streams.ReasonCardinality,
 				Err: fmt.Errorf("series %s: the node holds %d series, its limit", e.Key, a.cfg.MaxSeries)}
 		}
@@ -208,21 +211,82 @@ func (st *sessionState) apply(a *Aggregator, u *aggregate.Update, e *streams.Ent
 			return &streams.RejectError{Reason: streams.ReasonCardinality,
 				Err: fmt.Errorf("series %s: metric %s has %d series, its limit", e.Key, e.Name, a.cfg.MaxSeriesPerMetric)}
 		}
-		st.known[e.Key] = struct{}{}
 		st.perMetric[e.Name]++
+		c = st.live.series(e.Key, e.Name, meta)
 	}
 	switch meta.Kind {
 	case aggregate.Counter:
-		u.Add(e.Key, e.Value)
+		v := c.value + e.Value
+		if c.touched {
+			v = c.next + e.Value
+		}
+		if math.IsInf(v, 0) {
+			return overflow(e.Key, "its total", e.Value)
+		}
+		st.live.touch(c)
+		c.next = v
 	case aggregate.Gauge:
-		u.Set(e.Key, e.Value)
+		st.live.touch(c)
+		c.next = e.Value
 	case aggregate.Histogram:
-		for i, c := range e.Counts {
-			if c > 0 {
-				u.AddInt(aggregate.BucketField(e.Key, i), int64(c))
+		st.live.touch(c)
+		sum := c.next + e.Sum
+		if math.IsInf(sum, 0) {
+			return overflow(e.Key, "its sum", e.Sum)
+		}
+		for i, n := range e.Counts {
+			if c.nextCounts[i]+n < n {
+				return overflow(e.Key, "bucket "+strconv.Itoa(i), float64(n))
 			}
 		}
-		u.Add(aggregate.SumField(e.Key), e.Sum)
+		c.next = sum
+		for i, n := range e.Counts {
+			c.nextCounts[i] += n
+		}
 	}
 	return nil
+}
+
+// describe takes a new metric's type (and layout) from e, unless a sample
+// name it would expose is another metric's.
+func (st *sessionState) describe(e *streams.Entry) *streams.RejectError {
+	meta := aggregate.Meta{Kind: aggregate.Kind(e.Type), Help: e.Help, Buckets: e.Buckets}
+	names := exposedNames(e.Name, meta.Kind)
+	for _, s := range names {
+		if owner, taken := st.exposed[s]; taken {
+			return &streams.RejectError{Reason: streams.ReasonTypeConflict,
+				Err: fmt.Errorf("%s %s would expose %s, which metric %s already exposes", meta.Kind, e.Name, s, owner)}
+		}
+	}
+	for _, s := range names {
+		st.exposed[s] = e.Name
+	}
+	st.metas[e.Name] = meta
+	st.described = append(st.described, e.Name)
+	return nil
+}
+
+func overflow(key, what string, delta float64) *streams.RejectError {
+	return &streams.RejectError{Reason: streams.ReasonOverflow,
+		Err: fmt.Errorf("series %s: adding %g would take %s past what it can hold", key, delta, what)}
+}
+
+// writes adds the group built to u: the producer marks, new metrics'
+// metadata and every changed value, absolute.
+func (st *sessionState) writes(u *aggregate.Update) {
+	for p, seq := range st.producers {
+		u.ProducerMark(p, seq)
+	}
+	for _, name := range st.described {
+		u.Describe(name, st.metas[name])
+	}
+	st.live.writes(u)
+}
+
+// committed ends the group once Redis holds it.
+func (st *sessionState) committed(mark uint64) {
+	st.marks.Stream = mark
+	st.live.commit(mark, st.metas)
+	clear(st.producers)
+	st.described = st.described[:0]
 }

@@ -40,6 +40,21 @@ func (d *Dump) Torn() bool {
 	return false
 }
 
+// Position parses the dump's marks.
+func (d *Dump) Position() (Marks, error) {
+	m, err := parseMarks(d.Marks)
+	if err != nil {
+		return Marks{}, fmt.Errorf("marks of %s: %w", d.Node, err)
+	}
+	return m, nil
+}
+
+// Metas parses every metric's metadata in the dump, described series or
+// not.
+func (d *Dump) Metas() (map[string]Meta, error) {
+	return decodeMetas(d.Meta)
+}
+
 // State builds the families of the dump.
 func (d *Dump) State() (*State, error) {
 	metas, err := decodeMetas(d.Meta)

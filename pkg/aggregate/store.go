@@ -66,20 +66,26 @@ func (s *Store) Marks(ctx context.Context) (Marks, error) {
 	if err != nil {
 		return Marks{}, fmt.Errorf("read marks of %s: %w", s.node, err)
 	}
+	m, err := parseMarks(all)
+	if err != nil {
+		return Marks{}, fmt.Errorf("read marks of %s: %w", s.node, err)
+	}
+	return m, nil
+}
+
+func parseMarks(all map[string]string) (Marks, error) {
 	m := Marks{Producers: make(map[string]uint64, len(all))}
 	for f, v := range all {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			return Marks{}, fmt.Errorf("read marks of %s: field %s: %w", s.node, f, err)
-		}
-		if strings.HasPrefix(f, guardFieldPrefix) {
-			m.Torn = true
-			continue
+			return Marks{}, fmt.Errorf("field %s: %w", f, err)
 		}
 		switch {
+		case strings.HasPrefix(f, guardFieldPrefix):
+			m.Torn = true
 		case f == streamField:
 			m.Stream = n
-		case len(f) > len(producerFieldPrefix) && f[:len(producerFieldPrefix)] == producerFieldPrefix:
+		case strings.HasPrefix(f, producerFieldPrefix):
 			m.Producers[f[len(producerFieldPrefix):]] = n
 		}
 	}
@@ -119,26 +125,6 @@ func decodeMetas(all map[string]string) (map[string]Meta, error) {
 		metas[name] = m
 	}
 	return metas, nil
-}
-
-// SeriesKeys calls fn once with the key of every series, in no order. A
-// histogram series is reported by its sum field, which every histogram
-// series has exactly one of (its bucket fields are skipped).
-func (s *Store) SeriesKeys(ctx context.Context, fn func(key string)) error {
-	iter := s.rdb.HScan(ctx, s.keys.series, 0, "", 4096).Iterator()
-	for i := 0; iter.Next(ctx); i++ {
-		// HSCAN yields field, value, field, value…
-		if i%2 != 0 {
-			continue
-		}
-		if key, bucket, hist := splitField(iter.Val()); !hist || bucket < 0 {
-			fn(key)
-		}
-	}
-	if err := iter.Err(); err != nil {
-		return fmt.Errorf("scan series of %s: %w", s.node, err)
-	}
-	return nil
 }
 
 // Rejected reads the count of rejected updates by reason.
@@ -243,8 +229,9 @@ func (st *State) build(metas map[string]Meta, fields map[string]string) error {
 	return nil
 }
 
-// parseFloat parses a stored number. Redis adds in long double, so a sum can
-// pass float64's range; it reads as ±Inf rather than breaking the scrape.
+// parseFloat parses a stored number. One past float64's range (earlier
+// versions added in Redis, in long double) reads as ±Inf rather than
+// breaking the scrape.
 func parseFloat(s string) (float64, error) {
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil && errors.Is(err, strconv.ErrRange) {

@@ -7,101 +7,111 @@ import (
 	"strconv"
 )
 
-// Update is one group of changes applied atomically with the marks. Build
-// it with its methods; it is reusable after Reset.
+// Update is one group of writes applied atomically with the stream mark.
+// Every write is absolute: the caller holds the aggregate's current values
+// and writes the new ones, so an update applied twice (a replayed script)
+// changes nothing the second time. Build it with its methods; it is
+// reusable after Reset, and each field should be written once.
 type Update struct {
 	// Expect is the stream mark the store must hold for the update to apply.
 	Expect uint64
 	// Mark is the stream mark after the update.
 	Mark uint64
 
-	producers map[string]uint64
-	metas     map[string]Meta
-	adds      map[string]float64
-	intAdds   map[string]int64
-	sets      map[string]float64
-	rejected  map[string]int64
+	// sections hold field/value pairs per hash, in apply.lua's KEYS order.
+	sections [4][]any
+	// buf backs the formatted fields and values of the pairs. Slices of an
+	// earlier backing array stay valid when it grows.
+	buf []byte
 }
 
+// Sections of Update, in apply.lua's KEYS order.
+const (
+	secMark = iota
+	secSeries
+	secMeta
+	secRejected
+)
+
 // NewUpdate returns an empty update.
-func NewUpdate() *Update {
-	return &Update{
-		producers: map[string]uint64{},
-		metas:     map[string]Meta{},
-		adds:      map[string]float64{},
-		intAdds:   map[string]int64{},
-		sets:      map[string]float64{},
-		rejected:  map[string]int64{},
-	}
-}
+func NewUpdate() *Update { return &Update{} }
 
 // Reset empties u for reuse.
 func (u *Update) Reset() {
 	u.Expect, u.Mark = 0, 0
-	clear(u.producers)
-	clear(u.metas)
-	clear(u.adds)
-	clear(u.intAdds)
-	clear(u.sets)
-	clear(u.rejected)
+	for i := range u.sections {
+		clear(u.sections[i])
+		u.sections[i] = u.sections[i][:0]
+	}
+	u.buf = u.buf[:0]
 }
 
 // Ops is the number of field writes u makes: a measure of its cost.
 func (u *Update) Ops() int {
-	return len(u.producers) + len(u.metas) + len(u.adds) + len(u.intAdds) + len(u.sets) + len(u.rejected)
+	n := 0
+	for _, s := range u.sections {
+		n += len(s) / 2
+	}
+	return n
+}
+
+// bytes returns what was appended to u.buf since start, as its own slice.
+func (u *Update) bytes(start int) []byte { return u.buf[start:len(u.buf):len(u.buf)] }
+
+func (u *Update) pair(sec int, field, value any) {
+	u.sections[sec] = append(u.sections[sec], field, value)
+}
+
+func (u *Update) float(v float64) []byte {
+	start := len(u.buf)
+	u.buf = strconv.AppendFloat(u.buf, v, 'g', -1, 64)
+	return u.bytes(start)
+}
+
+func (u *Update) uint(v uint64) []byte {
+	start := len(u.buf)
+	u.buf = strconv.AppendUint(u.buf, v, 10)
+	return u.bytes(start)
 }
 
 // ProducerMark records producer's last applied batch sequence.
-func (u *Update) ProducerMark(producer string, seq uint64) { u.producers[producer] = seq }
+func (u *Update) ProducerMark(producer string, seq uint64) {
+	u.pair(secMark, producerFieldPrefix+producer, u.uint(seq))
+}
 
-// Describe records a metric's metadata; the first description stored wins.
+// Describe records a metric's metadata.
 func (u *Update) Describe(name string, m Meta) {
-	if _, ok := u.metas[name]; !ok {
-		u.metas[name] = m
-	}
+	b, _ := json.Marshal(m) // Meta always marshals
+	u.pair(secMeta, name, b)
 }
 
-// Add adds delta to a counter series or a histogram sum field.
-func (u *Update) Add(field string, delta float64) { u.adds[field] += delta }
+// SetValue sets a counter's total or a gauge's value.
+func (u *Update) SetValue(key string, v float64) { u.pair(secSeries, key, u.float(v)) }
 
-// AddInt adds delta to an integer field (a histogram bucket).
-func (u *Update) AddInt(field string, delta int64) { u.intAdds[field] += delta }
-
-// Set sets a gauge series; the last set of a field in an update wins.
-func (u *Update) Set(field string, v float64) { u.sets[field] = v }
-
-// Reject counts n rejected updates under reason.
-func (u *Update) Reject(reason string, n int64) { u.rejected[reason] += n }
-
-func appendPairsF(args []any, m map[string]float64) []any {
-	args = append(args, len(m))
-	for f, v := range m {
-		args = append(args, f, strconv.FormatFloat(v, 'g', -1, 64))
-	}
-	return args
+// SetSum sets a histogram series' sum of observations.
+func (u *Update) SetSum(key string, v float64) {
+	start := len(u.buf)
+	u.buf = append(append(u.buf, key...), sumSuffix...)
+	u.pair(secSeries, u.bytes(start), u.float(v))
 }
+
+// SetBucket sets the count of bucket i (not cumulative) of a histogram
+// series.
+func (u *Update) SetBucket(key string, i int, n uint64) {
+	start := len(u.buf)
+	u.buf = AppendBucketField(u.buf, key, i)
+	u.pair(secSeries, u.bytes(start), u.uint(n))
+}
+
+// SetRejected sets the count of updates rejected for reason.
+func (u *Update) SetRejected(reason string, n uint64) { u.pair(secRejected, reason, u.uint(n)) }
 
 func (u *Update) args() []any {
-	args := make([]any, 0, 8+2*u.Ops())
+	args := make([]any, 0, 7+2*u.Ops())
 	args = append(args, strconv.FormatUint(u.Expect, 10), strconv.FormatUint(u.Mark, 10), nonce())
-	args = append(args, len(u.producers))
-	for p, s := range u.producers {
-		args = append(args, p, strconv.FormatUint(s, 10))
-	}
-	args = append(args, len(u.metas))
-	for n, m := range u.metas {
-		b, _ := json.Marshal(m) // Meta always marshals
-		args = append(args, n, string(b))
-	}
-	args = appendPairsF(args, u.adds)
-	args = append(args, len(u.intAdds))
-	for f, v := range u.intAdds {
-		args = append(args, f, strconv.FormatInt(v, 10))
-	}
-	args = appendPairsF(args, u.sets)
-	args = append(args, len(u.rejected))
-	for r, n := range u.rejected {
-		args = append(args, r, strconv.FormatInt(n, 10))
+	for _, s := range u.sections {
+		args = append(args, len(s)/2)
+		args = append(args, s...)
 	}
 	return args
 }

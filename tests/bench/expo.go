@@ -62,7 +62,7 @@ func (p *peerNode) bump(ctx context.Context, i int) error {
 	u := aggregate.NewUpdate()
 	u.Expect, u.Mark = p.mark, p.mark+1
 	u.Describe("harness_bump", aggregate.Meta{Kind: aggregate.Gauge})
-	u.Set("harness_bump", float64(i))
+	u.SetValue("harness_bump", float64(i))
 	if err := p.store.Apply(ctx, u); err != nil {
 		return fmt.Errorf("bump %s: %w", p.name, err)
 	}

@@ -165,18 +165,18 @@ func (w workload) fillGroups(ctx context.Context, store *aggregate.Store, seed i
 			key := series.Key(f.name, labels)
 			switch f.kind {
 			case aggregate.Counter:
-				u.Add(key, f.value(i, seed))
+				u.SetValue(key, f.value(i, seed))
 			case aggregate.Gauge:
-				u.Set(key, f.value(i, seed))
+				u.SetValue(key, f.value(i, seed))
 			case aggregate.Histogram:
 				var sum float64
 				counts, sum = f.histogram(i, seed, counts)
 				for b, c := range counts {
 					if c > 0 {
-						u.AddInt(aggregate.BucketField(key, b), int64(c))
+						u.SetBucket(key, b, c)
 					}
 				}
-				u.Add(aggregate.SumField(key), sum)
+				u.SetSum(key, sum)
 			}
 			if u.Ops() >= maxOps {
 				if err := flush(); err != nil {

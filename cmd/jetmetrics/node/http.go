@@ -56,30 +56,49 @@ func (n *Node) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	n.localExpo.Serve(w, r, []*aggregate.State{st})
 }
 
-// loadLocal loads this node's aggregate for exposition. It refuses an
-// aggregate older than one already exposed, so exposed counters never go
-// backwards while the aggregator replays after a Redis restore or rollback.
+// loadLocal returns this node's aggregate for exposition: the aggregator's,
+// from memory, while it is consuming, and otherwise read from Redis. It
+// refuses an aggregate older than one already exposed, so exposed counters
+// never go backwards while the aggregator replays after a Redis restore or
+// rollback.
 func (n *Node) loadLocal(ctx context.Context) (*aggregate.State, error) {
-	rdb := n.rdb.Load()
-	if rdb == nil {
-		return nil, fmt.Errorf("aggregate unavailable: redis not connected")
+	var st *aggregate.State
+	if a := n.agg.Load(); a != nil {
+		st = a.State()
 	}
-	store := aggregate.NewStore(rdb, n.cfg.RedisKeyPrefix, n.cfg.Name)
-	mark, err := store.StreamMark(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("aggregate unavailable: %w", err)
-	}
-	st := n.lastLocal.Load()
-	if st == nil || mark == 0 || st.Mark != mark {
-		if st, err = store.Load(ctx); err != nil {
+	if st == nil {
+		var err error
+		if st, err = n.loadLocalFromRedis(ctx); err != nil {
 			return nil, fmt.Errorf("aggregate unavailable: %w", err)
 		}
-		n.lastLocal.Store(st)
 	}
 	if hw := n.highWater.Load(); st.Mark < hw {
 		return nil, fmt.Errorf("aggregate is at stream seq %d, behind seq %d already exposed: catching up after a Redis restore or rollback", st.Mark, hw)
 	}
 	raiseTo(&n.highWater, st.Mark)
+	return st, nil
+}
+
+// loadLocalFromRedis reads this node's aggregate from Redis, reusing the
+// last one read while the stream mark has not moved.
+func (n *Node) loadLocalFromRedis(ctx context.Context) (*aggregate.State, error) {
+	rdb := n.rdb.Load()
+	if rdb == nil {
+		return nil, fmt.Errorf("redis not connected")
+	}
+	store := aggregate.NewStore(rdb, n.cfg.RedisKeyPrefix, n.cfg.Name)
+	mark, err := store.StreamMark(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if st := n.lastLocal.Load(); st != nil && mark != 0 && st.Mark == mark {
+		return st, nil
+	}
+	st, err := store.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n.lastLocal.Store(st)
 	return st, nil
 }
 
