@@ -43,6 +43,7 @@ var Reasons = []Reason{
 	ReasonUndecodable, ReasonVersion, ReasonEnvelope, ReasonMetricName, ReasonLabelName,
 	ReasonReservedLabel, ReasonTooManyLabels, ReasonLabelValue, ReasonLongLabelValue,
 	ReasonValue, ReasonTypeConflict, ReasonLayoutConflict, ReasonCardinality, ReasonOversize,
+	ReasonOverflow,
 }
 
 // RejectError is a rejection with its reason.

@@ -161,33 +161,57 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 
 	a.live.Store(st.live)
 	defer a.live.Store(nil)
-	u := aggregate.NewUpdate()
+	start := st.marks.Stream
+	defer func() { progressed = a.mark.Load() > start }()
+
+	// The fold goroutine (this one) builds the next group while the applier
+	// has Redis apply the one before: one transaction in flight, in order, each
+	// expecting the mark the one before leaves.
+	groups := make(chan *group)
+	applied := make(chan error, 1)
+	go func() { applied <- a.applier(ctx, st.live, groups) }()
+	defer func() {
+		close(groups)
+		if aerr := <-applied; err == nil {
+			err = aerr
+		}
+	}()
+	// Two groups take turns: when the applier takes one, it is done with
+	// the other.
+	spare := [2]*group{{u: aggregate.NewUpdate()}, {u: aggregate.NewUpdate()}}
 	idle := time.NewTicker(a.cfg.IdleCheck)
 	defer idle.Stop()
-	for {
+	for turn := 0; ; turn ^= 1 {
 		var first item
 		var ok bool
 		select {
 		case <-ctx.Done():
-			return progressed, nil
+			return false, nil
+		case err := <-applied:
+			applied <- err // for the deferred wait
+			return false, err
 		case <-idle.C:
-			if err := a.checkMark(ctx, st.marks.Stream); err != nil {
-				return progressed, err
+			if a.mark.Load() == st.marks.Stream {
+				if err := a.checkMark(ctx, st.marks.Stream); err != nil {
+					return false, err
+				}
 			}
+			turn ^= 1
 			continue
 		case first, ok = <-items:
 		}
 		if !ok {
-			return progressed, <-readErr
+			return false, <-readErr
 		}
-		msgs := 0
+		g := spare[turn]
+		g.msgs = 0
 		var last item
 		st.letters = st.letters[:0]
 		for next := first; ; {
 			st.add(a, next)
-			msgs++
+			g.msgs++
 			last = next
-			if msgs >= a.cfg.MaxGroupMessages || len(st.live.touched) >= a.cfg.MaxGroupOps {
+			if g.msgs >= a.cfg.MaxGroupMessages || len(st.live.dirty) >= a.cfg.MaxGroupOps {
 				break
 			}
 			select {
@@ -199,39 +223,54 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 				break
 			}
 		}
-		u.Reset()
-		u.Expect, u.Mark = st.marks.Stream, last.seq
-		st.writes(u)
+		st.seal(g, last.seq)
+		g.pending = last.pending
+		a.m.series.Set(float64(len(st.live.cells)))
 		// Dead letters go out before the apply: a crash in between repeats
 		// them on replay, and their message ids make the repeat a no-op.
 		for _, l := range st.letters {
 			if err := a.deadLetter(ctx, l.in, l.rej, l.entries); err != nil {
-				return progressed, err
+				return false, err
 			}
 		}
-		if err := a.fault(StepDecoded, u.Mark); err != nil {
-			return progressed, err
+		if err := a.fault(StepDecoded, g.mark); err != nil {
+			return false, err
 		}
+		select {
+		case groups <- g:
+		case err := <-applied:
+			applied <- err
+			return false, err
+		case <-ctx.Done():
+			return false, nil
+		}
+	}
+}
+
+// applier applies the groups it receives, in order, committing each to
+// live once Redis holds it. It returns at the first error, or nil when
+// groups is closed.
+func (a *Aggregator) applier(ctx context.Context, l *live, groups <-chan *group) error {
+	for g := range groups {
 		start := time.Now()
-		if err := a.store.Apply(ctx, u); err != nil {
-			return progressed, err
+		if err := a.store.Apply(ctx, g.u); err != nil {
+			return err
 		}
-		if err := a.fault(StepApplied, u.Mark); err != nil {
-			return progressed, err
+		if err := a.fault(StepApplied, g.mark); err != nil {
+			return err
 		}
 		a.m.applySeconds.Observe(time.Since(start).Seconds())
 		a.m.applies.Inc()
-		a.m.groupMessages.Observe(float64(msgs))
-		st.committed(u.Mark)
-		a.mark.Store(u.Mark)
-		a.m.mark.Set(float64(u.Mark))
-		a.m.pending.Set(float64(last.pending))
-		a.m.series.Set(float64(len(st.live.cells)))
-		progressed = true
-		if err := a.fault(StepCommitted, u.Mark); err != nil {
-			return progressed, err
+		a.m.groupMessages.Observe(float64(g.msgs))
+		l.commit(g)
+		a.mark.Store(g.mark)
+		a.m.mark.Set(float64(g.mark))
+		a.m.pending.Set(float64(g.pending))
+		if err := a.fault(StepCommitted, g.mark); err != nil {
+			return err
 		}
 	}
+	return nil
 }
 
 func (a *Aggregator) fault(step Step, mark uint64) error {

@@ -55,13 +55,12 @@ func FuzzApply(f *testing.F) {
 			in := decodeItem(a, seq, raw)
 			st.letters = st.letters[:0]
 			st.add(a, in)
-			u := aggregate.NewUpdate()
-			u.Expect, u.Mark = st.marks.Stream, seq
-			st.writes(u)
-			if err := store.Apply(ctx, u); err != nil {
+			g := &group{u: aggregate.NewUpdate()}
+			st.seal(g, seq)
+			if err := store.Apply(ctx, g.u); err != nil {
 				t.Fatalf("apply seq %d: %v", seq, err)
 			}
-			st.committed(seq)
+			st.live.commit(g)
 			return in
 		}
 		apply(1, fmt.Appendf(nil, seedBatch, node))
@@ -219,7 +218,7 @@ func approxEqual(want, got float64) bool {
 }
 
 // fuzzRedis starts a redis-server for the fuzz target, stopped at cleanup.
-func fuzzRedis(f *testing.F) *redis.Client {
+func fuzzRedis(f testing.TB) *redis.Client {
 	dir, err := os.MkdirTemp("", "jmfz")
 	if err != nil {
 		f.Fatal(err)

@@ -16,21 +16,24 @@ import (
 // Redis as an absolute value, and the node serves its aggregate from here
 // without reading Redis.
 //
-// One goroutine, the session's apply loop, changes a live; State may be
-// called from any goroutine. The apply loop works on each cell's next
-// values while it builds a group and commits them under mu once Redis has
-// applied the group; State reads only committed values, under mu.
+// Each cell has two sets of values. The next values are the session's
+// fold goroutine's alone: the values after every group built so far,
+// including groups Redis has not applied yet. The committed values are
+// those Redis holds; a group's commit sets them, under mu, once Redis has
+// applied it, and State reads them, under mu, from any goroutine.
 type live struct {
 	node string
-	// cells are every series by key. The apply loop's alone: State reaches
-	// cells through families.
+	// The fold goroutine's alone:
+	// cells are every series by key, including those of groups not yet
+	// committed (State reaches committed cells through families).
 	cells map[string]*cell
-	// touched are the cells the group being built changes; fresh are those
-	// it creates, joined to their families at commit.
-	touched, fresh []*cell
-	// rejected counts rejected updates by reason, the group's included.
+	// dirty are the cells the group being built changes; fresh are those it
+	// creates, joined to their families when it commits.
+	dirty, fresh []*cell
+	// rejected counts rejected updates by reason, every group built so far
+	// included.
 	rejected   map[string]uint64
-	rejTouched bool
+	rejChanged bool
 
 	mu sync.Mutex
 	// Under mu:
@@ -58,10 +61,13 @@ type cell struct {
 	// histogram's sum; a histogram's per-bucket counts.
 	value  float64
 	counts []uint64
-	// The apply loop's: the values after the group being built.
+	// The fold goroutine's: the same after every group built so far, and
+	// which of them the group being built changes (bit i for bucket i, the
+	// last bit for every bucket from 63 up).
 	next       float64
 	nextCounts []uint64
-	touched    bool
+	dirty      bool
+	buckets    uint64
 }
 
 // newLive holds the aggregate st, as loaded from Redis.
@@ -88,8 +94,9 @@ func newLive(st *aggregate.State) *live {
 			if c.hist {
 				c.value = s.Sum
 				c.counts = slices.Clone(s.Counts)
-				c.nextCounts = make([]uint64, len(s.Counts))
+				c.nextCounts = slices.Clone(s.Counts)
 			}
+			c.next = c.value
 			fam.cells[j] = c
 			l.cells[s.Key] = c
 		}
@@ -115,68 +122,105 @@ func (l *live) series(key, name string, meta aggregate.Meta) *cell {
 	return c
 }
 
-// touch readies c's next values for a change in the group being built.
-func (l *live) touch(c *cell) {
-	if c.touched {
-		return
+// change marks c changed by the group being built; for a histogram, in
+// bucket i (or none, for i < 0).
+func (l *live) change(c *cell, bucket int) {
+	if !c.dirty {
+		c.dirty = true
+		l.dirty = append(l.dirty, c)
 	}
-	c.touched = true
-	c.next = c.value
-	copy(c.nextCounts, c.counts)
-	l.touched = append(l.touched, c)
+	if bucket >= 0 {
+		c.buckets |= 1 << min(bucket, 63)
+	}
 }
 
 // reject counts one rejected update under reason.
 func (l *live) reject(reason string) {
 	l.rejected[reason]++
-	l.rejTouched = true
+	l.rejChanged = true
 }
 
-// writes adds the group's changes to u: every touched value, absolute.
-func (l *live) writes(u *aggregate.Update) {
-	for _, c := range l.touched {
+// group is a group of messages sealed: its update for Redis and what its
+// commit makes visible.
+type group struct {
+	u       *aggregate.Update
+	mark    uint64
+	msgs    int
+	pending uint64 // messages left in the stream after it
+	changes []change
+	counts  []uint64 // backs the changes' counts
+	fresh   []*cell
+	metas   []aggregate.Meta // of the fresh cells' metrics
+	// rejected is every rejection count after the group, nil when it
+	// changes none.
+	rejected map[string]uint64
+}
+
+// change is a cell's values after a group.
+type change struct {
+	c      *cell
+	value  float64
+	counts []uint64
+}
+
+// seal writes the group being built into g.u (every changed value,
+// absolute) and g, and starts the next group. metas are every metric's.
+func (l *live) seal(g *group, metas map[string]aggregate.Meta) {
+	g.changes, g.counts, g.rejected = g.changes[:0], g.counts[:0], nil
+	for _, c := range l.dirty {
+		ch := change{c: c, value: c.next}
+		c.dirty = false
 		if !c.hist {
-			u.SetValue(c.key, c.next)
+			g.u.SetValue(c.key, c.next)
+			g.changes = append(g.changes, ch)
 			continue
 		}
-		u.SetSum(c.key, c.next)
+		g.u.SetSum(c.key, c.next)
 		for i, n := range c.nextCounts {
-			if n != c.counts[i] {
-				u.SetBucket(c.key, i, n)
+			if c.buckets&(1<<min(i, 63)) != 0 {
+				g.u.SetBucket(c.key, i, n)
 			}
 		}
+		c.buckets = 0
+		start := len(g.counts)
+		g.counts = append(g.counts, c.nextCounts...)
+		ch.counts = g.counts[start:len(g.counts):len(g.counts)]
+		g.changes = append(g.changes, ch)
 	}
-	if l.rejTouched {
+	if l.rejChanged {
 		for r, n := range l.rejected {
-			u.SetRejected(r, n)
+			g.u.SetRejected(r, n)
 		}
+		g.rejected = maps.Clone(l.rejected)
 	}
+	g.fresh, g.metas = append(g.fresh[:0], l.fresh...), g.metas[:0]
+	for _, c := range l.fresh {
+		g.metas = append(g.metas, metas[c.name])
+	}
+	l.dirty, l.fresh, l.rejChanged = l.dirty[:0], l.fresh[:0], false
 }
 
-// commit makes the group's values the committed state at mark, once Redis
-// holds them.
-func (l *live) commit(mark uint64, metas map[string]aggregate.Meta) {
+// commit makes g's values the committed state, once Redis holds them.
+func (l *live) commit(g *group) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, c := range l.touched {
-		c.value = c.next
-		copy(c.counts, c.nextCounts)
-		c.touched = false
+	for _, ch := range g.changes {
+		ch.c.value = ch.value
+		copy(ch.c.counts, ch.counts)
 	}
-	for _, c := range l.fresh {
+	for i, c := range g.fresh {
 		f := l.families[c.name]
 		if f == nil {
-			f = &family{name: c.name, meta: metas[c.name], sorted: true}
+			f = &family{name: c.name, meta: g.metas[i], sorted: true}
 			l.families[c.name] = f
 		}
 		f.cells = append(f.cells, c)
 		f.sorted = false
 	}
-	if l.rejTouched {
-		l.committedRejs = maps.Clone(l.rejected)
+	if g.rejected != nil {
+		l.committedRejs = g.rejected
 	}
-	l.touched, l.fresh, l.rejTouched = l.touched[:0], l.fresh[:0], false
-	l.mark = mark
+	l.mark = g.mark
 	l.built = nil
 }
 

@@ -216,20 +216,16 @@ func (st *sessionState) apply(a *Aggregator, e *streams.Entry) *streams.RejectEr
 	}
 	switch meta.Kind {
 	case aggregate.Counter:
-		v := c.value + e.Value
-		if c.touched {
-			v = c.next + e.Value
-		}
+		v := c.next + e.Value
 		if math.IsInf(v, 0) {
 			return overflow(e.Key, "its total", e.Value)
 		}
-		st.live.touch(c)
 		c.next = v
+		st.live.change(c, -1)
 	case aggregate.Gauge:
-		st.live.touch(c)
 		c.next = e.Value
+		st.live.change(c, -1)
 	case aggregate.Histogram:
-		st.live.touch(c)
 		sum := c.next + e.Sum
 		if math.IsInf(sum, 0) {
 			return overflow(e.Key, "its sum", e.Sum)
@@ -240,8 +236,12 @@ func (st *sessionState) apply(a *Aggregator, e *streams.Entry) *streams.RejectEr
 			}
 		}
 		c.next = sum
+		st.live.change(c, -1)
 		for i, n := range e.Counts {
-			c.nextCounts[i] += n
+			if n > 0 {
+				c.nextCounts[i] += n
+				st.live.change(c, i)
+			}
 		}
 	}
 	return nil
@@ -271,22 +271,20 @@ func overflow(key, what string, delta float64) *streams.RejectError {
 		Err: fmt.Errorf("series %s: adding %g would take %s past what it can hold", key, delta, what)}
 }
 
-// writes adds the group built to u: the producer marks, new metrics'
-// metadata and every changed value, absolute.
-func (st *sessionState) writes(u *aggregate.Update) {
+// seal ends the group being built, which moves the stream mark to mark:
+// its producer marks, new metrics' metadata and every changed value go
+// into g.u, absolute, and what its commit makes visible into g.
+func (st *sessionState) seal(g *group, mark uint64) {
+	g.u.Reset()
+	g.u.Expect, g.u.Mark, g.mark = st.marks.Stream, mark, mark
+	st.marks.Stream = mark
 	for p, seq := range st.producers {
-		u.ProducerMark(p, seq)
+		g.u.ProducerMark(p, seq)
 	}
 	for _, name := range st.described {
-		u.Describe(name, st.metas[name])
+		g.u.Describe(name, st.metas[name])
 	}
-	st.live.writes(u)
-}
-
-// committed ends the group once Redis holds it.
-func (st *sessionState) committed(mark uint64) {
-	st.marks.Stream = mark
-	st.live.commit(mark, st.metas)
 	clear(st.producers)
 	st.described = st.described[:0]
+	st.live.seal(g, st.metas)
 }

@@ -18,14 +18,14 @@ type Update struct {
 	// Mark is the stream mark after the update.
 	Mark uint64
 
-	// sections hold field/value pairs per hash, in apply.lua's KEYS order.
+	// sections hold field/value pairs per hash.
 	sections [4][]any
 	// buf backs the formatted fields and values of the pairs. Slices of an
 	// earlier backing array stay valid when it grows.
 	buf []byte
 }
 
-// Sections of Update, in apply.lua's KEYS order.
+// Sections of Update: the hash each writes.
 const (
 	secMark = iota
 	secSeries
@@ -106,18 +106,8 @@ func (u *Update) SetBucket(key string, i int, n uint64) {
 // SetRejected sets the count of updates rejected for reason.
 func (u *Update) SetRejected(reason string, n uint64) { u.pair(secRejected, reason, u.uint(n)) }
 
-func (u *Update) args() []any {
-	args := make([]any, 0, 7+2*u.Ops())
-	args = append(args, strconv.FormatUint(u.Expect, 10), strconv.FormatUint(u.Mark, 10), nonce())
-	for _, s := range u.sections {
-		args = append(args, len(s)/2)
-		args = append(args, s...)
-	}
-	return args
-}
-
-// nonce returns a value no other apply or restore uses, for the guard
-// field of apply.lua and restore.lua.
+// nonce returns a value no other apply or restore uses, for their guard
+// fields.
 func nonce() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails

@@ -150,8 +150,9 @@ func tearAOF(t testing.TB, dir string, keep float64) int64 {
 var bucketField = regexp.MustCompile(`\|b[0-9]+\r\n`)
 
 // tearInsideApply cuts Redis's newest incremental AOF inside the last
-// transaction of the apply script that writes a histogram bucket: midway through the command that writes the stream
-// mark, after the state writes before it, as a power cut can. Redis loads
+// apply transaction that writes a histogram bucket: midway through the
+// command that writes the stream mark, after the state writes before it,
+// as a power cut can. Redis loads
 // such a file by reverting the torn transaction.
 func tearInsideApply(t testing.TB, dir string) int64 {
 	t.Helper()
@@ -166,10 +167,15 @@ func tearInsideApply(t testing.TB, dir string) int64 {
 		t.Fatal(err)
 	}
 	markKey := "jetmetrics:{" + nodeName + "}:mark"
-	markCmd := []byte(fmt.Sprintf("*4\r\n$4\r\nHSET\r\n$%d\r\n%s\r\n$6\r\nstream\r\n", len(markKey), markKey))
+	// The client's command names reach the AOF as it sent them.
+	markCmd := regexp.MustCompile(fmt.Sprintf(`(?i)\*4\r\n\$4\r\nHSET\r\n\$%d\r\n%s\r\n\$6\r\nstream\r\n`, len(markKey), regexp.QuoteMeta(markKey)))
 	multi := []byte("*1\r\n$5\r\nMULTI\r\n")
-	for end := len(data); ; {
-		at := bytes.LastIndex(data[:end], markCmd)
+	marks := markCmd.FindAllIndex(data, -1)
+	for i := len(marks) - 1; ; i-- {
+		at := -1
+		if i >= 0 {
+			at = marks[i][0]
+		}
 		if at < 0 {
 			t.Fatalf("no apply transaction incrementing an integer field in %s", f)
 		}
@@ -181,7 +187,6 @@ func tearInsideApply(t testing.TB, dir string) int64 {
 			}
 			return int64(len(data)) - cut
 		}
-		end = at
 	}
 }
 
