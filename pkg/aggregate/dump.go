@@ -61,9 +61,10 @@ func (d *Dump) State() (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state of %s: %w", d.Node, err)
 	}
-	st := &State{Node: d.Node, Mark: d.Mark(), Rejected: map[string]uint64{}}
+	// The state keeps none of the dump's strings (see build).
+	st := &State{Node: strings.Clone(d.Node), Mark: d.Mark(), Rejected: make(map[string]uint64, len(d.Rejected))}
 	for k, v := range d.Rejected {
-		st.Rejected[k], _ = strconv.ParseUint(v, 10, 64)
+		st.Rejected[strings.Clone(k)], _ = strconv.ParseUint(v, 10, 64)
 	}
 	if err := st.build(metas, d.Series); err != nil {
 		return nil, fmt.Errorf("state of %s: %w", d.Node, err)

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"math/bits"
+	"slices"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 
@@ -209,56 +211,247 @@ func (s *Store) Apply(ctx context.Context, u *Update) error {
 const hsetPairs = 1000
 
 // build groups series-hash fields into families.
+//
+// It runs for every changed peer snapshot a /metrics/cluster scrape reads,
+// some 230k fields for 100k series, so it keeps the work per field small.
+// Reading the fields in map order, which is random, would cost a cache
+// miss per field, and sorting the series a string comparison per step:
+// build reads them in memory order instead (inMemoryOrder). A decoded
+// snapshot's strings lie in the order json.Marshal wrote them, sorted, so
+// memory is read front to back, and the series come out nearly sorted,
+// which the sort then only checks.
+//
+// A counter's or gauge's field is its series. Only a histogram's series
+// spreads over several fields, one per bucket plus the sum, which follow
+// one another in memory order; a map finds its series again when they do
+// not. Keys are parsed once per series, and the state's keys, labels and
+// counts are carved from a few large allocations rather than one per
+// series.
+//
+// The state copies the keys it keeps rather than holding the dump's
+// strings: a decoded snapshot's strings share one buffer
+// (streams.DecodeSnapshot), which a cached state would otherwise keep
+// alive whole, values and bucket fields included.
 func (st *State) build(metas map[string]Meta, fields map[string]string) error {
-	fams := make(map[string]*Family, len(metas))
-	idx := make(map[string]int, len(fields))
-	var labels []series.Label
-	for field, raw := range fields {
-		key, bucket, hist := splitField(field)
-		name, lbs, err := series.ParseKey(key, labels[:0])
-		if err != nil {
-			return err
+	type seriesFields struct {
+		key string // the state's copy
+		// val is a counter's or gauge's value, or a histogram's sum.
+		val float64
+		// counts is where the histogram series' counts start in its
+		// family's counts.
+		counts int
+	}
+	type family struct {
+		meta      Meta
+		described bool
+		series    []seriesFields
+		counts    []uint64       // histograms: len(meta.Buckets)+1 per series
+		hist      map[string]int // histograms: series key → index in series
+	}
+	fams := make(map[string]*family, len(metas))
+	var (
+		keys     keyArena
+		last     string  // name of the last field's family
+		f        *family // and that family
+		lastHist int     // index in f.series of the last histogram field's series
+		nSeries  int
+	)
+	ordered := inMemoryOrder(fields)
+	for n, fd := range ordered {
+		key, bucket, hist := splitField(fd.name)
+		fam := key
+		if i := strings.IndexByte(key, '{'); i >= 0 {
+			fam = key[:i] // the metric name, if the key parses
 		}
-		meta, ok := metas[name]
-		if !ok || hist != (meta.Kind == Histogram) || (hist && bucket > len(meta.Buckets)) {
-			continue // not described (yet) or not of its kind: never expose it half-known
-		}
-		f := fams[name]
-		if f == nil {
-			f = &Family{Name: name, Meta: meta}
-			fams[name] = f
-		}
-		i, ok := idx[key]
-		if !ok {
-			sr := Series{Key: key, Labels: append([]series.Label(nil), lbs...)}
-			if hist {
-				sr.Counts = make([]uint64, len(meta.Buckets)+1)
+		if f == nil || fam != last {
+			if f = fams[fam]; f == nil {
+				meta, ok := metas[fam]
+				f = &family{meta: meta, described: ok}
+				fams[fam] = f
 			}
-			f.Series = append(f.Series, sr)
-			i = len(f.Series) - 1
-			idx[key] = i
+			last, lastHist = fam, -1
 		}
-		sr := &f.Series[i]
-		switch {
-		case !hist:
-			sr.Value, err = parseFloat(raw)
-		case bucket < 0:
-			sr.Sum, err = parseFloat(raw)
-		default:
-			sr.Counts[bucket], err = strconv.ParseUint(raw, 10, 64)
+		if !f.described || hist != (f.meta.Kind == Histogram) || (hist && bucket > len(f.meta.Buckets)) {
+			// Not described (yet) or not of its kind: never expose it
+			// half-known. A malformed key still fails the state.
+			if _, _, err := series.ParseKey(key, nil); err != nil {
+				return err
+			}
+			continue
+		}
+		var err error
+		if !hist {
+			// The field is the key, and so this series' only field.
+			var v float64
+			v, err = parseFloat(fd.value)
+			f.series = append(grow(f.series), seriesFields{key: keys.add(key, len(ordered)-n), val: v})
+			nSeries++
+		} else {
+			i := lastHist
+			if i < 0 || f.series[i].key != key {
+				var ok bool
+				if i, ok = f.hist[key]; !ok {
+					if f.hist == nil {
+						f.hist = map[string]int{}
+					}
+					i = len(f.series)
+					k := keys.add(key, len(ordered)-n)
+					f.series = append(grow(f.series), seriesFields{key: k, counts: len(f.counts)})
+					f.counts = append(grow(f.counts), make([]uint64, len(f.meta.Buckets)+1)...)
+					f.hist[k] = i
+					nSeries++
+				}
+				lastHist = i
+			}
+			if bucket < 0 {
+				f.series[i].val, err = parseFloat(fd.value)
+			} else {
+				f.counts[f.series[i].counts+bucket], err = strconv.ParseUint(fd.value, 10, 64)
+			}
 		}
 		if err != nil {
-			return fmt.Errorf("series field %s: %w", field, err)
+			return fmt.Errorf("series field %s: %w", fd.name, err)
 		}
-		labels = lbs
 	}
-	st.Families = make([]Family, 0, len(fams))
-	for _, f := range fams {
-		sort.Slice(f.Series, func(i, j int) bool { return f.Series[i].Key < f.Series[j].Key })
-		st.Families = append(st.Families, *f)
+
+	names := make([]string, 0, len(fams))
+	for name, f := range fams {
+		if len(f.series) > 0 {
+			names = append(names, name)
+		}
 	}
-	sort.Slice(st.Families, func(i, j int) bool { return st.Families[i].Name < st.Families[j].Name })
+	slices.Sort(names)
+	st.Families = make([]Family, 0, len(names))
+	var scratch, labels []series.Label
+	done := 0
+	for _, name := range names {
+		f := fams[name]
+		slices.SortFunc(f.series, func(a, b seriesFields) int { return strings.Compare(a.key, b.key) })
+		width := len(f.meta.Buckets) + 1
+		out := Family{Meta: f.meta, Series: make([]Series, len(f.series))}
+		for j, sf := range f.series {
+			var err error
+			out.Name, scratch, err = parseKey(sf.key, scratch[:0])
+			if err != nil {
+				return err
+			}
+			sr := &out.Series[j]
+			sr.Key = sf.key
+			if n := len(scratch); n > 0 {
+				if cap(labels)-len(labels) < n {
+					// The labels of the series left, in chunks: a few
+					// large allocations, none much larger than needed.
+					labels = make([]series.Label, 0, max(n, min(n*(nSeries-done), labelChunk)))
+				}
+				labels = append(labels, scratch...)
+				sr.Labels = labels[len(labels)-n : len(labels) : len(labels)]
+			}
+			if f.meta.Kind == Histogram {
+				sr.Counts = f.counts[sf.counts : sf.counts+width : sf.counts+width]
+				sr.Sum = sf.val
+			} else {
+				sr.Value = sf.val
+			}
+			done++
+		}
+		st.Families = append(st.Families, out)
+	}
 	return nil
+}
+
+// grow doubles the capacity of a full s. append grows a large slice by a
+// quarter, which for the 100k series of a snapshot copies each five times
+// over.
+func grow[T any](s []T) []T {
+	if len(s) < cap(s) {
+		return s
+	}
+	return slices.Grow(s, max(len(s), 64))
+}
+
+// labelChunk is the most labels build allocates at once.
+const labelChunk = 4096
+
+// keyArena copies the keys a state keeps into a few large strings.
+type keyArena struct {
+	b strings.Builder
+}
+
+// keyChunk is the most bytes keyArena allocates at once.
+const keyChunk = 1 << 20
+
+// add returns a copy of key. left bounds the keys still to come, each
+// taken as long as this one, for sizing a new chunk.
+func (a *keyArena) add(key string, left int) string {
+	if a.b.Cap()-a.b.Len() < len(key) {
+		// A Builder never changes what it wrote, so the strings given out
+		// stay valid; a new one leaves them in the old buffer.
+		a.b = strings.Builder{}
+		a.b.Grow(max(len(key), min(len(key)*left, keyChunk)))
+	}
+	a.b.WriteString(key)
+	s := a.b.String()
+	return s[len(s)-len(key):]
+}
+
+// fieldRef is one field of a hash.
+type fieldRef struct{ name, value string }
+
+// minOrdered is the fewest fields inMemoryOrder sorts.
+const minOrdered = 1024
+
+// inMemoryOrder returns the fields of h in the order of their names'
+// addresses. Any order gives build the same state; this one reads memory
+// sequentially where the names lie in one buffer, as a decoded snapshot's
+// do, and gives them in the buffer's order. It is a radix sort on the
+// address, over the bits in which the addresses differ, in as few passes
+// of at most 13 bits as cover them: two for a snapshot of up to 64 MiB.
+//
+// A hash of fewer than minOrdered fields keeps map order: its strings stay
+// in cache anyway, so ordering them would not pay.
+func inMemoryOrder(h map[string]string) []fieldRef {
+	addr := func(s string) uintptr { return uintptr(unsafe.Pointer(unsafe.StringData(s))) }
+	fs := make([]fieldRef, 0, len(h))
+	lo, hi := ^uintptr(0), uintptr(0)
+	for name, value := range h {
+		fs = append(fs, fieldRef{name, value})
+		a := addr(name)
+		lo, hi = min(lo, a), max(hi, a)
+	}
+	if len(fs) < minOrdered {
+		return fs
+	}
+	width := bits.Len64(uint64(hi - lo))
+	passes := (width + 12) / 13
+	if passes == 0 {
+		return fs
+	}
+	digit := (width + passes - 1) / passes
+	mask := uintptr(1)<<digit - 1
+	// The count of every digit of every pass, taken in one read.
+	counts := make([]int, passes<<digit)
+	for _, f := range fs {
+		a := addr(f.name) - lo
+		for p := range passes {
+			counts[p<<digit+int(a>>(p*digit)&mask)]++
+		}
+	}
+	tmp := make([]fieldRef, len(fs))
+	for p := range passes {
+		count := counts[p<<digit : (p+1)<<digit]
+		sum := 0
+		for d, c := range count {
+			count[d], sum = sum, sum+c
+		}
+		shift := p * digit
+		for _, f := range fs {
+			d := (addr(f.name) - lo) >> shift & mask
+			tmp[count[d]] = f
+			count[d]++
+		}
+		fs, tmp = tmp, fs
+	}
+	return fs
 }
 
 // parseFloat parses a stored number. One past float64's range (earlier
