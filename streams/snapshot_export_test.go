@@ -1,0 +1,24 @@
+package streams
+
+import "github.com/jetmetrics/jetmetrics/pkg/aggregate"
+
+// DecodeSnapshotReference exposes the encoding/json snapshot decoder that
+// defines DecodeSnapshot's outcome, for tests to compare against.
+var DecodeSnapshotReference = decodeSnapshotReference
+
+// DecodeSnapshotJSON is DecodeSnapshot on an uncompressed message.
+func DecodeSnapshotJSON(raw []byte) (*aggregate.Dump, error) {
+	return decodeSnapshotJSON(new(snapshotDecoder), raw)
+}
+
+// DecodeSnapshotScanned runs only the scanner on raw; decided is false
+// where DecodeSnapshot would ask the reference.
+func DecodeSnapshotScanned(raw []byte) (d *aggregate.Dump, decided bool) {
+	dec := new(snapshotDecoder)
+	d, decided = dec.decode(raw)
+	dec.reset()
+	return d, decided
+}
+
+// CopyPlain exposes copyPlain for its test.
+var CopyPlain = copyPlain
