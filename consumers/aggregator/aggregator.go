@@ -360,6 +360,14 @@ func (a *Aggregator) deadLetter(ctx context.Context, in item, rej *streams.Rejec
 		}
 		msg.Header.Set(HeaderEntries, strings.Join(idx, ","))
 	}
+	// A copy the server cannot take (the original filled a message, and the
+	// headers come on top) would fail on every retry and stall the node
+	// for good: it goes without its body, which the delta stream holds at
+	// its sequence for as long as it retains it.
+	if int64(len(msg.Data)+headerBytes(msg.Header)) > a.js.Conn().MaxPayload() {
+		msg.Header.Set(HeaderBodyOmitted, strconv.Itoa(len(msg.Data)))
+		msg.Data = nil
+	}
 	_, err := a.js.PublishMsg(ctx, msg,
 		jetstream.WithMsgID(a.cfg.Node+":"+strconv.FormatUint(in.seq, 10)),
 		jetstream.WithExpectStream(a.cfg.Streams.DeadLetterStream()))
@@ -370,6 +378,18 @@ func (a *Aggregator) deadLetter(ctx context.Context, in item, rej *streams.Rejec
 	return nil
 }
 
+// headerBytes bounds the size of h on the wire, with room for the
+// headers the publish adds (message id, expected stream).
+func headerBytes(h nats.Header) int {
+	n := len("NATS/1.0\r\n\r\n") + 256
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + len(": \r\n")
+		}
+	}
+	return n
+}
+
 // Headers of a dead-lettered message.
 const (
 	HeaderReason  = "Jetmetrics-Reason"
@@ -378,4 +398,7 @@ const (
 	HeaderSeq     = "Jetmetrics-Stream-Seq"
 	HeaderNode    = "Jetmetrics-Node"
 	HeaderEntries = "Jetmetrics-Entries"
+	// HeaderBodyOmitted carries the original's size when the copy is too
+	// large for the server and goes without its body.
+	HeaderBodyOmitted = "Jetmetrics-Body-Omitted"
 )

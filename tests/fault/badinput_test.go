@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -134,6 +135,17 @@ func TestBadInput(t *testing.T) {
 	a = bad.raw(ctx, "", []byte(fmt.Sprintf(`{"v":1,"node":"n1","producer":"bad-1","seq":%d,"metrics":[],"pad":%q}`, bad.seq, pad)), "")
 	letters = append(letters, expectedLetter{seq: a.Sequence, subject: bad.subject, reason: streams.ReasonOversize})
 	goodBatch(len(badCases) + 2)
+
+	// As large as the server takes: its dead letter cannot carry it as well
+	// as the headers, so it goes without the body, and the node carries on
+	// (a copy that fails forever would stall it).
+	bad.seq++
+	full := fmt.Appendf(nil, `{"v":1,"node":"n1","producer":"bad-1","seq":%d,"metrics":[],"pad":"`, bad.seq)
+	full = append(full, strings.Repeat("x", int(nc.MaxPayload())-64-len(full))...)
+	full = append(full, `"}`...)
+	a = bad.raw(ctx, "", full, "")
+	letters = append(letters, expectedLetter{seq: a.Sequence, subject: bad.subject, reason: streams.ReasonOversize, omitted: strconv.Itoa(len(full))})
+	goodBatch(len(badCases) + 3)
 
 	// Larger than the server takes: refused at publish, never in the stream,
 	// so never dead-lettered. The SDK splits its batches below the limit.

@@ -22,6 +22,7 @@ type deadLetter struct {
 	seq     uint64 // the original's delta stream sequence
 	node    string
 	entries string
+	omitted string // the original's size, when the copy goes without it
 	data    []byte
 }
 
@@ -59,7 +60,7 @@ func deadLetters(ctx context.Context, js jetstream.JetStream) ([]deadLetter, err
 			out = append(out, deadLetter{
 				reason: h.Get(aggregator.HeaderReason), subject: h.Get(aggregator.HeaderSubject),
 				seq: seq, node: h.Get(aggregator.HeaderNode), entries: h.Get(aggregator.HeaderEntries),
-				data: m.Data(),
+				omitted: h.Get(aggregator.HeaderBodyOmitted), data: m.Data(),
 			})
 		}
 		if err := mb.Error(); err != nil {
@@ -80,6 +81,9 @@ type expectedLetter struct {
 	subject string
 	reason  streams.Reason
 	entries string // "" for a message rejected whole
+	// omitted is the original's size when its copy is too large for the
+	// server and must go without it.
+	omitted string
 }
 
 // checkDeadLetters compares the dead-letter stream with what the test
@@ -103,9 +107,12 @@ func checkDeadLetters(ctx context.Context, js jetstream.JetStream, want []expect
 			continue
 		}
 		d := ds[0]
-		if d.reason != string(w.reason) || d.subject != w.subject || d.node != nodeName || d.entries != w.entries {
-			errs = append(errs, fmt.Errorf("stream seq %d: dead letter reason %q subject %q node %q entries %q, want %q %q %q %q",
-				w.seq, d.reason, d.subject, d.node, d.entries, w.reason, w.subject, nodeName, w.entries))
+		if d.reason != string(w.reason) || d.subject != w.subject || d.node != nodeName || d.entries != w.entries || d.omitted != w.omitted {
+			errs = append(errs, fmt.Errorf("stream seq %d: dead letter reason %q subject %q node %q entries %q omitted %q, want %q %q %q %q %q",
+				w.seq, d.reason, d.subject, d.node, d.entries, d.omitted, w.reason, w.subject, nodeName, w.entries, w.omitted))
+		}
+		if (len(d.data) == 0) != (w.omitted != "") {
+			errs = append(errs, fmt.Errorf("stream seq %d: dead letter carries %d bytes of the original, omitted %q", w.seq, len(d.data), w.omitted))
 		}
 	}
 	extra := make([]uint64, 0, len(bySeq))
