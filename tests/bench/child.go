@@ -80,8 +80,11 @@ type loadResult struct {
 	Seq       uint64 `json:"seq"`
 }
 
+// seriesPerMetric is the most series a load metric has.
+const seriesPerMetric = 50_000
+
 // runLoad runs the producers: each owns cfg.series counters of its own
-// metric and, every round, increments each once. Back to back (interval
+// metrics and, every round, increments each once. Back to back (interval
 // 0) a round ends with a Flush, so each producer publishes as fast as
 // JetStream acknowledges; paced, a round starts every interval and the
 // SDK's own timer cuts the batches. Paced producers start at random
@@ -135,12 +138,17 @@ func runProducer(ctx context.Context, cfg loadConfig, i int, updates *atomic.Uin
 	if err != nil {
 		return producers.Stats{}, err
 	}
-	vec, err := p.NewCounterVec(producers.Opts{Name: "bench_ingest_p" + strconv.Itoa(i) + "_total", Help: "Ingest load."}, "s")
-	if err != nil {
-		return producers.Stats{}, err
-	}
+	// Series spread over metrics of at most seriesPerMetric each, well
+	// inside the node's per-metric cap.
+	var vec *producers.CounterVec
 	series := make([]*producers.Counter, cfg.series)
 	for j := range series {
+		if j%seriesPerMetric == 0 {
+			name := fmt.Sprintf("bench_ingest_p%d_m%d_total", i, j/seriesPerMetric)
+			if vec, err = p.NewCounterVec(producers.Opts{Name: name, Help: "Ingest load."}, "s"); err != nil {
+				return producers.Stats{}, err
+			}
+		}
 		if series[j], err = vec.With(strconv.Itoa(j)); err != nil {
 			return producers.Stats{}, err
 		}

@@ -167,6 +167,9 @@ func ingestFigure(ctx context.Context, e *env, cfg ingestConfig, rep *report) er
 	if _, err := child.wait(time.Minute); err != nil {
 		return err
 	}
+	if err := noRejections(reg); err != nil {
+		return fmt.Errorf("latency: %w", err)
+	}
 	slices.Sort(lat)
 	limit := (flush + 250*time.Millisecond).Seconds() * 1000
 	note := fmt.Sprintf("%d samples at %.0f deltas/s (%d producers × %d series every %s)", len(lat), halfRate, cfg.producers, perProducer, flush)
@@ -254,8 +257,22 @@ func drainBacklog(ctx context.Context, e *env, rs *redisserver.Server, cfg inges
 	d.seconds = t1.Sub(t0).Seconds()
 	d.rate = d.applied / d.seconds
 	d.cpu = c1.sub(c0)
+	if err := noRejections(reg); err != nil {
+		return d, fmt.Errorf("draining: %w", err)
+	}
 	e.log.Info().Float64("deltas", d.applied).Float64("seconds", d.seconds).Float64("per_s", d.rate).Err(err).Msg("ingest: drained")
 	return d, nil
+}
+
+// noRejections fails when the node rejected any update: the load would
+// not be what the figure means to measure (dead letters are slower than
+// applies).
+func noRejections(reg prometheus.Gatherer) error {
+	n, err := counterValue(reg, "jetmetrics_aggregator_rejected_updates_total")
+	if err != nil || n == 0 {
+		return nil // no rejection has a series yet
+	}
+	return fmt.Errorf("the node rejected %.0f updates of the load", n)
 }
 
 // sustained is what the sustained phase measured.
@@ -367,6 +384,9 @@ func sustain(ctx context.Context, e *env, rs *redisserver.Server, cfg ingestConf
 	res, err := child.wait(time.Minute)
 	if err != nil {
 		return s, err
+	}
+	if err := noRejections(reg); err != nil {
+		return s, fmt.Errorf("sustained: %w", err)
 	}
 	s.applied = a1 - a0
 	s.rate = s.applied / t1.Sub(t0).Seconds()
