@@ -70,6 +70,15 @@ func (a *Aggregator) State() *aggregate.State {
 	return nil
 }
 
+// Held is the aggregate as applied so far, from memory, with what Redis
+// holds beside it; ok is false when the aggregator is not consuming.
+func (a *Aggregator) Held() (h aggregate.Held, ok bool) {
+	if l := a.live.Load(); l != nil {
+		return l.Held(), true
+	}
+	return h, false
+}
+
 // Mark is the last stream sequence the aggregator applied.
 func (a *Aggregator) Mark() uint64 { return a.mark.Load() }
 
@@ -178,7 +187,7 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 	}()
 	// Two groups take turns: when the applier takes one, it is done with
 	// the other.
-	spare := [2]*group{{u: aggregate.NewUpdate()}, {u: aggregate.NewUpdate()}}
+	spare := [2]*group{newGroup(), newGroup()}
 	idle := time.NewTicker(a.cfg.IdleCheck)
 	defer idle.Stop()
 	for turn := 0; ; turn ^= 1 {

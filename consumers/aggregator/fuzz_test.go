@@ -55,7 +55,7 @@ func FuzzApply(f *testing.F) {
 			in := decodeItem(a, seq, raw)
 			st.letters = st.letters[:0]
 			st.add(a, in)
-			g := &group{u: aggregate.NewUpdate()}
+			g := newGroup()
 			st.seal(g, seq)
 			if err := store.Apply(ctx, g.u); err != nil {
 				t.Fatalf("apply seq %d: %v", seq, err)
@@ -84,6 +84,10 @@ func FuzzApply(f *testing.F) {
 			d, err := store.Dump(ctx)
 			if err != nil {
 				t.Fatal(err)
+			}
+			// The snapshot built from memory is what Redis holds.
+			if diff := sameDump(st.live.Held().Dump(), d); diff != "" {
+				t.Fatalf("dump from memory and from Redis differ: %s", diff)
 			}
 			again, err := newSession(d)
 			if err != nil {
@@ -260,6 +264,22 @@ func sameState(a, b *aggregate.State) string {
 				return fmt.Sprintf("series %+v, %+v", *sa, *sb)
 			}
 		}
+	}
+	return ""
+}
+
+// sameDump describes how a and b differ, or is empty.
+func sameDump(a, b *aggregate.Dump) string {
+	for _, h := range []struct {
+		name string
+		a, b map[string]string
+	}{{"marks", a.Marks, b.Marks}, {"meta", a.Meta, b.Meta}, {"series", a.Series, b.Series}, {"rejected", a.Rejected, b.Rejected}} {
+		if !maps.Equal(h.a, h.b) {
+			return fmt.Sprintf("%s: %v, %v", h.name, h.a, h.b)
+		}
+	}
+	if a.Node != b.Node {
+		return fmt.Sprintf("node %s, %s", a.Node, b.Node)
 	}
 	return ""
 }

@@ -40,7 +40,9 @@ type live struct {
 	mark          uint64
 	families      map[string]*family
 	committedRejs map[string]uint64
-	built         *aggregate.State // the state at mark, once built
+	producers     map[string]uint64         // batch marks
+	metas         map[string]aggregate.Meta // every metric's, with series or not
+	built         *aggregate.State          // the state at mark, once built
 }
 
 // family is one metric's series, in the order they arrived.
@@ -70,8 +72,9 @@ type cell struct {
 	buckets    uint64
 }
 
-// newLive holds the aggregate st, as loaded from Redis.
-func newLive(st *aggregate.State) *live {
+// newLive holds the aggregate st with its marks and metadata, as loaded
+// from Redis.
+func newLive(st *aggregate.State, marks aggregate.Marks, metas map[string]aggregate.Meta) *live {
 	l := &live{
 		node:          st.Node,
 		cells:         make(map[string]*cell, st.SeriesCount()),
@@ -79,7 +82,15 @@ func newLive(st *aggregate.State) *live {
 		mark:          st.Mark,
 		families:      make(map[string]*family, len(st.Families)),
 		committedRejs: st.Rejected,
+		producers:     maps.Clone(marks.Producers),
+		metas:         maps.Clone(metas),
 		built:         st,
+	}
+	if l.producers == nil {
+		l.producers = map[string]uint64{}
+	}
+	if l.metas == nil {
+		l.metas = map[string]aggregate.Meta{}
 	}
 	if l.rejected == nil {
 		l.rejected = map[string]uint64{}
@@ -151,9 +162,17 @@ type group struct {
 	counts  []uint64 // backs the changes' counts
 	fresh   []*cell
 	metas   []aggregate.Meta // of the fresh cells' metrics
+	// producers and described are the batch marks and new metrics the
+	// group writes.
+	producers map[string]uint64
+	described map[string]aggregate.Meta
 	// rejected is every rejection count after the group, nil when it
 	// changes none.
 	rejected map[string]uint64
+}
+
+func newGroup() *group {
+	return &group{u: aggregate.NewUpdate(), producers: map[string]uint64{}, described: map[string]aggregate.Meta{}}
 }
 
 // change is a cell's values after a group.
@@ -220,6 +239,8 @@ func (l *live) commit(g *group) {
 	if g.rejected != nil {
 		l.committedRejs = g.rejected
 	}
+	maps.Copy(l.producers, g.producers)
+	maps.Copy(l.metas, g.described)
 	l.mark = g.mark
 	l.built = nil
 }
@@ -229,6 +250,18 @@ func (l *live) commit(g *group) {
 func (l *live) State() *aggregate.State {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.stateLocked()
+}
+
+// Held is the committed aggregate with what Redis holds beside it: what a
+// snapshot carries, without reading Redis.
+func (l *live) Held() aggregate.Held {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return aggregate.Held{State: l.stateLocked(), Producers: maps.Clone(l.producers), Metas: maps.Clone(l.metas)}
+}
+
+func (l *live) stateLocked() *aggregate.State {
 	if l.built != nil {
 		return l.built
 	}

@@ -35,7 +35,7 @@ func TestOverflowRejected(t *testing.T) {
 		raw := fmt.Appendf(nil, `{"v":1,"node":"n1","producer":"p","seq":%d,"metrics":[%s]}`, seq, entries)
 		st.letters = st.letters[:0]
 		st.add(a, decodeItem(a, uint64(seq), raw))
-		g := &group{u: aggregate.NewUpdate()}
+		g := newGroup()
 		st.seal(g, uint64(seq))
 		if err := store.Apply(ctx, g.u); err != nil {
 			t.Fatal(err)
@@ -57,6 +57,13 @@ func TestOverflowRejected(t *testing.T) {
 	}
 	if diff := sameState(st.live.State(), got); diff != "" {
 		t.Fatalf("in memory and in Redis differ: %s", diff)
+	}
+	d, err := store.Dump(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := sameDump(st.live.Held().Dump(), d); diff != "" {
+		t.Fatalf("dump from memory and from Redis differ: %s", diff)
 	}
 	want := map[string]float64{"big_total": 1e308, "h": 1e308, "ok_total": 1}
 	for _, f := range got.Families {

@@ -89,7 +89,7 @@ func newSession(d *aggregate.Dump) (*sessionState, error) {
 		marks:     marks,
 		metas:     metas,
 		exposed:   make(map[string]string, 3*len(metas)),
-		live:      newLive(agg),
+		live:      newLive(agg, marks, metas),
 		perMetric: map[string]int{},
 		producers: map[string]uint64{},
 	}
@@ -278,11 +278,15 @@ func (st *sessionState) seal(g *group, mark uint64) {
 	g.u.Reset()
 	g.u.Expect, g.u.Mark, g.mark = st.marks.Stream, mark, mark
 	st.marks.Stream = mark
+	clear(g.producers)
 	for p, seq := range st.producers {
 		g.u.ProducerMark(p, seq)
+		g.producers[p] = seq
 	}
+	clear(g.described)
 	for _, name := range st.described {
 		g.u.Describe(name, st.metas[name])
+		g.described[name] = st.metas[name]
 	}
 	clear(st.producers)
 	st.described = st.described[:0]

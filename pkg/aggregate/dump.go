@@ -3,6 +3,7 @@ package aggregate
 import (
 	"context"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -70,6 +71,85 @@ func (d *Dump) State() (*State, error) {
 		return nil, fmt.Errorf("state of %s: %w", d.Node, err)
 	}
 	return st, nil
+}
+
+// Held is an aggregate held in memory (by its aggregator): its state and
+// what Redis holds beside it, at the state's mark.
+type Held struct {
+	State *State
+	// Producers are the producers' batch marks.
+	Producers map[string]uint64
+	// Metas are every metric's metadata, with series or not.
+	Metas map[string]Meta
+}
+
+// Fields calls fn with every series-hash field of h and its value, as
+// Store writes them, in the state's order: families by name, series by
+// key, a histogram's buckets (those that count something: Update writes a
+// bucket once it does) then its sum.
+func (h Held) Fields(buf []byte, fn func(field, value []byte)) {
+	for i := range h.State.Families {
+		f := &h.State.Families[i]
+		for j := range f.Series {
+			s := &f.Series[j]
+			if f.Kind != Histogram {
+				buf = append(buf[:0], s.Key...)
+				n := len(buf)
+				buf = strconv.AppendFloat(buf, s.Value, 'g', -1, 64)
+				fn(buf[:n], buf[n:])
+				continue
+			}
+			for b, c := range s.Counts {
+				if c != 0 {
+					buf = AppendBucketField(buf[:0], s.Key, b)
+					n := len(buf)
+					buf = strconv.AppendUint(buf, c, 10)
+					fn(buf[:n], buf[n:])
+				}
+			}
+			buf = append(append(buf[:0], s.Key...), sumSuffix...)
+			n := len(buf)
+			buf = strconv.AppendFloat(buf, s.Sum, 'g', -1, 64)
+			fn(buf[:n], buf[n:])
+		}
+	}
+}
+
+// MarkFields is h's mark hash as Store writes it.
+func (h Held) MarkFields() map[string]string {
+	m := make(map[string]string, 1+len(h.Producers))
+	m[streamField] = strconv.FormatUint(h.State.Mark, 10)
+	for p, seq := range h.Producers {
+		m[producerFieldPrefix+p] = strconv.FormatUint(seq, 10)
+	}
+	return m
+}
+
+// MetaFields is h's metadata hash as Store writes it.
+func (h Held) MetaFields() map[string]string {
+	m := make(map[string]string, len(h.Metas))
+	for name, meta := range h.Metas {
+		b, _ := json.Marshal(meta) // Meta always marshals
+		m[name] = string(b)
+	}
+	return m
+}
+
+// RejectedFields is h's rejection hash as Store writes it.
+func (h Held) RejectedFields() map[string]string {
+	m := make(map[string]string, len(h.State.Rejected))
+	for r, n := range h.State.Rejected {
+		m[r] = strconv.FormatUint(n, 10)
+	}
+	return m
+}
+
+// Dump is h as Redis holds it.
+func (h Held) Dump() *Dump {
+	d := &Dump{Node: h.State.Node, Marks: h.MarkFields(), Meta: h.MetaFields(),
+		Series: make(map[string]string, h.State.SeriesCount()), Rejected: h.RejectedFields()}
+	h.Fields(nil, func(f, v []byte) { d.Series[string(f)] = string(v) })
+	return d
 }
 
 // Dump reads the aggregate's hashes atomically.
