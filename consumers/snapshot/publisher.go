@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -29,6 +30,13 @@ type Config struct {
 	CheckpointInterval time.Duration
 	// Logger receives the publisher's logs.
 	Logger zerolog.Logger
+	// Memory, when set, holds the aggregate in memory (the aggregator): a
+	// snapshot is taken from it while it has one, and from Redis
+	// otherwise. Reading a large aggregate from Redis keeps Redis busy
+	// (HGETALL) while the aggregator waits to apply.
+	Memory interface {
+		Held() (aggregate.Held, bool)
+	}
 }
 
 // DefaultInterval is the default snapshot interval.
@@ -135,37 +143,51 @@ func (p *Publisher) Run(ctx context.Context) error {
 
 // Publish publishes one snapshot now, and a checkpoint when one is due.
 func (p *Publisher) Publish(ctx context.Context) error {
-	d, err := p.store.Dump(ctx)
-	if err != nil {
-		return err
-	}
-	if d.Torn() {
-		// Neither peers nor a later restore may see it; the aggregator
-		// rebuilds it from the last good checkpoint.
-		return fmt.Errorf("aggregate at seq %d is torn (partly loaded by Redis): not published", d.Mark())
-	}
 	now := time.Now()
-	msg, err := streams.SnapshotMsg(p.subjects.Snapshot(p.cfg.Node), d, now, p.cfg.TTL)
+	msg, mark, fields, err := p.snapshot(ctx, now)
 	if err != nil {
 		return err
 	}
 	if _, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgTTL(p.cfg.TTL), jetstream.WithExpectStream(p.cfg.Streams.SnapshotStream())); err != nil {
-		return fmt.Errorf("publish snapshot at seq %d: %w", d.Mark(), err)
+		return fmt.Errorf("publish snapshot at seq %d: %w", mark, err)
 	}
 	p.published.Inc()
 	p.bytes.Set(float64(len(msg.Data)))
-	p.series.Set(float64(len(d.Series)))
-	p.lastMark, p.hasVersion = d.Mark(), true
-	if d.Mark() > 0 && now.Sub(p.lastCkpt) >= p.cfg.CheckpointInterval {
+	p.series.Set(float64(fields))
+	p.lastMark, p.hasVersion = mark, true
+	if mark > 0 && now.Sub(p.lastCkpt) >= p.cfg.CheckpointInterval {
 		msg.Subject = p.subjects.Checkpoint(p.cfg.Node)
 		msg.Header.Del(jetstream.MsgTTLHeader)
 		if _, err := p.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(p.cfg.Streams.SnapshotStream())); err != nil {
-			return fmt.Errorf("publish checkpoint at seq %d: %w", d.Mark(), err)
+			return fmt.Errorf("publish checkpoint at seq %d: %w", mark, err)
 		}
 		p.lastCkpt = now
-		p.log.Debug().Uint64("seq", d.Mark()).Int("bytes", len(msg.Data)).Msg("checkpoint published")
+		p.log.Debug().Uint64("seq", mark).Int("bytes", len(msg.Data)).Msg("checkpoint published")
 	}
 	return nil
+}
+
+// snapshot builds the snapshot message: from the aggregate in memory when
+// there is one, else from Redis.
+func (p *Publisher) snapshot(ctx context.Context, now time.Time) (msg *nats.Msg, mark uint64, fields int, err error) {
+	subject := p.subjects.Snapshot(p.cfg.Node)
+	if p.cfg.Memory != nil {
+		if h, ok := p.cfg.Memory.Held(); ok {
+			msg, fields, err = streams.SnapshotMsgOf(subject, h, now, p.cfg.TTL)
+			return msg, h.State.Mark, fields, err
+		}
+	}
+	d, err := p.store.Dump(ctx)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	if d.Torn() {
+		// Neither peers nor a later restore may see it; the aggregator
+		// rebuilds it from the last good checkpoint.
+		return nil, 0, 0, fmt.Errorf("aggregate at seq %d is torn (partly loaded by Redis): not published", d.Mark())
+	}
+	msg, err = streams.SnapshotMsg(subject, d, now, p.cfg.TTL)
+	return msg, d.Mark(), len(d.Series), err
 }
 
 func (p *Publisher) publishRemoval(ctx context.Context) error {

@@ -238,6 +238,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		Interval: n.cfg.SnapshotInterval,
 		TTL:      n.cfg.SnapshotTTL,
 		Logger:   n.cfg.Logger,
+		Memory:   agg,
 	}, js, store, n.reg)
 	if err != nil {
 		cancel()
