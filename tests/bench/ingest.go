@@ -147,7 +147,7 @@ func ingestFigure(ctx context.Context, e *env, cfg ingestConfig, rep *report) er
 	}
 	defer rn.stop()
 	const warmup = 2 * time.Second
-	perProducer := max(1, int(sus.rate/2*flush.Seconds())/cfg.producers)
+	perProducer := max(1, int(min(sus.rate, sus.offered)/2*flush.Seconds())/cfg.producers)
 	half := loadConfig{natsURL: rn.NATSURL(), node: rn.Name(), producers: cfg.producers, series: perProducer, interval: flush, duration: warmup + cfg.duration}
 	child, err := startLoad(ctx, half)
 	if err != nil {
