@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"time"
-	"unicode/utf8"
+	"unsafe"
 
 	"github.com/nats-io/nats.go"
 
@@ -31,7 +31,7 @@ func SnapshotMsgOf(subject string, h aggregate.Held, gen time.Time, ttl time.Dur
 	}
 	defer snapshotBufs.Put(raw)
 	b := append((*raw)[:0], `{"node":`...)
-	b = appendJSONString(b, h.State.Node)
+	b = appendString(b, h.State.Node)
 	b = append(b, `,"marks":`...)
 	b = appendJSONObject(b, h.MarkFields())
 	b = append(b, `,"meta":`...)
@@ -42,9 +42,10 @@ func SnapshotMsgOf(subject string, h aggregate.Held, gen time.Time, ttl time.Dur
 			b = append(b, ',')
 		}
 		fields++
-		b = appendJSONString(b, f)
+		// appendString keeps neither.
+		b = appendString(b, unsafe.String(unsafe.SliceData(f), len(f)))
 		b = append(b, ':')
-		b = appendJSONString(b, v)
+		b = appendString(b, unsafe.String(unsafe.SliceData(v), len(v)))
 	})
 	b = append(b, '}')
 	if rej := h.RejectedFields(); len(rej) > 0 {
@@ -68,55 +69,9 @@ func appendJSONObject(b []byte, m map[string]string) []byte {
 			b = append(b, ',')
 		}
 		first = false
-		b = appendJSONString(b, k)
+		b = appendString(b, k)
 		b = append(b, ':')
-		b = appendJSONString(b, v)
+		b = appendString(b, v)
 	}
 	return append(b, '}')
-}
-
-// appendJSONString appends s as a JSON string. Like encoding/json it
-// escapes quotes, backslashes and control characters and writes invalid
-// UTF-8 as U+FFFD; unlike it, it leaves <, > and & (JSON does not need
-// them escaped).
-func appendJSONString[S string | []byte](b []byte, s S) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		if c < utf8.RuneSelf {
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(string(s[i:min(len(s), i+utf8.UTFMax)]))
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
