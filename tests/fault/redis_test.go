@@ -123,10 +123,8 @@ func (n *nodeOn) noDeadLetters() {
 	}
 }
 
-// tearAOF cuts the tail off Redis's newest incremental AOF file, keeping
-// the given fraction of it, as a power cut does to writes not yet synced:
-// the cut may fall inside a command or a transaction.
-func tearAOF(t testing.TB, dir string, keep float64) int64 {
+// newestAOF is Redis's newest incremental AOF file under dir.
+func newestAOF(t testing.TB, dir string) string {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(dir, "appendonlydir", "*.incr.aof"))
 	if err != nil || len(files) == 0 {
@@ -134,6 +132,15 @@ func tearAOF(t testing.TB, dir string, keep float64) int64 {
 	}
 	sort.Strings(files)
 	f := files[len(files)-1]
+	return f
+}
+
+// tearAOF cuts the tail off Redis's newest incremental AOF file, keeping
+// the given fraction of it, as a power cut does to writes not yet synced:
+// the cut may fall inside a command or a transaction.
+func tearAOF(t testing.TB, dir string, keep float64) int64 {
+	t.Helper()
+	f := newestAOF(t, dir)
 	fi, err := os.Stat(f)
 	if err != nil {
 		t.Fatal(err)
@@ -152,16 +159,11 @@ var bucketField = regexp.MustCompile(`\|b[0-9]+\r\n`)
 // tearInsideApply cuts Redis's newest incremental AOF inside the last
 // apply transaction that writes a histogram bucket: midway through the
 // command that writes the stream mark, after the state writes before it,
-// as a power cut can. Redis loads
-// such a file by reverting the torn transaction.
+// as a power cut can. Redis loads such a file by reverting the torn
+// transaction.
 func tearInsideApply(t testing.TB, dir string) int64 {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "appendonlydir", "*.incr.aof"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no incremental AOF in %s: %v", dir, err)
-	}
-	sort.Strings(files)
-	f := files[len(files)-1]
+	f := newestAOF(t, dir)
 	data, err := os.ReadFile(f)
 	if err != nil {
 		t.Fatal(err)
