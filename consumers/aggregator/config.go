@@ -33,8 +33,8 @@ type Config struct {
 	// MaxGroupMessages is the most messages applied in one Redis call
 	// (default 512).
 	MaxGroupMessages int
-	// MaxGroupOps is the most field writes in one Redis call, a bound on
-	// how long one script blocks Redis (default 20,000).
+	// MaxGroupOps is the most series one Redis call changes, a bound on how
+	// long one transaction blocks Redis (default 20,000).
 	MaxGroupOps int
 	// Checkpoints supplies the node's latest checkpoint, restored when the
 	// aggregate is found empty (Redis lost everything). Nil replays the
@@ -63,8 +63,8 @@ type Step string
 const (
 	// StepDecoded: the group is decoded and folded, nothing written yet.
 	StepDecoded Step = "decoded"
-	// StepApplied: the Redis script has run, the session has not yet
-	// recorded the new mark in memory.
+	// StepApplied: Redis has applied the group, the session has not yet
+	// committed it in memory.
 	StepApplied Step = "applied"
 	// StepCommitted: the session has moved on to the new mark.
 	StepCommitted Step = "committed"

@@ -9,7 +9,7 @@ import (
 
 // Update is one group of writes applied atomically with the stream mark.
 // Every write is absolute: the caller holds the aggregate's current values
-// and writes the new ones, so an update applied twice (a replayed script)
+// and writes the new ones, so an update applied twice (a replayed transaction)
 // changes nothing the second time. Build it with its methods; it is
 // reusable after Reset, and each field should be written once.
 type Update struct {
