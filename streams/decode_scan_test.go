@@ -1,21 +1,17 @@
 package streams
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 )
 
-// TestPlainRun checks the eight-at-a-time scan against the byte-by-byte
-// definition for every byte value at every position of a word, with a
-// second special byte after it to catch borrows.
-func TestPlainRun(t *testing.T) {
+// plainProbes calls fn with words that hold every byte value at every
+// position, each followed by a second special byte to catch borrows, and
+// starting points in them; want is where the run of plain bytes (neither
+// control, non-ASCII, quote nor backslash) from start ends.
+func plainProbes(fn func(s string, start, want int)) {
 	special := func(c byte) bool { return c < 0x20 || c >= 0x80 || c == '"' || c == '\\' }
-	want := func(s string, i int) int {
-		for i < len(s) && !special(s[i]) {
-			i++
-		}
-		return i
-	}
 	base := strings.Repeat("a", 20)
 	for c := range 256 {
 		for p := range 20 {
@@ -27,11 +23,36 @@ func TestPlainRun(t *testing.T) {
 				}
 				s := string(b)
 				for _, start := range []int{0, 1, 7} {
-					if got, w := plainRun(s, start), want(s, start); got != w {
-						t.Fatalf("plainRun(%q, %d) = %d, want %d", s, start, got, w)
+					want := start
+					for want < len(s) && !special(s[want]) {
+						want++
 					}
+					fn(s, start, want)
 				}
 			}
 		}
 	}
+}
+
+// TestPlainRun checks the eight-at-a-time scan against the byte-by-byte
+// definition.
+func TestPlainRun(t *testing.T) {
+	plainProbes(func(s string, start, want int) {
+		if got := plainRun(s, start); got != want {
+			t.Fatalf("plainRun(%q, %d) = %d, want %d", s, start, got, want)
+		}
+	})
+}
+
+// TestCopyPlain checks the eight-at-a-time copy against the byte-by-byte
+// definition.
+func TestCopyPlain(t *testing.T) {
+	plainProbes(func(s string, start, want int) {
+		b := []byte(s)
+		dst := make([]byte, len(b))
+		i, w := copyPlain(dst, 0, b, start)
+		if i != want || w != want-start || !bytes.Equal(dst[:w], b[start:want]) {
+			t.Fatalf("copyPlain(%q, %d) = %d, %d, %q; want %d", b, start, i, w, dst[:w], want)
+		}
+	})
 }

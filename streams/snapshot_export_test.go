@@ -19,6 +19,3 @@ func DecodeSnapshotScanned(raw []byte) (d *aggregate.Dump, decided bool) {
 	dec.reset()
 	return d, decided
 }
-
-// CopyPlain exposes copyPlain for its test.
-var CopyPlain = copyPlain

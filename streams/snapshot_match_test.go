@@ -221,33 +221,3 @@ func TestDecodeSnapshotRoundTrip(t *testing.T) {
 		}
 	}
 }
-
-// TestCopyPlain checks the eight-at-a-time copy against the byte-by-byte
-// definition for every byte value at every position of a word, with a
-// second special byte after it to catch borrows.
-func TestCopyPlain(t *testing.T) {
-	special := func(c byte) bool { return c < 0x20 || c >= 0x80 || c == '"' || c == '\\' }
-	base := strings.Repeat("a", 20)
-	for c := range 256 {
-		for p := range 20 {
-			for _, second := range []byte{'a', 0, '"', '\\', 0x1f, 0x20, 0x21, 0x7f, 0x80, 0xff} {
-				b := []byte(base)
-				b[p] = byte(c)
-				if p+1 < len(b) {
-					b[p+1] = second
-				}
-				for _, start := range []int{0, 1, 7} {
-					want := start
-					for want < len(b) && !special(b[want]) {
-						want++
-					}
-					dst := make([]byte, len(b))
-					i, w := streams.CopyPlain(dst, 0, b, start)
-					if i != want || w != want-start || !bytes.Equal(dst[:w], b[start:want]) {
-						t.Fatalf("copyPlain(%q, %d) = %d, %d, %q; want %d", b, start, i, w, dst[:w], want)
-					}
-				}
-			}
-		}
-	}
-}
