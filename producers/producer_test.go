@@ -291,6 +291,68 @@ func TestLargeFlushIsSplit(t *testing.T) {
 	}
 }
 
+// TestHistogramBatchKeepsSumAndCountTogether observes 1 from many
+// goroutines while flushes race them: in every batch, not only in the
+// total, the sum must equal the count, so an observation's bucket and its
+// share of the sum are never cut apart.
+func TestHistogramBatchKeepsSumAndCountTogether(t *testing.T) {
+	e := newEnv(t)
+	p := e.newProducer(t, producers.Config{FlushInterval: time.Hour})
+	h, err := p.NewHistogram(producers.HistogramOpts{Name: "ones", Buckets: []float64{0.5, 1, 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const workers, n = 4, 20_000
+	stop := make(chan struct{})
+	var flushes sync.WaitGroup
+	flushes.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := p.Flush(testCtx(t)); err != nil {
+				t.Errorf("flush: %v", err)
+				return
+			}
+		}
+	})
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range n {
+				h.Observe(1)
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	flushes.Wait()
+	if err := p.Flush(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	var total uint64
+	batches := 0
+	for _, s := range readAll(t, e.stream) {
+		for _, m := range s.batch.Metrics {
+			var count uint64
+			for _, c := range m.Counts {
+				count += c
+			}
+			if m.Sum != float64(count) || count != m.Counts[1] {
+				t.Fatalf("message %d: counts %v with sum %v; every observation is 1", s.streamSeq, m.Counts, m.Sum)
+			}
+			total += count
+			batches++
+		}
+	}
+	if total != workers*n {
+		t.Errorf("%d observations arrived, want %d", total, workers*n)
+	}
+	t.Logf("%d batches", batches)
+}
+
 func TestHistogramBucketBoundaries(t *testing.T) {
 	e := newEnv(t)
 	p := e.newProducer(t, producers.Config{FlushInterval: time.Hour})
