@@ -2,6 +2,8 @@ package producers
 
 import (
 	"math"
+	"math/bits"
+	"runtime"
 	"sync/atomic"
 	"unsafe"
 )
@@ -53,10 +55,23 @@ func (v *CounterVec) MustWith(labelValues ...string) *Counter {
 
 // FloatCounter is a float counter series (AWX's FloatM). Its methods are
 // lock-free and safe from any goroutine.
+//
+// A float has no atomic add: Add loads, adds and compares-and-swaps, and
+// goroutines adding to one counter at once make each other retry. The
+// first time a swap fails, the counter spreads its adds over stripes, each
+// on a cache line of its own (as Java's LongAdder does), and a flush sums
+// them.
 type FloatCounter struct {
-	bits atomic.Uint64
+	bits    atomic.Uint64
+	stripes atomic.Pointer[[]stripe] // nil until the counter is contended
 	seriesBase
-	_ [counterPad]byte
+	_ [counterPad - 8]byte
+}
+
+// stripe is one cache line of a contended float counter.
+type stripe struct {
+	bits atomic.Uint64
+	_    [cacheLine - 8]byte
 }
 
 // Add adds v. A counter only goes up: negative, NaN and infinite values
@@ -66,15 +81,64 @@ func (c *FloatCounter) Add(v float64) {
 		c.fam.p.reject(v != 0)
 		return
 	}
-	addFloat(&c.bits, v)
+	if s := c.stripes.Load(); s != nil {
+		addStriped(*s, v)
+		return
+	}
+	old := c.bits.Load()
+	if !c.bits.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+v)) {
+		c.contended(v)
+	}
+}
+
+// contended stripes the counter, then adds v to a stripe.
+func (c *FloatCounter) contended(v float64) {
+	// Several stripes a core, so that goroutines running at once seldom
+	// share one.
+	n := 8
+	for n < min(4*runtime.GOMAXPROCS(0), maxStripes) {
+		n <<= 1
+	}
+	s := make([]stripe, n)
+	if !c.stripes.CompareAndSwap(nil, &s) {
+		s = *c.stripes.Load()
+	}
+	addStriped(s, v)
+}
+
+// maxStripes bounds a contended counter's stripes (a cache line each).
+const maxStripes = 64
+
+// addStriped adds v to the stripe of the calling goroutine, or the next
+// one along while a swap fails. A goroutine is told by its stack: the
+// address of a local, shifted past the smallest stack size (2 KiB),
+// differs from one goroutine to the next and stays put while it runs; a
+// Fibonacci hash spreads those over the stripes. len(s) is a power of two.
+func addStriped(s []stripe, v float64) {
+	var here byte
+	mask := uint64(len(s) - 1)
+	i := uint64(uintptr(unsafe.Pointer(&here))>>11) * 0x9e3779b97f4a7c15 >> (64 - bits.Len64(mask))
+	for ; ; i++ {
+		b := &s[i&mask].bits
+		old := b.Load()
+		if b.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+v)) {
+			return
+		}
+	}
 }
 
 func (c *FloatCounter) collect(fl *flusher) {
-	if c.bits.Load() == 0 && c.announced {
+	total := math.Float64frombits(c.bits.Swap(0))
+	if s := c.stripes.Load(); s != nil {
+		for i := range *s {
+			total += math.Float64frombits((*s)[i].bits.Swap(0))
+		}
+	}
+	if total == 0 && c.announced {
 		return
 	}
 	c.announced = true
-	fl.add(update{s: &c.seriesBase, value: math.Float64frombits(c.bits.Swap(0))})
+	fl.add(update{s: &c.seriesBase, value: total})
 }
 
 // FloatCounterVec is a float counter with labels.
