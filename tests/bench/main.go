@@ -70,6 +70,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.ingest.series, "ingest.series", 25_000, "series each producer updates every flush at saturation")
 	fs.DurationVar(&cfg.ingest.duration, "ingest.duration", 8*time.Second, "how long each ingest phase measures")
 	fs.IntVar(&cfg.ingest.backlog, "ingest.backlog", 1_500_000, "deltas published before a node drains them")
+	fs.Float64Var(&cfg.ingest.latencyAt, "ingest.latency-at", 0, "measure only publish→visible latency, with producers offering this many deltas/s (0: the whole figure)")
+	fs.DurationVar(&cfg.ingest.latencyFlush, "ingest.latency-flush", 250*time.Millisecond, "the producers' flush interval with -ingest.latency-at")
 	fs.StringVar(&cfg.nodeBin, "node.bin", "", "jetmetrics binary the memory figure runs; empty builds one")
 	fs.StringVar(&cfg.profileDir, "profile", "", "write a CPU profile of this process per figure into this directory")
 	fs.BoolVar(&cfg.verbose, "v", false, "log progress and the servers' warnings to stderr")
@@ -95,6 +97,9 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	cfg.expo.series = cfg.series
 	if cfg.series < 1000 || cfg.expo.scrapes < 1 || cfg.hot.count < 1 || cfg.ingest.producers < 1 || cfg.ingest.series < 1 {
 		return cfg, fmt.Errorf("--series must be at least 1000 and the counts at least 1")
+	}
+	if cfg.ingest.latencyAt < 0 || cfg.ingest.latencyFlush <= 0 {
+		return cfg, fmt.Errorf("--ingest.latency-at must not be negative and --ingest.latency-flush must be positive")
 	}
 	return cfg, nil
 }
