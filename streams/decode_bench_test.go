@@ -48,11 +48,13 @@ func BenchmarkDecodeMixed(b *testing.B) {
 
 func benchmarkDecoders(b *testing.B, data []byte, entries int) {
 	for _, dec := range []struct {
-		name   string
-		decode func([]byte, string, series.Limits) (*streams.Decoded, error)
+		name    string
+		decode  func([]byte, string, series.Limits) (*streams.Decoded, error)
+		release bool
 	}{
-		{"fast", streams.Decode},
-		{"reference", streams.DecodeReference},
+		{"fast", streams.Decode, false},
+		{"fast+release", streams.Decode, true}, // as the aggregator does
+		{"reference", streams.DecodeReference, false},
 	} {
 		b.Run(dec.name, func(b *testing.B) {
 			b.SetBytes(int64(len(data)))
@@ -66,6 +68,9 @@ func benchmarkDecoders(b *testing.B, data []byte, entries int) {
 				}
 				if len(d.Entries) != entries {
 					b.Fatalf("%d entries, want %d", len(d.Entries), entries)
+				}
+				if dec.release {
+					d.Release()
 				}
 			}
 			runtime.ReadMemStats(&after)

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/jetmetrics/jetmetrics/pkg/series"
 )
@@ -41,10 +42,11 @@ type decoder struct {
 	limits series.Limits
 
 	entries []Entry // the result's
+	keys    *keyArena
 	floats  []float64
 	uints   []uint64
-	buf     []byte // unescaped strings
-	key     []byte // series keys
+	buf     []byte    // unescaped strings
+	reused  *reusable // what the result hands back on Release
 
 	// help and helpCopy are the last help text seen and the copy given to
 	// its entries: consecutive series of one metric share one copy.
@@ -64,8 +66,29 @@ const maxSkipDepth = 32
 // reset drops every reference into the last message and its results, so a
 // pooled decoder keeps neither alive.
 func (d *decoder) reset() {
-	d.entries = nil
+	d.entries, d.keys, d.reused = nil, nil, nil
 	d.s, d.help, d.helpCopy = "", "", ""
+}
+
+// reusable is what a Decoded hands back on Release for later messages: its
+// entries slice, zeroed, and the arena its series keys were written into.
+type reusable struct {
+	entries []Entry
+	keys    keyArena
+}
+
+// keyArena holds the series keys of one message back to back. A key is a
+// string over its bytes, which are never written again while the message
+// is held; when the arena grows, earlier keys keep the old array.
+type keyArena struct{ b []byte }
+
+var reusables sync.Pool
+
+// add appends the key of name and labels and returns it.
+func (a *keyArena) add(name string, labels []series.Label) string {
+	start := len(a.b)
+	a.b = series.AppendKey(a.b, name, labels)
+	return unsafe.String(&a.b[start], len(a.b)-start)
 }
 
 // Field bits, for telling a repeated field. JSON keys name them exactly;
@@ -152,12 +175,29 @@ func (d *decoder) decode(msg, node string, limits series.Limits) (*Decoded, erro
 		Seq:      w.Seq,
 		Time:     w.Time,
 		Entries:  d.entries,
+		reuse:    d.reused,
 	}, nil
 }
 
 func (d *decoder) metrics() bool {
 	more, ok := d.open('[', ']')
-	d.entries = make([]Entry, 0, maxEntries(d.s[d.i:]))
+	n := maxEntries(d.s[d.i:])
+	// A released message's entries (zero again) and key arena, when there
+	// is one; else the keys get an arena of their own.
+	r, _ := reusables.Get().(*reusable)
+	if r == nil {
+		r = new(reusable)
+	}
+	if cap(r.entries) < n {
+		r.entries = make([]Entry, 0, n)
+	}
+	d.entries, d.reused = r.entries[:0], r
+	d.keys = &r.keys
+	d.keys.b = d.keys.b[:0]
+	if cap(d.keys.b) == 0 {
+		// A key is shorter than its entry's JSON: about half the array.
+		d.keys.b = make([]byte, 0, (len(d.s)-d.i)/2)
+	}
 	for ok && more {
 		// The memory past len is zero already; append would zero it again.
 		if n := len(d.entries); n < cap(d.entries) {
@@ -275,8 +315,7 @@ func (d *decoder) entry(e *Entry) bool {
 		*e = Entry{Metric: m, Reject: rej}
 		return true
 	}
-	d.key = series.AppendKey(d.key[:0], name, labels)
-	key := string(d.key)
+	key := d.keys.add(name, labels)
 	// The key starts with the name: name{a="1",b="2"}.
 	m.Name = within(key, 0, name)
 	e.Key = key
