@@ -218,6 +218,10 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 		st.letters = st.letters[:0]
 		for next := first; ; {
 			st.add(a, next)
+			if next.dec != nil {
+				// Folded: what the group keeps of it is copied.
+				next.dec.Release()
+			}
 			g.msgs++
 			last = next
 			if g.msgs >= a.cfg.MaxGroupMessages || len(st.live.dirty) >= a.cfg.MaxGroupOps {

@@ -70,6 +70,10 @@ type cell struct {
 	nextCounts []uint64
 	dirty      bool
 	buckets    uint64
+	// succ is the cell that came right after this one in the last message
+	// that had both: producers send their series in the same order every
+	// flush, so it is most often the next entry's, found without the map.
+	succ *cell
 }
 
 // newLive holds the aggregate st with its marks and metadata, as loaded
@@ -116,10 +120,18 @@ func newLive(st *aggregate.State, marks aggregate.Marks, metas map[string]aggreg
 }
 
 // series returns the cell of key, creating it (as part of the group being
-// built) when new. meta is its metric's.
+// built) when new. name is its metric's, and meta the metric's metadata. A
+// new cell keeps copies of key and name: the decoded message they come from
+// is released once folded.
 func (l *live) series(key, name string, meta aggregate.Meta) *cell {
 	if c := l.cells[key]; c != nil {
 		return c
+	}
+	key = strings.Clone(key)
+	if strings.HasPrefix(key, name) { // as every key does: name{a="1"}
+		name = key[:len(name)]
+	} else {
+		name = strings.Clone(name)
 	}
 	c := &cell{key: key, name: name, hist: meta.Kind == aggregate.Histogram}
 	// The key was validated when decoded; parsing it back cannot fail.

@@ -30,6 +30,8 @@ type sessionState struct {
 	// the group being built.
 	producers map[string]uint64
 	described []string
+	// prev is the cell of the last entry folded from the current message.
+	prev *cell
 	// letters are the dead letters of the group being built, published
 	// before the group is applied.
 	letters []deadLetter
@@ -159,6 +161,7 @@ func (st *sessionState) add(a *Aggregator, in item) {
 
 	var first *streams.RejectError
 	st.rejected = st.rejected[:0]
+	st.prev = nil
 	for i := range d.Entries {
 		e := &d.Entries[i]
 		rej := e.Reject
@@ -201,7 +204,7 @@ func (st *sessionState) apply(a *Aggregator, e *streams.Entry) *streams.RejectEr
 		err := meta.Compatible(aggregate.Meta{Kind: aggregate.Kind(e.Type), Buckets: e.Buckets})
 		return &streams.RejectError{Reason: reason, Err: fmt.Errorf("metric %s: %w", e.Name, err)}
 	}
-	c := st.live.cells[e.Key]
+	c := st.cellOf(e.Key)
 	if c == nil {
 		if len(st.live.cells) >= a.cfg.MaxSeries {
 			return &streams.RejectError{Reason: streams.ReasonCardinality,
@@ -211,9 +214,13 @@ func (st *sessionState) apply(a *Aggregator, e *streams.Entry) *streams.RejectEr
 			return &streams.RejectError{Reason: streams.ReasonCardinality,
 				Err: fmt.Errorf("series %s: metric %s has %d series, its limit", e.Key, e.Name, a.cfg.MaxSeriesPerMetric)}
 		}
-		st.perMetric[e.Name]++
 		c = st.live.series(e.Key, e.Name, meta)
+		st.perMetric[c.name]++ // the cell's copy: e's strings go with its message
 	}
+	if st.prev != nil {
+		st.prev.succ = c
+	}
+	st.prev = c
 	switch meta.Kind {
 	case aggregate.Counter:
 		v := c.next + e.Value
@@ -247,11 +254,22 @@ func (st *sessionState) apply(a *Aggregator, e *streams.Entry) *streams.RejectEr
 	return nil
 }
 
+// cellOf returns the cell of key, or nil when there is none yet. The
+// successor of the last entry's cell is tried before the map: a hit saves a
+// hash and the cache misses of probing a map of every series.
+func (st *sessionState) cellOf(key string) *cell {
+	if p := st.prev; p != nil && p.succ != nil && p.succ.key == key {
+		return p.succ
+	}
+	return st.live.cells[key]
+}
+
 // describe takes a new metric's type (and layout) from e, unless a sample
 // name it would expose is another metric's.
 func (st *sessionState) describe(e *streams.Entry) *streams.RejectError {
 	meta := aggregate.Meta{Kind: aggregate.Kind(e.Type), Help: e.Help, Buckets: e.Buckets}
-	names := exposedNames(e.Name, meta.Kind)
+	name := strings.Clone(e.Name) // kept: e's strings go with its message
+	names := exposedNames(name, meta.Kind)
 	for _, s := range names {
 		if owner, taken := st.exposed[s]; taken {
 			return &streams.RejectError{Reason: streams.ReasonTypeConflict,
@@ -259,10 +277,10 @@ func (st *sessionState) describe(e *streams.Entry) *streams.RejectError {
 		}
 	}
 	for _, s := range names {
-		st.exposed[s] = e.Name
+		st.exposed[s] = name
 	}
-	st.metas[e.Name] = meta
-	st.described = append(st.described, e.Name)
+	st.metas[name] = meta
+	st.described = append(st.described, name)
 	return nil
 }
 
