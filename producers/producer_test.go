@@ -55,21 +55,7 @@ func TestConcurrentUpdatesArriveExactlyOnce(t *testing.T) {
 	const workers, n = 8, 5000
 	var wg sync.WaitGroup
 	// Flush concurrently too, so cuts race with updates as often as possible.
-	stopFlushing := make(chan struct{})
-	flusher := sync.WaitGroup{}
-	flusher.Go(func() {
-		for {
-			select {
-			case <-stopFlushing:
-				return
-			default:
-			}
-			if err := p.Flush(testCtx(t)); err != nil {
-				t.Errorf("flush: %v", err)
-				return
-			}
-		}
-	})
+	stopFlushing := flushBackToBack(t, p)
 	for w := range workers {
 		wg.Go(func() {
 			label := fmt.Sprint(w)
@@ -86,8 +72,7 @@ func TestConcurrentUpdatesArriveExactlyOnce(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	close(stopFlushing)
-	flusher.Wait()
+	stopFlushing()
 	if err := p.Close(testCtx(t)); err != nil {
 		t.Fatalf("close: %v", err)
 	}
@@ -291,6 +276,30 @@ func TestLargeFlushIsSplit(t *testing.T) {
 	}
 }
 
+// flushBackToBack flushes p from a goroutine of its own, one flush after
+// another, until the returned stop is called; stop waits for it to end.
+func flushBackToBack(t *testing.T, p *producers.Producer) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if err := p.Flush(testCtx(t)); err != nil {
+				t.Errorf("flush: %v", err)
+				return
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
 // TestHistogramBatchKeepsSumAndCountTogether observes 1 from many
 // goroutines while flushes race them: in every batch, not only in the
 // total, the sum must equal the count, so an observation's bucket and its
@@ -303,21 +312,7 @@ func TestHistogramBatchKeepsSumAndCountTogether(t *testing.T) {
 		t.Fatal(err)
 	}
 	const workers, n = 4, 20_000
-	stop := make(chan struct{})
-	var flushes sync.WaitGroup
-	flushes.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if err := p.Flush(testCtx(t)); err != nil {
-				t.Errorf("flush: %v", err)
-				return
-			}
-		}
-	})
+	stopFlushing := flushBackToBack(t, p)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
@@ -327,8 +322,7 @@ func TestHistogramBatchKeepsSumAndCountTogether(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	close(stop)
-	flushes.Wait()
+	stopFlushing()
 	if err := p.Flush(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
