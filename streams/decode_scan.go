@@ -42,7 +42,6 @@ type decoder struct {
 	limits series.Limits
 
 	entries []Entry // the result's
-	keys    *keyArena
 	floats  []float64
 	uints   []uint64
 	buf     []byte    // unescaped strings
@@ -66,7 +65,7 @@ const maxSkipDepth = 32
 // reset drops every reference into the last message and its results, so a
 // pooled decoder keeps neither alive.
 func (d *decoder) reset() {
-	d.entries, d.keys, d.reused = nil, nil, nil
+	d.entries, d.reused = nil, nil
 	d.s, d.help, d.helpCopy = "", "", ""
 }
 
@@ -192,11 +191,10 @@ func (d *decoder) metrics() bool {
 		r.entries = make([]Entry, 0, n)
 	}
 	d.entries, d.reused = r.entries[:0], r
-	d.keys = &r.keys
-	d.keys.b = d.keys.b[:0]
-	if cap(d.keys.b) == 0 {
+	r.keys.b = r.keys.b[:0]
+	if cap(r.keys.b) == 0 {
 		// A key is shorter than its entry's JSON: about half the array.
-		d.keys.b = make([]byte, 0, (len(d.s)-d.i)/2)
+		r.keys.b = make([]byte, 0, (len(d.s)-d.i)/2)
 	}
 	for ok && more {
 		// The memory past len is zero already; append would zero it again.
@@ -315,7 +313,7 @@ func (d *decoder) entry(e *Entry) bool {
 		*e = Entry{Metric: m, Reject: rej}
 		return true
 	}
-	key := d.keys.add(name, labels)
+	key := d.reused.keys.add(name, labels)
 	// The key starts with the name: name{a="1",b="2"}.
 	m.Name = within(key, 0, name)
 	e.Key = key
