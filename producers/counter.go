@@ -2,36 +2,91 @@ package producers
 
 import (
 	"math"
-	"math/bits"
-	"runtime"
 	"sync/atomic"
 	"unsafe"
 )
 
 // Counter is an integer counter series (AWX's IntM). Its methods are
-// lock-free and safe from any goroutine.
+// lock-free and safe from any goroutine. The adds between two flushes must
+// total less than 2^63 (a Prometheus sample, a float64, holds integers
+// exactly only up to 2^53).
+//
+// An add is a load and an atomic add of one word. Goroutines adding to one
+// counter at once on different cores fight over that word's cache line, so
+// now and then (see Add) the adding goroutine watches the word for a
+// moment; if another goroutine writes it meanwhile, the counter spreads
+// its adds over stripes from then on, as a contended FloatCounter does.
 type Counter struct {
-	v atomic.Uint64
+	_ [0]atomic.Uint64 // v is 64-bit aligned on every platform
+	// v is the count since the last flush, touched only through
+	// sync/atomic's functions (cheaper to inline than atomic.Uint64's
+	// methods, which would push Inc and Add past the inlining budget). Its
+	// top bit, striped, says that the counter adds into stripes instead.
+	v       uint64
+	stripes atomic.Pointer[stripes] // nil until the counter is contended
 	seriesBase
 	_ [counterPad]byte
 }
 
 // counterPad makes a counter exactly one cache line, so two counters
 // updated from different cores never share one.
-const counterPad = cacheLine - 8 - unsafe.Sizeof(seriesBase{})
+const counterPad = cacheLine - 16 - unsafe.Sizeof(seriesBase{})
+
+// striped is the top bit of Counter.v: set once the counter has stripes.
+const striped = 1 << 63
 
 // Inc adds one.
-func (c *Counter) Inc() { c.v.Add(1) }
+func (c *Counter) Inc() {
+	// Add's body with n = 1, kept apart so that each fits the inliner's
+	// budget.
+	if x := atomic.LoadUint64(&c.v); x >= striped || uint16(atomic.AddUint64(&c.v, 1)) == 0 {
+		c.slowAdd(x, 1)
+	}
+}
 
 // Add adds n.
-func (c *Counter) Add(n uint64) { c.v.Add(n) }
+//
+// Whenever the low 16 bits of the count come to 0, which is every 64 Ki
+// increments and at least every 64 Ki adds of the same n after a flush,
+// the adding goroutine looks for contention.
+func (c *Counter) Add(n uint64) {
+	if x := atomic.LoadUint64(&c.v); x >= striped || uint16(atomic.AddUint64(&c.v, n)) == 0 {
+		c.slowAdd(x, n)
+	}
+}
+
+// slowAdd finishes an add whose load of the count found x. If that had the
+// striped bit, n is still to add, to a stripe; if not, n is added already,
+// and the count's low bits came to 0: look for contention.
+func (c *Counter) slowAdd(x, n uint64) {
+	if x < striped {
+		if contended(&c.v) {
+			c.stripes.CompareAndSwap(nil, newStripes())
+			atomic.OrUint64(&c.v, striped)
+		}
+		return
+	}
+	s := c.stripes.Load()
+	if s == nil { // not the flag but a count past 2^63
+		atomic.AddUint64(&c.v, n)
+		return
+	}
+	if s.addInt(n) {
+		c.stripes.CompareAndSwap(s, s.repicked())
+	}
+}
 
 func (c *Counter) collect(fl *flusher) {
-	if c.v.Load() == 0 && c.announced {
+	// Take the count and keep the striped bit.
+	total := atomic.AndUint64(&c.v, striped) &^ striped
+	if s := c.stripes.Load(); s != nil {
+		total += s.takeInt()
+	}
+	if total == 0 && c.announced {
 		return
 	}
 	c.announced = true
-	fl.add(update{s: &c.seriesBase, value: float64(c.v.Swap(0))})
+	fl.add(update{s: &c.seriesBase, value: float64(total)})
 }
 
 // CounterVec is an integer counter with labels.
@@ -58,20 +113,12 @@ func (v *CounterVec) MustWith(labelValues ...string) *Counter {
 //
 // A float has no atomic add: Add loads, adds and compares-and-swaps, and
 // goroutines adding to one counter at once make each other retry. The
-// first time a swap fails, the counter spreads its adds over stripes, each
-// on a cache line of its own (as Java's LongAdder does), and a flush sums
-// them.
+// first time a swap fails, the counter spreads its adds over stripes.
 type FloatCounter struct {
 	bits    atomic.Uint64
-	stripes atomic.Pointer[[]stripe] // nil until the counter is contended
+	stripes atomic.Pointer[stripes] // nil until the counter is contended
 	seriesBase
-	_ [counterPad - 8]byte
-}
-
-// stripe is one cache line of a contended float counter.
-type stripe struct {
-	bits atomic.Uint64
-	_    [cacheLine - 8]byte
+	_ [counterPad]byte
 }
 
 // Add adds v. A counter only goes up: negative, NaN and infinite values
@@ -82,7 +129,7 @@ func (c *FloatCounter) Add(v float64) {
 		return
 	}
 	if s := c.stripes.Load(); s != nil {
-		addStriped(*s, v)
+		c.addStriped(s, v)
 		return
 	}
 	old := c.bits.Load()
@@ -93,46 +140,22 @@ func (c *FloatCounter) Add(v float64) {
 
 // contended stripes the counter, then adds v to a stripe.
 func (c *FloatCounter) contended(v float64) {
-	// Several stripes a core, so that goroutines running at once seldom
-	// share one.
-	n := 8
-	for n < min(4*runtime.GOMAXPROCS(0), maxStripes) {
-		n <<= 1
-	}
-	s := make([]stripe, n)
-	if !c.stripes.CompareAndSwap(nil, &s) {
-		s = *c.stripes.Load()
-	}
-	addStriped(s, v)
+	c.stripes.CompareAndSwap(nil, newStripes())
+	c.addStriped(c.stripes.Load(), v)
 }
 
-// maxStripes bounds a contended counter's stripes (a cache line each).
-const maxStripes = 64
-
-// addStriped adds v to the stripe of the calling goroutine, or the next
-// one along while a swap fails. A goroutine is told by its stack: the
-// address of a local, shifted past the smallest stack size (2 KiB),
-// differs from one goroutine to the next and stays put while it runs; a
-// Fibonacci hash spreads those over the stripes. len(s) is a power of two.
-func addStriped(s []stripe, v float64) {
-	var here byte
-	mask := uint64(len(s) - 1)
-	i := uint64(uintptr(unsafe.Pointer(&here))>>11) * 0x9e3779b97f4a7c15 >> (64 - bits.Len64(mask))
-	for ; ; i++ {
-		b := &s[i&mask].bits
-		old := b.Load()
-		if b.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+v)) {
-			return
-		}
+// addStriped adds v to a stripe, and repicks the cells when the goroutine
+// finds its cell shared.
+func (c *FloatCounter) addStriped(s *stripes, v float64) {
+	if s.addFloat(v) {
+		c.stripes.CompareAndSwap(s, s.repicked())
 	}
 }
 
 func (c *FloatCounter) collect(fl *flusher) {
 	total := math.Float64frombits(c.bits.Swap(0))
 	if s := c.stripes.Load(); s != nil {
-		for i := range *s {
-			total += math.Float64frombits((*s)[i].bits.Swap(0))
-		}
+		total += s.takeFloat()
 	}
 	if total == 0 && c.announced {
 		return

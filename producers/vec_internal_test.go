@@ -2,8 +2,6 @@ package producers
 
 import (
 	"fmt"
-	"slices"
-	"sync"
 	"testing"
 	"unsafe"
 )
@@ -94,38 +92,5 @@ func TestSeriesLayout(t *testing.T) {
 		if tt.size != tt.wantSize || tt.offset != tt.wantOffset {
 			t.Errorf("%s: size %d, flag offset %d; want %d and %d", tt.name, tt.size, tt.offset, tt.wantSize, tt.wantOffset)
 		}
-	}
-}
-
-// A contended float counter adds into stripes; a flush must take them all,
-// and leave them empty for the next.
-func TestFloatCounterStripes(t *testing.T) {
-	var c FloatCounter
-	c.Add(1)
-	c.contended(2) // as when a swap fails: the counter is striped from here
-	if c.stripes.Load() == nil {
-		t.Fatal("not striped after contention")
-	}
-	const workers, n = 8, 10_000
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for range n {
-				c.Add(0.5)
-			}
-		})
-	}
-	wg.Wait()
-	fl := &flusher{}
-	c.collect(fl)
-	c.collect(fl) // nothing new: no update
-	c.Add(3)
-	c.collect(fl)
-	var got []float64
-	for _, u := range fl.updates {
-		got = append(got, u.value)
-	}
-	if want := []float64{1 + 2 + workers*n*0.5, 3}; !slices.Equal(got, want) {
-		t.Errorf("flushed %v, want %v", got, want)
 	}
 }
