@@ -6,22 +6,30 @@ import (
 	"unsafe"
 )
 
-// A gauge keeps its absolute value and a changed flag. An update stores
-// the value first and raises the flag second, and only when it is down: a
-// load is cheaper than a store on a contended cache line. The flag lives on
-// another cache line than the value, so goroutines storing the value
-// concurrently do not also bounce the line they read the flag from. The
-// flush goroutine lowers the flag first and reads the value second, so an
-// update racing with a flush is either read now or flagged for the next
-// flush; none is lost.
+// A gauge keeps its absolute value on a cache line of its own, which an
+// update writes with one atomic store or add and nothing else. The flush
+// goroutine sends a gauge when its value differs from the one it sent
+// last: an update racing with a flush is either read now or differs next
+// time; none is lost. A value set and set back between two flushes is not
+// sent again, as the aggregate already holds it.
 
-// gaugeMeta is the read-mostly second cache line of a gauge, padded so a
-// gauge is exactly two lines: the allocator then aligns it to 128 bytes and
-// no neighbour shares the value's line.
+// gaugeMeta is the flush goroutine's second cache line of a gauge, padded
+// so a gauge is exactly two lines: the allocator then aligns it to 128
+// bytes and no neighbour shares the value's line.
 type gaugeMeta struct {
-	changed atomic.Bool
+	sent uint64 // the value's bits as last sent; owned by the flush goroutine
 	seriesBase
 	_ [cacheLine - 8 - unsafe.Sizeof(seriesBase{})]byte
+}
+
+// collectBits sends a gauge's value, whose bits are bits, unless it was
+// sent already.
+func (m *gaugeMeta) collectBits(fl *flusher, bits uint64, value float64) {
+	if bits == m.sent && m.announced {
+		return
+	}
+	m.sent, m.announced = bits, true
+	fl.add(update{s: &m.seriesBase, value: value})
 }
 
 // Gauge is an integer gauge series (AWX's SetIntM). What is sent is its
@@ -34,20 +42,10 @@ type Gauge struct {
 }
 
 // Set sets the value.
-func (g *Gauge) Set(v int64) {
-	g.v.Store(v)
-	if !g.changed.Load() {
-		g.changed.Store(true)
-	}
-}
+func (g *Gauge) Set(v int64) { g.v.Store(v) }
 
 // Add adds d, which may be negative.
-func (g *Gauge) Add(d int64) {
-	g.v.Add(d)
-	if !g.changed.Load() {
-		g.changed.Store(true)
-	}
-}
+func (g *Gauge) Add(d int64) { g.v.Add(d) }
 
 // Inc adds one.
 func (g *Gauge) Inc() { g.Add(1) }
@@ -56,11 +54,8 @@ func (g *Gauge) Inc() { g.Add(1) }
 func (g *Gauge) Dec() { g.Add(-1) }
 
 func (g *Gauge) collect(fl *flusher) {
-	if !(g.changed.Load() && g.changed.Swap(false)) && g.announced {
-		return
-	}
-	g.announced = true
-	fl.add(update{s: &g.seriesBase, value: float64(g.v.Load())})
+	v := g.v.Load()
+	g.collectBits(fl, uint64(v), float64(v))
 }
 
 // GaugeVec is an integer gauge with labels.
@@ -97,9 +92,6 @@ func (g *FloatGauge) Set(v float64) {
 		return
 	}
 	g.bits.Store(bits)
-	if !g.changed.Load() {
-		g.changed.Store(true)
-	}
 }
 
 // Add adds d, which may be negative; NaN and infinite values are ignored
@@ -110,17 +102,11 @@ func (g *FloatGauge) Add(d float64) {
 		return
 	}
 	addFloat(&g.bits, d)
-	if !g.changed.Load() {
-		g.changed.Store(true)
-	}
 }
 
 func (g *FloatGauge) collect(fl *flusher) {
-	if !(g.changed.Load() && g.changed.Swap(false)) && g.announced {
-		return
-	}
-	g.announced = true
-	fl.add(update{s: &g.seriesBase, value: math.Float64frombits(g.bits.Load())})
+	bits := g.bits.Load()
+	g.collectBits(fl, bits, math.Float64frombits(bits))
 }
 
 // FloatGaugeVec is a float gauge with labels.

@@ -35,17 +35,6 @@ func needsTwoCores(t *testing.T) {
 	}
 }
 
-// flushed collects a series once and returns the values it flushed.
-func flushed(s interface{ collect(*flusher) }) []float64 {
-	fl := &flusher{}
-	s.collect(fl)
-	var got []float64
-	for _, u := range fl.updates {
-		got = append(got, u.value)
-	}
-	return got
-}
-
 // An integer counter that two goroutines add to at once finds out and
 // moves to stripes; nothing is lost or counted twice on the way, and a
 // flush keeps it striped.

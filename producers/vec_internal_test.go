@@ -2,6 +2,7 @@ package producers
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"unsafe"
 )
@@ -85,12 +86,69 @@ func TestSeriesLayout(t *testing.T) {
 	}{
 		{"Counter", unsafe.Sizeof(Counter{}), 0, cacheLine, 0},
 		{"FloatCounter", unsafe.Sizeof(FloatCounter{}), 0, cacheLine, 0},
-		{"Gauge", unsafe.Sizeof(Gauge{}), unsafe.Offsetof(Gauge{}.changed), 2 * cacheLine, cacheLine},
-		{"FloatGauge", unsafe.Sizeof(FloatGauge{}), unsafe.Offsetof(FloatGauge{}.changed), 2 * cacheLine, cacheLine},
+		{"Gauge", unsafe.Sizeof(Gauge{}), unsafe.Offsetof(Gauge{}.sent), 2 * cacheLine, cacheLine},
+		{"FloatGauge", unsafe.Sizeof(FloatGauge{}), unsafe.Offsetof(FloatGauge{}.sent), 2 * cacheLine, cacheLine},
 		{"shard", unsafe.Sizeof(shard[int]{}), 0, cacheLine, 0},
 	} {
 		if tt.size != tt.wantSize || tt.offset != tt.wantOffset {
 			t.Errorf("%s: size %d, flag offset %d; want %d and %d", tt.name, tt.size, tt.offset, tt.wantSize, tt.wantOffset)
 		}
+	}
+}
+
+// flushed collects a series once and returns the values it flushed.
+func flushed(s interface{ collect(*flusher) }) []float64 {
+	fl := &flusher{}
+	s.collect(fl)
+	var got []float64
+	for _, u := range fl.updates {
+		got = append(got, u.value)
+	}
+	return got
+}
+
+// A gauge is sent when its value differs from the one sent last, and a
+// set racing with flushes is never lost: the last flush sends the last set.
+func TestGaugeSentWhenItDiffers(t *testing.T) {
+	var g Gauge
+	var fg FloatGauge
+	for _, step := range []struct {
+		set         func()
+		want, wantF []float64
+	}{
+		{func() {}, []float64{0}, []float64{0}}, // announced
+		{func() {}, nil, nil},
+		{func() { g.Set(5); fg.Set(5.5) }, []float64{5}, []float64{5.5}},
+		{func() {}, nil, nil},
+		{func() { g.Set(6); g.Set(5); fg.Add(1); fg.Add(-1) }, nil, nil}, // set back
+		{func() { g.Add(-9); fg.Set(-4) }, []float64{-4}, []float64{-4}},
+	} {
+		step.set()
+		if got, gotF := flushed(&g), flushed(&fg); !slices.Equal(got, step.want) || !slices.Equal(gotF, step.wantF) {
+			t.Fatalf("flushed %v and %v, want %v and %v", got, gotF, step.want, step.wantF)
+		}
+	}
+
+	const n = 100_000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			g.Set(int64(i + 1))
+		}
+	}()
+	last := -4.0
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		if got := flushed(&g); len(got) > 0 {
+			last = got[0]
+		}
+	}
+	if last != n {
+		t.Fatalf("last flush sent %v, want the last set, %d", last, n)
 	}
 }
