@@ -92,6 +92,19 @@ type Decoded struct {
 	reuse *reusable
 }
 
+// Size is about how many bytes d holds: its entries and their series keys,
+// to bound what a consumer queues.
+func (d *Decoded) Size() int {
+	n := cap(d.Entries) * int(unsafe.Sizeof(Entry{}))
+	if d.reuse != nil {
+		return n + cap(d.reuse.keys.b)
+	}
+	for i := range d.Entries {
+		n += len(d.Entries[i].Key)
+	}
+	return n
+}
+
 // Release hands d's memory to later Decode calls: its entries and the
 // bytes of their series keys, whose names and labels are substrings. After
 // Release, d and every string and slice taken from its entries must not be

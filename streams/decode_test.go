@@ -3,6 +3,7 @@ package streams_test
 import (
 	"errors"
 	"testing"
+	"unsafe"
 
 	"github.com/jetmetrics/jetmetrics/pkg/series"
 	"github.com/jetmetrics/jetmetrics/streams"
@@ -117,4 +118,29 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Size covers a message's entries and the bytes of their series keys,
+// from the fast decoder and from the reference alike.
+func TestDecodedSize(t *testing.T) {
+	data := `{"v":1,"node":"n1","producer":"p","seq":1,"time":1,"metrics":[
+	 {"name":"a_total","type":"counter","labels":{"k":"v"},"value":1},
+	 {"name":"b","type":"gauge","value":2}]}`
+	fast, err := streams.Decode([]byte(data), "n1", series.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := streams.DecodeReference([]byte(data), "n1", series.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, d := range map[string]*streams.Decoded{"Decode": fast, "reference": ref} {
+		keys := 0
+		for _, e := range d.Entries {
+			keys += len(e.Key)
+		}
+		if want := len(d.Entries)*int(unsafe.Sizeof(streams.Entry{})) + keys; d.Size() < want {
+			t.Errorf("%s: Size %d, want at least %d for %d entries and %d key bytes", name, d.Size(), want, len(d.Entries), keys)
+		}
+	}
 }

@@ -120,6 +120,7 @@ type item struct {
 	pending uint64
 	dec     *streams.Decoded
 	reject  *streams.RejectError
+	size    int64 // taken from the queue's byteGate until folded
 }
 
 // session loads the position from Redis and applies from there until an
@@ -154,10 +155,11 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	items := make(chan item, 2*a.cfg.MaxGroupMessages)
+	queued := newByteGate(int64(a.cfg.MaxQueuedBytes))
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(items)
-		readErr <- a.read(sctx, it, items)
+		readErr <- a.read(sctx, it, items, queued)
 	}()
 	defer func() {
 		cancel()
@@ -222,6 +224,7 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 				// Folded: what the group keeps of it is copied.
 				next.dec.Release()
 			}
+			queued.release(next.size)
 			g.msgs++
 			last = next
 			if g.msgs >= a.cfg.MaxGroupMessages || len(st.live.dirty) >= a.cfg.MaxGroupOps {
@@ -310,8 +313,9 @@ func (a *Aggregator) checkMark(ctx context.Context, mine uint64) error {
 	return nil
 }
 
-// read feeds decoded messages to items until ctx ends or the iterator fails.
-func (a *Aggregator) read(ctx context.Context, it jetstream.MessagesContext, items chan<- item) error {
+// read feeds decoded messages to items until ctx ends or the iterator
+// fails, each once queued has room for it.
+func (a *Aggregator) read(ctx context.Context, it jetstream.MessagesContext, items chan<- item, queued *byteGate) error {
 	for {
 		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
@@ -324,29 +328,13 @@ func (a *Aggregator) read(ctx context.Context, it jetstream.MessagesContext, ite
 		if err != nil {
 			return fmt.Errorf("read %s: message metadata: %w", a.cfg.Streams.DeltaStream(), err)
 		}
-		in := item{seq: md.Sequence.Stream, subject: msg.Subject(), data: msg.Data(), pending: md.NumPending}
-		if len(in.data) > a.cfg.MaxMessageBytes {
-			in.reject = &streams.RejectError{Reason: streams.ReasonOversize,
-				Err: fmt.Errorf("batch of %d bytes is over the node's limit of %d", len(in.data), a.cfg.MaxMessageBytes)}
-			select {
-			case items <- in:
-				continue
-			case <-ctx.Done():
-				return nil
-			}
+		in := a.decode(item{seq: md.Sequence.Stream, subject: msg.Subject(), data: msg.Data(), pending: md.NumPending})
+		in.size = int64(len(in.data))
+		if in.dec != nil {
+			in.size += int64(in.dec.Size())
 		}
-		dec, err := streams.Decode(in.data, a.cfg.Node, a.cfg.Limits)
-		if err != nil {
-			var rej *streams.RejectError
-			if !errors.As(err, &rej) {
-				rej = &streams.RejectError{Reason: streams.ReasonUndecodable, Err: err}
-			}
-			in.reject = rej
-		} else if !strings.HasSuffix(in.subject, "."+dec.Producer) {
-			in.reject = &streams.RejectError{Reason: streams.ReasonEnvelope,
-				Err: fmt.Errorf("batch names producer %q but was published on %s", dec.Producer, in.subject)}
-		} else {
-			in.dec = dec
+		if !queued.acquire(ctx, in.size) {
+			return nil
 		}
 		select {
 		case items <- in:
@@ -354,6 +342,30 @@ func (a *Aggregator) read(ctx context.Context, it jetstream.MessagesContext, ite
 			return nil
 		}
 	}
+}
+
+// decode decodes in's message into in.dec, or says in in.reject why not.
+func (a *Aggregator) decode(in item) item {
+	if len(in.data) > a.cfg.MaxMessageBytes {
+		in.reject = &streams.RejectError{Reason: streams.ReasonOversize,
+			Err: fmt.Errorf("batch of %d bytes is over the node's limit of %d", len(in.data), a.cfg.MaxMessageBytes)}
+		return in
+	}
+	dec, err := streams.Decode(in.data, a.cfg.Node, a.cfg.Limits)
+	switch {
+	case err != nil:
+		var rej *streams.RejectError
+		if !errors.As(err, &rej) {
+			rej = &streams.RejectError{Reason: streams.ReasonUndecodable, Err: err}
+		}
+		in.reject = rej
+	case !strings.HasSuffix(in.subject, "."+dec.Producer):
+		in.reject = &streams.RejectError{Reason: streams.ReasonEnvelope,
+			Err: fmt.Errorf("batch names producer %q but was published on %s", dec.Producer, in.subject)}
+	default:
+		in.dec = dec
+	}
+	return in
 }
 
 // deadLetter publishes a rejected message to the dead-letter stream. The

@@ -36,6 +36,12 @@ type Config struct {
 	// MaxGroupOps is the most series one Redis call changes, a bound on how
 	// long one transaction blocks Redis (default 20,000).
 	MaxGroupOps int
+	// MaxQueuedBytes bounds the memory of the messages read and decoded
+	// ahead of the fold (default 256 MiB). Up to 2 × MaxGroupMessages
+	// messages queue; with the largest batches the count alone would let
+	// a fold that falls behind hold GBs. A single message larger than this
+	// still passes when nothing else is queued.
+	MaxQueuedBytes int
 	// Checkpoints supplies the node's latest checkpoint, restored when the
 	// aggregate is found empty (Redis lost everything). Nil replays the
 	// whole stream instead.
@@ -82,6 +88,7 @@ const (
 	DefaultMaxGroupMessages   = 512
 	DefaultMaxMessageBytes    = 8 << 20
 	DefaultMaxGroupOps        = 20_000
+	DefaultMaxQueuedBytes     = 256 << 20
 )
 
 func (c Config) withDefaults() Config {
@@ -100,6 +107,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxGroupOps <= 0 {
 		c.MaxGroupOps = DefaultMaxGroupOps
+	}
+	if c.MaxQueuedBytes <= 0 {
+		c.MaxQueuedBytes = DefaultMaxQueuedBytes
 	}
 	if c.IdleCheck <= 0 {
 		c.IdleCheck = time.Second
