@@ -28,10 +28,12 @@ func addTogether(add func(), done func() bool, limit int) int {
 	return int(calls.Load())
 }
 
-func needsTwoCores(t *testing.T) {
-	t.Helper()
+// twoAtOnce lets two goroutines run at once for the rest of the test, as
+// the contention the test looks for needs (go test -cpu 1 would not).
+func twoAtOnce(t *testing.T) {
 	if runtime.GOMAXPROCS(0) < 2 {
-		t.Skip("needs GOMAXPROCS >= 2 for goroutines to add at the same time")
+		prev := runtime.GOMAXPROCS(2)
+		t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
 	}
 }
 
@@ -39,7 +41,7 @@ func needsTwoCores(t *testing.T) {
 // moves to stripes; nothing is lost or counted twice on the way, and a
 // flush keeps it striped.
 func TestCounterStripesWhenContended(t *testing.T) {
-	needsTwoCores(t)
+	twoAtOnce(t)
 	var c Counter
 	isStriped := func() bool { return atomic.LoadUint64(&c.v) >= striped }
 	n := addTogether(c.Inc, isStriped, 1<<24)
@@ -79,7 +81,7 @@ func TestCounterUncontendedStaysUnstriped(t *testing.T) {
 // Goroutines that share a cell at the same time get new cells picked, by
 // either kind of counter; the count stays exact.
 func TestStripesRepickSharedCells(t *testing.T) {
-	needsTwoCores(t)
+	twoAtOnce(t)
 	// A multiplier of 0 puts every goroutine in cell 0.
 	oneCell := func() *stripes { s := newStripes(); s.mult = 0; return s }
 	var c Counter
