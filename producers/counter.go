@@ -77,8 +77,12 @@ func (c *Counter) slowAdd(x, n uint64) {
 }
 
 func (c *Counter) collect(fl *flusher) {
-	// Take the count and keep the striped bit.
-	total := atomic.AndUint64(&c.v, striped) &^ striped
+	// Take the count, keeping the striped bit; an idle counter's line is
+	// only read.
+	var total uint64
+	if atomic.LoadUint64(&c.v)&^striped != 0 {
+		total = atomic.AndUint64(&c.v, striped) &^ striped
+	}
 	if s := c.stripes.Load(); s != nil {
 		total += s.takeInt()
 	}

@@ -77,6 +77,9 @@ func (s *stripes) addInt(n uint64) (shared bool) {
 // cells for goroutines that share one, without churning through repicks
 // when more goroutines run than there are cells.
 //
+// Kept out of line: inlined, it made FloatCounter.Add's unstriped path
+// slower (6.7-7.3 ns against 6.3-6.5).
+//
 //go:noinline
 func (s *stripes) addFloat(v float64) (shared bool) {
 	mask := uint64(len(s.cells) - 1)
