@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"strings"
 	"unsafe"
 
@@ -25,6 +26,7 @@ const (
 	ReasonLabelName      Reason = "invalid_label_name"
 	ReasonReservedLabel  Reason = "reserved_label"
 	ReasonTooManyLabels  Reason = "too_many_labels"
+	ReasonEntry          Reason = "invalid_entry"
 	ReasonLabelValue     Reason = "invalid_label_value"
 	ReasonLongLabelValue Reason = "label_value_too_long"
 	ReasonValue          Reason = "invalid_value"
@@ -34,13 +36,14 @@ const (
 	ReasonOversize       Reason = "oversize"
 	// ReasonOverflow is decided by the aggregator: the update would take a
 	// counter's total or a histogram's sum past float64's range, or a
-	// bucket's count past uint64's.
+	// histogram's count (the sum of its buckets) past uint64's. The decoder
+	// decides it too for a histogram whose own counts add up past uint64's.
 	ReasonOverflow Reason = "overflow"
 )
 
 // Reasons lists every reason, for pre-creating metric series.
 var Reasons = []Reason{
-	ReasonUndecodable, ReasonVersion, ReasonEnvelope, ReasonMetricName, ReasonLabelName,
+	ReasonUndecodable, ReasonVersion, ReasonEnvelope, ReasonEntry, ReasonMetricName, ReasonLabelName,
 	ReasonReservedLabel, ReasonTooManyLabels, ReasonLabelValue, ReasonLongLabelValue,
 	ReasonValue, ReasonTypeConflict, ReasonLayoutConflict, ReasonCardinality, ReasonOversize,
 	ReasonOverflow,
@@ -62,6 +65,24 @@ func reject(r Reason, format string, args ...any) *RejectError {
 // ReservedPrefix starts the names of jetmetrics's own metrics; producers
 // may not publish under it, so their series never collide with the node's.
 const ReservedPrefix = "jetmetrics_"
+
+// ReservedPrefixes start the names of the metrics a node's /metrics serves
+// of its own process: jetmetrics's, and the Go runtime's, the process's and
+// promhttp's that client_golang registers. Producers may not publish under
+// them.
+var ReservedPrefixes = []string{ReservedPrefix, "go_", "process_", "promhttp_"}
+
+// CheckReservedName returns an error when a producer may not publish a
+// metric called name because a node serves metrics of its own under its
+// prefix.
+func CheckReservedName(name string) error {
+	for _, p := range ReservedPrefixes {
+		if strings.HasPrefix(name, p) {
+			return fmt.Errorf("metric name %q: the prefix %s is reserved for the node's own metrics", name, p)
+		}
+	}
+	return nil
+}
 
 // MaxBuckets bounds a histogram's bucket count.
 const MaxBuckets = 64
@@ -144,15 +165,18 @@ func Decode(data []byte, node string, limits series.Limits) (*Decoded, error) {
 }
 
 // checkEnvelope decides whether a batch can be applied on node at all. It
-// ignores w.Metrics.
+// ignores the entries.
 func checkEnvelope(w *wireBatch, node string) error {
-	if w.Version == nil {
+	switch {
+	case !w.HasVersion:
 		return reject(ReasonVersion, "batch has no version field \"v\"")
-	}
-	if *w.Version != WireVersion {
-		return reject(ReasonVersion, "wire version %d, this node reads %d", *w.Version, WireVersion)
-	}
-	if w.Node != node {
+	case w.VersionText != "":
+		return reject(ReasonVersion, "wire version %s is not the number %d this node reads", w.VersionText, WireVersion)
+	case w.Version != WireVersion:
+		return reject(ReasonVersion, "wire version %d, this node reads %d", w.Version, WireVersion)
+	case w.BadField != "":
+		return reject(ReasonEnvelope, "batch field %q is %s, want %s", w.BadField, w.BadType, w.BadWant)
+	case w.Node != node:
 		return reject(ReasonEnvelope, "batch names node %q but was published for node %q", w.Node, node)
 	}
 	if err := CheckToken("producer", w.Producer); err != nil {
@@ -161,18 +185,34 @@ func checkEnvelope(w *wireBatch, node string) error {
 	if w.Seq == 0 {
 		return reject(ReasonEnvelope, "batch seq must start at 1")
 	}
+	if !w.HasMetrics {
+		return reject(ReasonEnvelope, "batch has no \"metrics\" array")
+	}
 	return nil
 }
 
+// dropEmpty removes the labels whose value is empty, keeping the order of
+// the others: an empty label value means no label, as in Prometheus, so
+// {"env":""} and no env label are one series.
+func dropEmpty(labels []series.Label) []series.Label {
+	out := labels[:0]
+	for _, l := range labels {
+		if l.Value != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // checkMetric decides whether an entry can be applied. hasValue tells a
-// missing value from zero; labels are the entry's labels sorted by name, and
-// m.Labels is ignored.
+// missing value from zero; labels are the entry's labels with an empty
+// value dropped (dropEmpty), sorted by name; m.Labels is ignored.
 func checkMetric(m *Metric, hasValue bool, labels []series.Label, limits series.Limits) *RejectError {
 	if err := limits.CheckMetricName(m.Name); err != nil {
 		return &RejectError{Reason: ReasonMetricName, Err: err}
 	}
-	if strings.HasPrefix(m.Name, ReservedPrefix) {
-		return reject(ReasonMetricName, "metric name %q: the prefix %s is kept for jetmetrics's own metrics", m.Name, ReservedPrefix)
+	if err := CheckReservedName(m.Name); err != nil {
+		return &RejectError{Reason: ReasonMetricName, Err: err}
 	}
 	if err := limits.CheckLabels(labels); err != nil {
 		return &RejectError{Reason: labelReason(err), Err: err}
@@ -230,6 +270,12 @@ func checkValues(m *Metric, hasValue bool) *RejectError {
 		}
 		if !isFinite(m.Sum) {
 			return reject(ReasonValue, "histogram %s sum %v is not finite", m.Name, m.Sum)
+		}
+		var total, carry uint64
+		for _, n := range m.Counts {
+			if total, carry = bits.Add64(total, n, 0); carry != 0 {
+				return reject(ReasonOverflow, "histogram %s counts add up past 2^64-1, which its count cannot hold", m.Name)
+			}
 		}
 	default:
 		return reject(ReasonValue, "metric %s has type %q, want counter, gauge or histogram", m.Name, m.Type)

@@ -175,6 +175,15 @@ func TestDecodeScannerDecides(t *testing.T) {
 		batch(`{"name":"x","type":"counter","labels":{"a":"q\"\\\n\u00e9/\/\b\f\r\t\u2028|}{="},"value":1}`),
 		batch(`{"name":"x","type":"gauge","help":"caf\u00e9 ☕ \"q\"","labels":{"\u0061":"ü"},"value":1}`),
 		batch(`{"name":"x","type":"gauge","value":1,"extra":{"a":[1,true,false,null,"s",{"b":-2.5e+3}]},"more":null}`),
+		// Field names match exactly: a case variant is an unknown field.
+		`{"V":1}`,
+		`{"v":1,"NODE":"n1"}`,
+		`{"v":1,"node":"n1","producer":"p","seq":1,"Metrics":[]}`,
+		batch(`{"Name":"x"}`, `{"name":"x","type":"gauge","value":1,"Value":"5","VALUE":null,"Labels":{"a":1}}`),
+		// An empty label value is no label.
+		batch(`{"name":"x","type":"gauge","labels":{"env":""},"value":1}`, `{"name":"x","type":"gauge","labels":{"b":"","a":"1"},"value":1}`),
+		batch(`{"name":"go_x","type":"gauge","value":1}`, `{"name":"process_x","type":"gauge","value":1}`, `{"name":"promhttp_x","type":"gauge","value":1}`),
+		batch(`{"name":"h","type":"histogram","buckets":[1],"counts":[18446744073709551615,1],"sum":1}`),
 		batch(`{}`, `{"name":"9x","type":"counter","value":1}`, `{"name":"jetmetrics_x","type":"counter","value":1}`,
 			`{"name":"x","type":"counter","labels":{"le":"1"},"value":1}`, `{"name":"x","type":"summary","value":1}`,
 			`{"name":"x","type":"counter","value":-1}`, `{"name":"x","type":"histogram","buckets":[],"counts":[]}`,
@@ -201,8 +210,6 @@ func TestDecodeScannerDefers(t *testing.T) {
 		`{"v":1,`,
 		`{"v":1}x`,
 		`{"v":1,"v":1}`,
-		`{"V":1}`,
-		`{"v":1,"NODE":"n1"}`,
 		`{"v":1,"ſeq":1}`,
 		`{"\u0076":1}`,
 		`{"v":1.0}`,
@@ -224,7 +231,6 @@ func TestDecodeScannerDefers(t *testing.T) {
 		`{"v":1,"x":[1,]}`,
 		batch(`null`),
 		batch(`{"name":"x","name":"y"}`),
-		batch(`{"Name":"x"}`),
 		batch(`{"name":"x","labels":{"a":"1","a":"2"}}`),
 		batch(`{"name":"x","labels":{"a":"1","\u0061":"2"}}`),
 		batch(`{"name":"x","labels":{"a":null}}`),
@@ -234,6 +240,15 @@ func TestDecodeScannerDefers(t *testing.T) {
 		batch(`{"name":"x","buckets":[1,null]}`),
 		batch(`{"name":"x","counts":[1.5]}`),
 		batch(`{"name":"x","type":"counter","value":"1"}`),
+		batch(`{"name":"x","labels":{"code":200}}`),
+		batch(`{"name":"x","labels":[]}`),
+		batch(`{"name":"x","help":null}`),
+		batch(`5`),
+		batch(`{"name":"x","counts":[1.0]}`),
+		`{"v":"1","node":"n1","producer":"p","seq":1,"metrics":[]}`,
+		`{"v":1,"node":"n1","producer":"p","seq":1,"metrics":null}`,
+		`{"v":1,"node":"n1","producer":"p","seq":1,"time":1.5,"metrics":[]}`,
+		`{"v":1,"node":"n1","producer":"p","seq":1,"time":"2025-11-21T05:20:00Z","metrics":[]}`,
 	} {
 		for _, limits := range matchLimits {
 			if _, decided, _ := streams.DecodeScanned(msg, "n1", limits); decided {

@@ -20,11 +20,13 @@ var errUndecided = errors.New("not decided by the scanner")
 
 // decoder is a single-pass scanner for the v1 JSON wire format. It builds a
 // Decoded straight from the message, or gives up with errUndecided on
-// anything where its reading might differ from encoding/json's: escaped,
-// non-ASCII or case-variant field names, duplicate fields or labels, nulls,
-// values of an unexpected JSON type, invalid UTF-8, surrogate escapes,
-// numbers strconv rejects, unknown fields nested deeper than maxSkipDepth,
-// and invalid JSON of any kind (the reference then says undecodable).
+// anything where its reading might differ from decodeReference's: escaped
+// or non-ASCII field names, duplicate fields or labels, nulls, values of an
+// unexpected JSON type (in the envelope or in any entry), entries that are
+// not objects, invalid UTF-8, surrogate escapes, numbers strconv rejects,
+// unknown fields nested deeper than maxSkipDepth, and invalid JSON of any
+// kind (the reference then says undecodable). Field names are matched
+// exactly, as the reference does: a case variant is an unknown field.
 //
 // The message is scanned as a string so that names and values can be
 // checked as substrings without copying. Decode passes the caller's bytes
@@ -50,10 +52,6 @@ type decoder struct {
 	// help and helpCopy are the last help text seen and the copy given to
 	// its entries: consecutive series of one metric share one copy.
 	help, helpCopy string
-
-	// version holds "v" for checkEnvelope, which takes it by pointer; a
-	// local would escape and cost an allocation per message.
-	version int
 }
 
 var decoders = sync.Pool{New: func() any { return new(decoder) }}
@@ -91,7 +89,7 @@ func (a *keyArena) add(name string, labels []series.Label) string {
 }
 
 // Field bits, for telling a repeated field. JSON keys name them exactly;
-// see unknownField for the others.
+// any other key is an unknown field.
 const (
 	fieldV uint = 1 << iota
 	fieldNode
@@ -107,11 +105,6 @@ const (
 	fieldBuckets
 	fieldCounts
 	fieldSum
-)
-
-var (
-	batchFields  = []string{"v", "node", "producer", "seq", "time", "metrics"}
-	metricFields = []string{"name", "type", "help", "labels", "value", "buckets", "counts", "sum"}
 )
 
 func (d *decoder) decode(msg, node string, limits series.Limits) (*Decoded, error) {
@@ -131,10 +124,8 @@ func (d *decoder) decode(msg, node string, limits series.Limits) (*Decoded, erro
 		switch key {
 		case "v":
 			bit = fieldV
-			var n int64
-			n, ok = d.int()
-			d.version = int(n)
-			w.Version = &d.version
+			w.Version, ok = d.int()
+			w.HasVersion = true
 		case "node":
 			bit = fieldNode
 			w.Node, _, ok = d.str()
@@ -150,8 +141,9 @@ func (d *decoder) decode(msg, node string, limits series.Limits) (*Decoded, erro
 		case "metrics":
 			bit = fieldMetrics
 			ok = d.metrics()
+			w.HasMetrics = true
 		default:
-			ok = d.unknownField(key, batchFields)
+			ok = d.skip(0)
 		}
 		if !ok || seen&bit != 0 {
 			return nil, errUndecided
@@ -286,7 +278,7 @@ func (d *decoder) entry(e *Entry) bool {
 			bit = fieldSum
 			m.Sum, ok = d.float()
 		default:
-			ok = d.unknownField(key, metricFields)
+			ok = d.skip(0)
 		}
 		if !ok || seen&bit != 0 {
 			return false
@@ -300,10 +292,12 @@ func (d *decoder) entry(e *Entry) bool {
 	sortLabels(labels)
 	for i := 1; i < len(labels); i++ {
 		if labels[i].Name == labels[i-1].Name {
-			// encoding/json keeps the last value of a repeated key.
+			// The reference keeps the last value of a repeated key.
 			return false
 		}
 	}
+	// After the check for repeated names: {"a":"1","a":""} has no label a.
+	labels = dropEmpty(labels)
 	// Until here m.Name, m.Type and labels may be substrings of the
 	// message; what the entry keeps is made its own below.
 	name := m.Name
@@ -418,18 +412,6 @@ func numbers[T float64 | uint64](d *decoder, scratch *[]T, parse func(*decoder) 
 		more, ok = d.next(']')
 	}
 	return append(make([]T, 0, len(s)), s...), ok
-}
-
-// unknownField skips the value of a field the struct does not have. A key
-// that encoding/json would match to one of fields ignoring case is not
-// unknown to it: the reference decides those.
-func (d *decoder) unknownField(key string, fields []string) bool {
-	for _, f := range fields {
-		if strings.EqualFold(key, f) {
-			return false
-		}
-	}
-	return d.skip(0)
 }
 
 // skip scans over any JSON value.
