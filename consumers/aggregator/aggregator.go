@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -368,22 +369,22 @@ func (a *Aggregator) decode(in item) item {
 	return in
 }
 
-// deadLetter publishes a rejected message to the dead-letter stream. The
-// message id makes a replay's second publish a no-op within the window.
+// deadLetter publishes a rejected message to the dead-letter stream: the
+// whole message, or its entries rejected for one reason (a message with
+// entries rejected for several reasons has one dead letter per reason).
+// The message id, one per message and reason, makes a replay's second
+// publish a no-op within the window.
 func (a *Aggregator) deadLetter(ctx context.Context, in item, rej *streams.RejectError, entries []int) error {
 	msg := nats.NewMsg(a.subjects.DeadLetter(string(rej.Reason)))
 	msg.Data = in.data
 	msg.Header.Set(HeaderReason, string(rej.Reason))
-	msg.Header.Set(HeaderError, rej.Err.Error())
+	msg.Header.Set(HeaderError, shorten(rej.Err.Error(), maxErrorBytes))
 	msg.Header.Set(HeaderSubject, in.subject)
 	msg.Header.Set(HeaderSeq, strconv.FormatUint(in.seq, 10))
 	msg.Header.Set(HeaderNode, a.cfg.Node)
 	if len(entries) > 0 {
-		idx := make([]string, len(entries))
-		for i, e := range entries {
-			idx[i] = strconv.Itoa(e)
-		}
-		msg.Header.Set(HeaderEntries, strings.Join(idx, ","))
+		msg.Header.Set(HeaderEntryCount, strconv.Itoa(len(entries)))
+		msg.Header.Set(HeaderEntries, entryList(entries, int(a.js.Conn().MaxPayload()/4)))
 	}
 	// A copy the server cannot take (the original filled a message, and the
 	// headers come on top) would fail on every retry and stall the node
@@ -394,13 +395,46 @@ func (a *Aggregator) deadLetter(ctx context.Context, in item, rej *streams.Rejec
 		msg.Data = nil
 	}
 	_, err := a.js.PublishMsg(ctx, msg,
-		jetstream.WithMsgID(a.cfg.Node+":"+strconv.FormatUint(in.seq, 10)),
+		jetstream.WithMsgID(a.cfg.Node+":"+strconv.FormatUint(in.seq, 10)+":"+string(rej.Reason)),
 		jetstream.WithExpectStream(a.cfg.Streams.DeadLetterStream()))
 	if err != nil {
 		return fmt.Errorf("dead-letter seq %d: %w", in.seq, err)
 	}
 	a.log.Warn().Uint64("seq", in.seq).Str("subject", in.subject).Str("reason", string(rej.Reason)).Err(rej.Err).Msg("rejected input dead-lettered")
 	return nil
+}
+
+// entryList writes the entry indices comma-separated, the first ones only
+// when all would take more than limit bytes: a message of a million bad
+// entries must not make a header the server cannot take, which would fail
+// on every retry and stall the node.
+func entryList(entries []int, limit int) string {
+	b := make([]byte, 0, min(limit, 8*len(entries)))
+	for i, e := range entries {
+		n := len(b)
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if b = strconv.AppendInt(b, int64(e), 10); len(b) > limit {
+			return string(b[:n])
+		}
+	}
+	return string(b)
+}
+
+// maxErrorBytes bounds the error header: an error quotes the bad name or
+// value, which can be as long as the message.
+const maxErrorBytes = 1024
+
+// shorten cuts s to at most n bytes, at a rune boundary, marking the cut.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // headerBytes bounds the size of h on the wire, with room for the
@@ -422,7 +456,13 @@ const (
 	HeaderSubject = "Jetmetrics-Subject"
 	HeaderSeq     = "Jetmetrics-Stream-Seq"
 	HeaderNode    = "Jetmetrics-Node"
+	// HeaderEntries lists the indices of the entries rejected for the
+	// letter's reason, comma-separated, when only some of the message's
+	// entries are rejected; only the first ones when all would not fit.
 	HeaderEntries = "Jetmetrics-Entries"
+	// HeaderEntryCount is how many entries were rejected for the reason:
+	// what jetmetrics_rejected_total{reason} counted for the letter.
+	HeaderEntryCount = "Jetmetrics-Entry-Count"
 	// HeaderBodyOmitted carries the original's size when the copy is too
 	// large for the server and goes without its body.
 	HeaderBodyOmitted = "Jetmetrics-Body-Omitted"

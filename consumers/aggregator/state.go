@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,7 +26,7 @@ type sessionState struct {
 	exposed   map[string]string // sample name -> metric exposing it
 	live      *live
 	perMetric map[string]int
-	rejected  []int // scratch: indices of rejected entries
+	rejected  []rejectedEntry // scratch: the current message's rejected entries
 	// producers and described are the producer marks and new metrics of
 	// the group being built.
 	producers map[string]uint64
@@ -37,11 +38,38 @@ type sessionState struct {
 	letters []deadLetter
 }
 
-// deadLetter is a rejected message waiting to be copied to the DLQ.
+// deadLetter is a rejected message waiting to be copied to the DLQ: the
+// whole message (entries is nil), or its entries rejected for one reason,
+// with the first one's error. A message with entries rejected for several
+// reasons makes one dead letter per reason, so a letter's subject, reason
+// header and entry count say what jetmetrics_rejected_total counted.
 type deadLetter struct {
 	in      item
 	rej     *streams.RejectError
 	entries []int
+}
+
+// rejectedEntry is an entry of the current message and why it was rejected.
+type rejectedEntry struct {
+	index int
+	rej   *streams.RejectError
+}
+
+// lettersPerReason appends to letters one dead letter of in per reason
+// among rejected, in the order each reason first occurs.
+func lettersPerReason(letters []deadLetter, in item, rejected []rejectedEntry) []deadLetter {
+	start := len(letters)
+	for _, r := range rejected {
+		j := start
+		for j < len(letters) && letters[j].rej.Reason != r.rej.Reason {
+			j++
+		}
+		if j == len(letters) {
+			letters = append(letters, deadLetter{in: in, rej: r.rej})
+		}
+		letters[j].entries = append(letters[j].entries, r.index)
+	}
+	return letters
 }
 
 // load reads the whole aggregate from Redis in one step, first making it
@@ -159,7 +187,6 @@ func (st *sessionState) add(a *Aggregator, in item) {
 	st.marks.Producers[d.Producer] = d.Seq
 	st.producers[d.Producer] = d.Seq
 
-	var first *streams.RejectError
 	st.rejected = st.rejected[:0]
 	st.prev = nil
 	for i := range d.Entries {
@@ -171,19 +198,16 @@ func (st *sessionState) add(a *Aggregator, in item) {
 		if rej != nil {
 			st.live.reject(string(rej.Reason))
 			a.m.rejectedEntries.WithLabelValues(string(rej.Reason)).Inc()
-			st.rejected = append(st.rejected, i)
-			if first == nil {
-				first = rej
-			}
+			st.rejected = append(st.rejected, rejectedEntry{index: i, rej: rej})
 		}
 	}
 	a.m.entries.Add(float64(len(d.Entries) - len(st.rejected)))
-	if first == nil {
+	if len(st.rejected) == 0 {
 		a.m.applied.Inc()
 		return
 	}
 	a.m.partlyRejected.Inc()
-	st.letters = append(st.letters, deadLetter{in: in, rej: first, entries: slices.Clone(st.rejected)})
+	st.letters = lettersPerReason(st.letters, in, st.rejected)
 }
 
 // apply folds one valid entry into the group being built, or says why it
@@ -237,9 +261,15 @@ func (st *sessionState) apply(a *Aggregator, e *streams.Entry) *streams.RejectEr
 		if math.IsInf(sum, 0) {
 			return overflow(e.Key, "its sum", e.Sum)
 		}
+		// The count is the sum of the buckets: it must fit as well as
+		// each bucket, or _count would wrap.
+		var total, carry uint64
 		for i, n := range e.Counts {
-			if c.nextCounts[i]+n < n {
-				return overflow(e.Key, "bucket "+strconv.Itoa(i), float64(n))
+			if total, carry = bits.Add64(total, c.nextCounts[i], 0); carry == 0 {
+				total, carry = bits.Add64(total, n, 0)
+			}
+			if carry != 0 {
+				return overflow(e.Key, "its count (bucket "+strconv.Itoa(i)+")", float64(n))
 			}
 		}
 		c.next = sum
