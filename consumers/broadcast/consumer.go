@@ -3,7 +3,6 @@ package broadcast
 import (
 	"context"
 	"fmt"
-	"math"
 	"strings"
 	"sync/atomic"
 
@@ -45,7 +44,7 @@ func New(cfg Config, js jetstream.JetStream, peers *aggregate.Peers, reg prometh
 		log: cfg.Logger.With().Str("node", cfg.Node).Str("stream", cfg.Streams.SnapshotStream()).Logger(),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetmetrics_broadcast_snapshots_total",
-			Help: "Snapshots received from the cluster, by result (stored, stale, removed, invalid).",
+			Help: "Snapshots received from the cluster, by result (stored, stale, removed, expired, invalid).",
 		}, []string{"result"}),
 	}
 	if err := reg.Register(c.received); err != nil {
@@ -114,12 +113,18 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) error {
 		c.log.Warn().Err(err).Str("subject", msg.Subject()).Msg("snapshot skipped")
 		return nil
 	}
-	if info.Removed {
-		version := info.Version
-		if msg.Headers().Get(jetstream.MarkerReasonHeader) != "" {
-			version = math.MaxUint64 // the server's marker: the last snapshot expired
+	if info.Removed && msg.Headers().Get(jetstream.MarkerReasonHeader) != "" {
+		// The server's marker: the last snapshot expired without a removal.
+		// The peer is down, not gone: its record stays, so it shows as down.
+		if err := c.peers.Expire(ctx, node); err != nil {
+			return err
 		}
-		if err := c.peers.Remove(ctx, node, version); err != nil {
+		c.received.WithLabelValues("expired").Inc()
+		return nil
+	}
+	if info.Removed {
+		// A graceful stop, or an operator's forget.
+		if err := c.peers.Remove(ctx, node, info.Version); err != nil {
 			return err
 		}
 		c.received.WithLabelValues("removed").Inc()

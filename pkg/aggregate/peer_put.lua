@@ -1,11 +1,20 @@
 #!lua
--- Store a peer's snapshot unless the stored one has a higher version.
--- KEYS[1]: the peer's snapshot hash. ARGV: version, generated (Unix ms),
--- expires (Unix ms), ttl (ms), data.
+-- Store a peer's snapshot unless the stored one has a higher version, and
+-- remember the peer beyond the snapshot's expiry.
+-- KEYS[1]: the peer's snapshot hash; KEYS[2]: the peer's record (what is
+-- remembered of it). ARGV: version, generated (Unix ms), expires (Unix ms),
+-- ttl (ms), data, record ttl (ms).
 local cur = redis.call('HGET', KEYS[1], 'version')
 if cur and tonumber(cur) > tonumber(ARGV[1]) then
   return 0
 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'generated', ARGV[2], 'expires', ARGV[3], 'data', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
+-- The record only moves forward; a snapshot at or above a removal's
+-- version brings a removed peer back.
+local seen = redis.call('HGET', KEYS[2], 'version')
+if not seen or tonumber(seen) <= tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[2], 'version', ARGV[1], 'generated', ARGV[2], 'expires', ARGV[3], 'removed', '0')
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
 return 1

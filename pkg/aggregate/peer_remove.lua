@@ -1,9 +1,19 @@
 #!lua
--- Forget a peer's snapshot unless the stored one is newer than the removal.
--- KEYS[1]: the peer's snapshot hash. ARGV[1]: the removal's version.
+-- Forget a peer's snapshot unless the stored one is newer than the removal,
+-- and mark its record removed: the peer left on purpose.
+-- KEYS[1]: the peer's snapshot hash; KEYS[2]: the peer's record.
+-- ARGV[1]: the removal's version; ARGV[2]: how long the removed record is
+-- kept (ms), so the deltas the peer applied stay told apart from those
+-- nobody will apply.
 local cur = redis.call('HGET', KEYS[1], 'version')
 if cur and tonumber(cur) > tonumber(ARGV[1]) then
   return 0
 end
 redis.call('DEL', KEYS[1])
+local seen = redis.call('HGET', KEYS[2], 'version')
+if seen and tonumber(seen) > tonumber(ARGV[1]) then
+  return 1
+end
+redis.call('HSET', KEYS[2], 'version', ARGV[1], 'removed', '1')
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1

@@ -12,25 +12,54 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// DefaultPeerForgetAfter is how long a peer store remembers a peer whose
+// last snapshot expired, when NewPeers is given no other duration.
+const DefaultPeerForgetAfter = 24 * time.Hour
+
 // Peers keeps the newest snapshot of every node in the cluster, each with
-// its time to live, in Redis. Several nodes sharing one Redis may store the
-// same peers: every write is a compare on the version, so they agree.
+// its time to live, in Redis, and a record of every peer it has seen: the
+// snapshot data expires at its TTL, the record (version, generation time,
+// expiry) stays until the peer is removed on purpose or forgetAfter has
+// passed since its last snapshot expired. Several nodes sharing one Redis
+// may store the same peers: every write is a compare on the version, so
+// they agree.
 type Peers struct {
-	rdb    redis.UniversalClient
-	prefix string
-	index  string
+	rdb         redis.UniversalClient
+	prefix      string
+	index       string
+	forgetAfter time.Duration
+}
+
+// PeersOption configures a peer store.
+type PeersOption func(*Peers)
+
+// ForgetAfter makes the store remember a peer for d after its last
+// snapshot expired (default DefaultPeerForgetAfter; d <= 0 keeps it).
+func ForgetAfter(d time.Duration) PeersOption {
+	return func(p *Peers) {
+		if d > 0 {
+			p.forgetAfter = d
+		}
+	}
 }
 
 // NewPeers returns the peer store under keyPrefix (default
 // DefaultKeyPrefix).
-func NewPeers(rdb redis.UniversalClient, keyPrefix string) *Peers {
+func NewPeers(rdb redis.UniversalClient, keyPrefix string, opts ...PeersOption) *Peers {
 	if keyPrefix == "" {
 		keyPrefix = DefaultKeyPrefix
 	}
-	return &Peers{rdb: rdb, prefix: keyPrefix, index: keyPrefix + ":peers"}
+	p := &Peers{rdb: rdb, prefix: keyPrefix, index: keyPrefix + ":peers", forgetAfter: DefaultPeerForgetAfter}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
 }
 
-func (p *Peers) key(node string) string { return p.prefix + ":{peer:" + node + "}:snapshot" }
+// The snapshot and the record of a peer share a hash tag, so one script
+// writes both in Redis Cluster.
+func (p *Peers) key(node string) string    { return p.prefix + ":{peer:" + node + "}:snapshot" }
+func (p *Peers) record(node string) string { return p.prefix + ":{peer:" + node + "}:seen" }
 
 // Snapshot is one node's stored snapshot: the encoded data as received and
 // what describes it.
@@ -42,6 +71,21 @@ type Snapshot struct {
 	Data      []byte
 }
 
+// Peer is what the store remembers of a node.
+type Peer struct {
+	Node string
+	// Version, Generated and Expires describe the newest snapshot seen;
+	// Version is a removal's, once Removed.
+	Version            uint64
+	Generated, Expires time.Time
+	// Live reports that the snapshot has not expired yet.
+	Live bool
+	// Removed reports that the node left on purpose (a graceful stop or an
+	// operator's forget); its record is kept so the deltas it applied,
+	// up to Version, are told apart from those nobody will apply.
+	Removed bool
+}
+
 //go:embed peer_put.lua
 var peerPutSource string
 
@@ -50,15 +94,16 @@ var peerPutScript = redis.NewScript(peerPutSource)
 // Put stores s unless the stored snapshot of its node is newer. An equal
 // version is taken (an idle node re-publishes the same version to stay
 // alive). accepted reports whether it was stored. The snapshot expires at
-// s.Expires.
+// s.Expires; the record of the node stays forgetAfter longer.
 func (p *Peers) Put(ctx context.Context, s Snapshot) (accepted bool, err error) {
 	ttl := time.Until(s.Expires)
 	if ttl <= 0 {
 		return false, nil
 	}
-	n, err := peerPutScript.Run(ctx, p.rdb, []string{p.key(s.Node)},
+	n, err := peerPutScript.Run(ctx, p.rdb, []string{p.key(s.Node), p.record(s.Node)},
 		strconv.FormatUint(s.Version, 10), strconv.FormatInt(s.Generated.UnixMilli(), 10),
-		strconv.FormatInt(s.Expires.UnixMilli(), 10), ttl.Milliseconds()+1, s.Data).Int()
+		strconv.FormatInt(s.Expires.UnixMilli(), 10), ttl.Milliseconds()+1, s.Data,
+		(ttl + p.forgetAfter).Milliseconds()+1).Int()
 	if err != nil {
 		return false, fmt.Errorf("store snapshot of %s: %w", s.Node, err)
 	}
@@ -76,17 +121,22 @@ var peerRemoveSource string
 
 var peerRemoveScript = redis.NewScript(peerRemoveSource)
 
-// Remove forgets node's snapshot unless the stored one is newer than
-// version.
+// Remove forgets node's snapshot, and marks its record removed, unless the
+// stored snapshot is newer than version: the node left on purpose.
 func (p *Peers) Remove(ctx context.Context, node string, version uint64) error {
-	n, err := peerRemoveScript.Run(ctx, p.rdb, []string{p.key(node)}, strconv.FormatUint(version, 10)).Int()
+	err := peerRemoveScript.Run(ctx, p.rdb, []string{p.key(node), p.record(node)},
+		strconv.FormatUint(version, 10), p.forgetAfter.Milliseconds()).Err()
 	if err != nil {
 		return fmt.Errorf("remove snapshot of %s: %w", node, err)
 	}
-	if n == 1 {
-		if err := p.rdb.ZRem(ctx, p.index, node).Err(); err != nil {
-			return fmt.Errorf("remove snapshot of %s: %w", node, err)
-		}
+	return nil
+}
+
+// Expire drops node's snapshot, whose time to live has passed, and keeps
+// its record: the node is down, not gone.
+func (p *Peers) Expire(ctx context.Context, node string) error {
+	if err := p.rdb.Del(ctx, p.key(node)).Err(); err != nil {
+		return fmt.Errorf("expire snapshot of %s: %w", node, err)
 	}
 	return nil
 }
@@ -95,10 +145,10 @@ func (p *Peers) Remove(ctx context.Context, node string, version uint64) error {
 // leaves Data empty and reads much less.
 func (p *Peers) List(ctx context.Context, withData bool) ([]Snapshot, error) {
 	now := time.Now().UnixMilli()
-	if err := p.rdb.ZRemRangeByScore(ctx, p.index, "-inf", "("+strconv.FormatInt(now, 10)).Err(); err != nil {
+	if err := p.trim(ctx, now); err != nil {
 		return nil, fmt.Errorf("list peers: %w", err)
 	}
-	names, err := p.rdb.ZRange(ctx, p.index, 0, -1).Result()
+	names, err := p.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: p.index, Start: strconv.FormatInt(now, 10), Stop: "+inf", ByScore: true}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("list peers: %w", err)
 	}
@@ -122,15 +172,68 @@ func (p *Peers) List(ctx context.Context, withData bool) ([]Snapshot, error) {
 		if len(v) != 4 || v[0] == nil || v[3] == nil {
 			continue // expired between the index and the read
 		}
-		version, _ := strconv.ParseUint(fmt.Sprint(v[0]), 10, 64)
-		gen, _ := strconv.ParseInt(fmt.Sprint(v[1]), 10, 64)
-		exp, _ := strconv.ParseInt(fmt.Sprint(v[2]), 10, 64)
 		var data string
 		if withData {
 			data, _ = v[3].(string)
 		}
-		out = append(out, Snapshot{Node: n, Version: version, Generated: time.UnixMilli(gen), Expires: time.UnixMilli(exp), Data: []byte(data)})
+		out = append(out, Snapshot{Node: n, Version: parseUint(v[0]), Generated: parseMilli(v[1]), Expires: parseMilli(v[2]), Data: []byte(data)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
 	return out, nil
+}
+
+// Known returns every peer the store remembers, live, down or removed,
+// ordered by node name.
+func (p *Peers) Known(ctx context.Context) ([]Peer, error) {
+	now := time.Now()
+	if err := p.trim(ctx, now.UnixMilli()); err != nil {
+		return nil, fmt.Errorf("list known peers: %w", err)
+	}
+	names, err := p.rdb.ZRange(ctx, p.index, 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list known peers: %w", err)
+	}
+	recs := make([]*redis.SliceCmd, len(names))
+	live := make([]*redis.IntCmd, len(names))
+	_, err = p.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		for i, n := range names {
+			recs[i] = pl.HMGet(ctx, p.record(n), "version", "generated", "expires", "removed")
+			live[i] = pl.Exists(ctx, p.key(n))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("list known peers: %w", err)
+	}
+	out := make([]Peer, 0, len(names))
+	for i, n := range names {
+		v := recs[i].Val()
+		if len(v) != 4 || v[0] == nil {
+			continue // forgotten between the index and the read
+		}
+		pr := Peer{Node: n, Version: parseUint(v[0]), Generated: parseMilli(v[1]), Expires: parseMilli(v[2]), Removed: v[3] == "1"}
+		pr.Live = !pr.Removed && live[i].Val() == 1 && pr.Expires.After(now)
+		out = append(out, pr)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out, nil
+}
+
+// trim drops from the index the peers whose last snapshot expired more
+// than forgetAfter ago; their records expire in Redis at the same time.
+func (p *Peers) trim(ctx context.Context, nowMilli int64) error {
+	return p.rdb.ZRemRangeByScore(ctx, p.index, "-inf", "("+strconv.FormatInt(nowMilli-p.forgetAfter.Milliseconds(), 10)).Err()
+}
+
+func parseUint(v any) uint64 {
+	n, _ := strconv.ParseUint(fmt.Sprint(v), 10, 64)
+	return n
+}
+
+func parseMilli(v any) time.Time {
+	if v == nil {
+		return time.Time{}
+	}
+	n, _ := strconv.ParseInt(fmt.Sprint(v), 10, 64)
+	return time.UnixMilli(n)
 }

@@ -19,12 +19,20 @@ import (
 
 // badCase is one bad input: a batch body (seq is filled in) and the reason
 // it must be rejected for. A case with entries is a batch whose first entry
-// is valid and applies; the listed entries are rejected.
+// is valid and applies; the listed entries are rejected. A case without a
+// reason is a batch a careless publisher writes that must apply in full:
+// its first entry, plus applies.
 type badCase struct {
 	name    string
 	reason  streams.Reason
 	body    string // the batch, its seq a %d verb if it has one
 	entries string
+	// more are the entries rejected for other reasons: each reason has a
+	// dead letter of its own.
+	more map[streams.Reason]string
+	// applies is what a batch without a reason applies beyond its first
+	// entry.
+	applies []update
 	// subject overrides the bad producer's subject.
 	subject string
 }
@@ -44,8 +52,9 @@ func entries(bad ...string) string {
 // badCases are the rejections of single messages on a node whose limits
 // are 4 labels, 16-byte label values, 3 series per metric and 10 in all.
 // The test adds the node's cap on series and on message size. Not here:
-// invalid_label_value, which JSON cannot carry (encoding/json turns invalid
-// UTF-8 into U+FFFD before the node sees it).
+// invalid UTF-8 in a label value, which JSON cannot carry (encoding/json
+// turns it into U+FFFD before the node sees it); a label value that is not
+// a string is invalid_label_value.
 var badCases = []badCase{
 	{name: "truncated JSON", reason: streams.ReasonUndecodable, body: `{"v":1,"node":"n1","producer":"bad-1","seq":%d,"metrics":[`},
 	{name: "NaN is not JSON", reason: streams.ReasonUndecodable, body: `{"v":1,"node":"n1","producer":"bad-1","seq":%d,"metrics":[{"name":"x","type":"gauge","value":NaN}]}`},
@@ -68,6 +77,45 @@ var badCases = []badCase{
 	{name: "exposed name taken", reason: streams.ReasonTypeConflict, body: entries(`{"name":"coll_total","type":"gauge","value":1}`), entries: "1"},
 	{name: "other buckets", reason: streams.ReasonLayoutConflict, body: entries(`{"name":"ok_hist","type":"histogram","buckets":[1,2,3],"counts":[1,0,0,0],"sum":0.5}`), entries: "1"},
 	{name: "fourth series of a metric", reason: streams.ReasonCardinality, body: entries(`{"name":"card_total","type":"counter","labels":{"i":"3"},"value":1}`), entries: "1"},
+
+	// What JSON publishers in other languages send: a wrong type or a null
+	// costs its entry alone; the envelope's, the message.
+	{name: "numeric label value", reason: streams.ReasonLabelValue, body: entries(`{"name":"ok_total","type":"counter","labels":{"k":200},"value":1}`), entries: "1"},
+	{name: "object label value", reason: streams.ReasonLabelValue, body: entries(`{"name":"ok_total","type":"counter","labels":{"k":{"v":"a"}},"value":1}`), entries: "1"},
+	{name: "null label value", reason: streams.ReasonLabelValue, body: entries(`{"name":"ok_total","type":"counter","labels":{"k":null},"value":1}`), entries: "1"},
+	{name: "labels an array", reason: streams.ReasonEntry, body: entries(`{"name":"ok_total","type":"counter","labels":[],"value":1}`), entries: "1"},
+	{name: "entry a number", reason: streams.ReasonEntry, body: entries(`200`), entries: "1"},
+	{name: "help a number", reason: streams.ReasonEntry, body: entries(`{"name":"ok_total","type":"counter","help":1,"labels":{"k":"a"},"value":1}`), entries: "1"},
+	{name: "value a string", reason: streams.ReasonValue, body: entries(`{"name":"ok_total","type":"counter","labels":{"k":"a"},"value":"5"}`), entries: "1"},
+	{name: "value null (NaN in JavaScript)", reason: streams.ReasonValue, body: entries(`{"name":"ok_level","type":"gauge","value":null}`), entries: "1"},
+	{name: "counts with a float", reason: streams.ReasonValue, body: entries(`{"name":"ok_hist","type":"histogram","buckets":[1,4,16],"counts":[1.0,0,0,0],"sum":1}`), entries: "1"},
+	{name: "null count", reason: streams.ReasonValue, body: entries(`{"name":"ok_hist","type":"histogram","buckets":[1,4,16],"counts":[null,0,0,0],"sum":1}`), entries: "1"},
+	{name: "null sum", reason: streams.ReasonValue, body: entries(`{"name":"ok_hist","type":"histogram","buckets":[1,4,16],"counts":[1,0,0,0],"sum":null}`), entries: "1"},
+	{name: "buckets a string", reason: streams.ReasonValue, body: entries(`{"name":"ok_hist","type":"histogram","buckets":"x","counts":[1,0,0,0],"sum":1}`), entries: "1"},
+	{name: "value past float64", reason: streams.ReasonValue, body: entries(`{"name":"ok_level","type":"gauge","value":1e999}`), entries: "1"},
+	{name: "counts adding up past 2^64-1", reason: streams.ReasonOverflow, body: entries(`{"name":"ok_hist","type":"histogram","buckets":[1,4,16],"counts":[18446744073709551615,1,0,0],"sum":1}`), entries: "1"},
+	{name: "name in another case", reason: streams.ReasonMetricName, body: entries(`{"Name":"ok_level","type":"gauge","value":1}`), entries: "1"},
+	{name: "go_ prefix", reason: streams.ReasonMetricName, body: entries(`{"name":"go_gc_duration_seconds_count","type":"counter","value":1}`), entries: "1"},
+	{name: "process_ prefix", reason: streams.ReasonMetricName, body: entries(`{"name":"process_cpu_seconds_total","type":"counter","value":1}`), entries: "1"},
+	{name: "promhttp_ prefix", reason: streams.ReasonMetricName, body: entries(`{"name":"promhttp_metric_handler_requests_total","type":"counter","value":1}`), entries: "1"},
+	{name: "several reasons in one message", reason: streams.ReasonMetricName,
+		body: entries(`{"name":"1x","type":"counter","value":1}`, `{"name":"ok_total","type":"counter","labels":{"k":"a"},"value":"1"}`,
+			`{"name":"go_x","type":"gauge","value":1}`, `{"name":"ok_total","type":"counter","labels":{"k":7},"value":1}`, `{"name":"ok_level","type":"gauge","value":null}`),
+		entries: "1,3", more: map[streams.Reason]string{streams.ReasonValue: "2,5", streams.ReasonLabelValue: "4"}},
+	{name: "version a string", reason: streams.ReasonVersion, body: `{"v":"1","node":"n1","producer":"bad-1","seq":%d,"metrics":[]}`},
+	{name: "version a float", reason: streams.ReasonVersion, body: `{"v":1.0,"node":"n1","producer":"bad-1","seq":%d,"metrics":[]}`},
+	{name: "node a number", reason: streams.ReasonEnvelope, body: `{"v":1,"node":1,"producer":"bad-1","seq":%d,"metrics":[]}`},
+	{name: "seq a string", reason: streams.ReasonEnvelope, body: `{"v":1,"node":"n1","producer":"bad-1","seq":"%d","metrics":[]}`},
+	{name: "no metrics", reason: streams.ReasonEnvelope, body: `{"v":1,"node":"n1","producer":"bad-1","seq":%d}`},
+	{name: "metrics null", reason: streams.ReasonEnvelope, body: `{"v":1,"node":"n1","producer":"bad-1","seq":%d,"metrics":null}`},
+
+	// Careless but whole: these apply in full.
+	{name: "time a float", body: `{"v":1,"node":"n1","producer":"bad-1","seq":%d,"time":1763702400123.5,"metrics":[` + okEntry + `]}`},
+	{name: "time an ISO string", body: `{"v":1,"node":"n1","producer":"bad-1","seq":%d,"time":"2025-11-21T05:20:00Z","metrics":[` + okEntry + `]}`},
+	{name: "a case variant never overrides", body: entries(`{"name":"ok_total","type":"counter","labels":{"k":"a"},"value":1,"Value":1000}`),
+		applies: []update{counter("ok_total", 1, "k", "a")}},
+	{name: "an empty label value is no label", body: entries(`{"name":"ok_total","type":"counter","labels":{"k":"a","env":""},"value":1}`),
+		applies: []update{counter("ok_total", 1, "k", "a")}},
 }
 
 // TestBadInput (scenario 10): every class of bad input the wire can carry,
@@ -115,9 +163,14 @@ func TestBadInput(t *testing.T) {
 			body = fmt.Sprintf(body, bad.seq)
 		}
 		a := bad.raw(ctx, subject, []byte(body), "")
-		letters = append(letters, expectedLetter{seq: a.Sequence, subject: subject, reason: c.reason, entries: c.entries})
-		if c.entries != "" {
-			led.note(batchID{badProducer, bad.seq}, acked, true, []update{counter("ok_total", 1, "k", "a")})
+		if c.reason != "" {
+			letters = append(letters, expectedLetter{seq: a.Sequence, subject: subject, reason: c.reason, entries: c.entries})
+		}
+		for r, e := range c.more {
+			letters = append(letters, expectedLetter{seq: a.Sequence, subject: subject, reason: r, entries: e})
+		}
+		if c.entries != "" || c.reason == "" {
+			led.note(batchID{badProducer, bad.seq}, acked, true, append([]update{counter("ok_total", 1, "k", "a")}, c.applies...))
 		}
 		goodBatch(i + 1)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,6 +23,7 @@ type deadLetter struct {
 	seq     uint64 // the original's delta stream sequence
 	node    string
 	entries string
+	count   string // how many entries the letter stands for, when not the whole message
 	omitted string // the original's size, when the copy goes without it
 	data    []byte
 }
@@ -60,6 +62,7 @@ func deadLetters(ctx context.Context, js jetstream.JetStream) ([]deadLetter, err
 			out = append(out, deadLetter{
 				reason: h.Get(aggregator.HeaderReason), subject: h.Get(aggregator.HeaderSubject),
 				seq: seq, node: h.Get(aggregator.HeaderNode), entries: h.Get(aggregator.HeaderEntries),
+				count: h.Get(aggregator.HeaderEntryCount),
 				omitted: h.Get(aggregator.HeaderBodyOmitted), data: m.Data(),
 			})
 		}
@@ -86,42 +89,56 @@ type expectedLetter struct {
 	omitted string
 }
 
+// letterKey names the dead letter of a message for a reason: a message
+// with entries rejected for several reasons has one per reason.
+type letterKey struct {
+	seq    uint64
+	reason string
+}
+
 // checkDeadLetters compares the dead-letter stream with what the test
-// expects: exactly one entry for each rejected message, with its reason,
-// subject, sequence and rejected entries, and nothing else.
+// expects: exactly one letter for each rejected message and reason, with
+// its subject, sequence, rejected entries and their count, and nothing
+// else.
 func checkDeadLetters(ctx context.Context, js jetstream.JetStream, want []expectedLetter) error {
 	got, err := deadLetters(ctx, js)
 	if err != nil {
 		return err
 	}
-	bySeq := map[uint64][]deadLetter{}
+	byKey := map[letterKey][]deadLetter{}
 	for _, d := range got {
-		bySeq[d.seq] = append(bySeq[d.seq], d)
+		k := letterKey{d.seq, d.reason}
+		byKey[k] = append(byKey[k], d)
 	}
 	var errs []error
 	for _, w := range want {
-		ds := bySeq[w.seq]
-		delete(bySeq, w.seq)
+		k := letterKey{w.seq, string(w.reason)}
+		ds := byKey[k]
+		delete(byKey, k)
 		if len(ds) != 1 {
 			errs = append(errs, fmt.Errorf("stream seq %d (%s): %d dead letters, want exactly 1", w.seq, w.reason, len(ds)))
 			continue
 		}
 		d := ds[0]
-		if d.reason != string(w.reason) || d.subject != w.subject || d.node != nodeName || d.entries != w.entries || d.omitted != w.omitted {
-			errs = append(errs, fmt.Errorf("stream seq %d: dead letter reason %q subject %q node %q entries %q omitted %q, want %q %q %q %q %q",
-				w.seq, d.reason, d.subject, d.node, d.entries, d.omitted, w.reason, w.subject, nodeName, w.entries, w.omitted))
+		count := ""
+		if w.entries != "" {
+			count = strconv.Itoa(strings.Count(w.entries, ",") + 1)
+		}
+		if d.subject != w.subject || d.node != nodeName || d.entries != w.entries || d.count != count || d.omitted != w.omitted {
+			errs = append(errs, fmt.Errorf("stream seq %d (%s): dead letter subject %q node %q entries %q count %q omitted %q, want %q %q %q %q %q",
+				w.seq, w.reason, d.subject, d.node, d.entries, d.count, d.omitted, w.subject, nodeName, w.entries, count, w.omitted))
 		}
 		if (len(d.data) == 0) != (w.omitted != "") {
 			errs = append(errs, fmt.Errorf("stream seq %d: dead letter carries %d bytes of the original, omitted %q", w.seq, len(d.data), w.omitted))
 		}
 	}
-	extra := make([]uint64, 0, len(bySeq))
-	for seq := range bySeq {
-		extra = append(extra, seq)
+	extra := make([]letterKey, 0, len(byKey))
+	for k := range byKey {
+		extra = append(extra, k)
 	}
-	sort.Slice(extra, func(i, j int) bool { return extra[i] < extra[j] })
-	for _, seq := range extra {
-		errs = append(errs, fmt.Errorf("stream seq %d dead-lettered (%s) but never rejected", seq, bySeq[seq][0].reason))
+	sort.Slice(extra, func(i, j int) bool { return extra[i].seq < extra[j].seq || (extra[i].seq == extra[j].seq && extra[i].reason < extra[j].reason) })
+	for _, k := range extra {
+		errs = append(errs, fmt.Errorf("stream seq %d dead-lettered (%s) but never rejected for it", k.seq, k.reason))
 	}
 	if len(errs) > 12 {
 		errs = append(errs[:12], fmt.Errorf("and %d more", len(errs)-12))
