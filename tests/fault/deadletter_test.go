@@ -62,7 +62,7 @@ func deadLetters(ctx context.Context, js jetstream.JetStream) ([]deadLetter, err
 			out = append(out, deadLetter{
 				reason: h.Get(aggregator.HeaderReason), subject: h.Get(aggregator.HeaderSubject),
 				seq: seq, node: h.Get(aggregator.HeaderNode), entries: h.Get(aggregator.HeaderEntries),
-				count: h.Get(aggregator.HeaderEntryCount),
+				count:   h.Get(aggregator.HeaderEntryCount),
 				omitted: h.Get(aggregator.HeaderBodyOmitted), data: m.Data(),
 			})
 		}
@@ -136,7 +136,9 @@ func checkDeadLetters(ctx context.Context, js jetstream.JetStream, want []expect
 	for k := range byKey {
 		extra = append(extra, k)
 	}
-	sort.Slice(extra, func(i, j int) bool { return extra[i].seq < extra[j].seq || (extra[i].seq == extra[j].seq && extra[i].reason < extra[j].reason) })
+	sort.Slice(extra, func(i, j int) bool {
+		return extra[i].seq < extra[j].seq || (extra[i].seq == extra[j].seq && extra[i].reason < extra[j].reason)
+	})
 	for _, k := range extra {
 		errs = append(errs, fmt.Errorf("stream seq %d dead-lettered (%s) but never rejected for it", k.seq, k.reason))
 	}
