@@ -43,6 +43,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&cfg.Limits.MaxLabelValueBytes, "limits.max-label-value-bytes", 256, "longest label value in bytes")
 	fs.DurationVar(&cfg.SnapshotInterval, "snapshot.interval", 5*time.Second, "how often the node publishes its snapshot to the cluster")
 	fs.DurationVar(&cfg.SnapshotTTL, "snapshot.ttl", 15*time.Second, "how long peers show a node after its last snapshot")
+	fs.DurationVar(&cfg.PeerForgetAfter, "cluster.peer-forget-after", 24*time.Hour, "how long a peer whose snapshot expired stays known, with jetmetrics_peer_up 0, unless it stops gracefully or is forgotten (DELETE /api/v1/nodes/{name})")
+	fs.DurationVar(&cfg.OrphanScanInterval, "cluster.orphan-scan-interval", 30*time.Second, "how often the delta stream is scanned for deltas no live node will apply (jetmetrics_orphan_deltas)")
 	fs.BoolVar(&cfg.Demo, "demo", false, "also run a built-in producer publishing demo metrics")
 	fs.DurationVar(&cfg.DemoInterval, "demo.interval", time.Second, "how often the demo producer updates its metrics")
 	logLevel := fs.String("log.level", "info", "log level: debug, info, warn or error")
@@ -113,6 +115,10 @@ func checkNodeFlags(cfg node.Config) error {
 		return flagError("snapshot.interval", cfg.SnapshotInterval.String(), "want at least 100ms")
 	case cfg.SnapshotTTL < time.Second || cfg.SnapshotTTL < cfg.SnapshotInterval:
 		return flagError("snapshot.ttl", cfg.SnapshotTTL.String(), "want at least 1s and at least --snapshot.interval")
+	case cfg.OrphanScanInterval <= 0:
+		return flagError("cluster.orphan-scan-interval", cfg.OrphanScanInterval.String(), "want a positive duration")
+	case cfg.PeerForgetAfter <= 0:
+		return flagError("cluster.peer-forget-after", cfg.PeerForgetAfter.String(), "want a positive duration")
 	case cfg.DemoInterval <= 0:
 		return flagError("demo.interval", cfg.DemoInterval.String(), "want a positive duration")
 	case cfg.Name == "":

@@ -32,6 +32,10 @@ type Aggregator struct {
 
 	ready atomic.Bool
 	mark  atomic.Uint64
+	// caughtUp is set once the session's aggregate in memory holds every
+	// message the stream held for the node at some moment of the session,
+	// and cleared when a session starts.
+	caughtUp atomic.Bool
 	// live is the session's aggregate in memory, nil between sessions.
 	live atomic.Pointer[live]
 }
@@ -83,6 +87,14 @@ func (a *Aggregator) Held() (h aggregate.Held, ok bool) {
 // Mark is the last stream sequence the aggregator applied.
 func (a *Aggregator) Mark() uint64 { return a.mark.Load() }
 
+// CaughtUp reports whether the current session's aggregate (State) holds
+// every message the stream held for the node at some moment since the
+// session started: it started with nothing pending, or applied a message
+// after which nothing was. So it holds everything an earlier incarnation
+// of the node can have served, as long as the stream still holds it, even
+// when the stream's last message for the node was deleted meanwhile.
+func (a *Aggregator) CaughtUp() bool { return a.caughtUp.Load() }
+
 // Run aggregates until ctx ends, then returns nil. Every error (Redis or
 // NATS unavailable, a moved mark) ends the current session; the next one
 // starts from the position stored in Redis after a backoff.
@@ -127,6 +139,7 @@ type item struct {
 // session loads the position from Redis and applies from there until an
 // error or the end of ctx. progressed reports whether anything was applied.
 func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
+	a.caughtUp.Store(false)
 	st, err := a.load(ctx)
 	if err != nil {
 		return false, err
@@ -172,6 +185,9 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 	a.log.Info().Uint64("seq", st.marks.Stream).Int("series", len(st.live.cells)).Msg("aggregator consuming")
 
 	a.live.Store(st.live)
+	if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
+		a.caughtUp.Store(true)
+	}
 	defer a.live.Store(nil)
 	start := st.marks.Stream
 	defer func() { progressed = a.mark.Load() > start }()
@@ -283,6 +299,9 @@ func (a *Aggregator) applier(ctx context.Context, l *live, groups <-chan *group)
 		a.mark.Store(g.mark)
 		a.m.mark.Set(float64(g.mark))
 		a.m.pending.Set(float64(g.pending))
+		if g.pending == 0 {
+			a.caughtUp.Store(true)
+		}
 		if err := a.fault(StepCommitted, g.mark); err != nil {
 			return err
 		}

@@ -37,6 +37,11 @@ type Config struct {
 	Memory interface {
 		Held() (aggregate.Held, bool)
 	}
+	// Floor, when set, is the lowest aggregate version worth publishing: a
+	// node catching up after a crash or a Redis rollback holds an older
+	// aggregate than it published before, and publishing it would replace
+	// its newer snapshot in the stream. Older ones are skipped, not failed.
+	Floor func() uint64
 }
 
 // DefaultInterval is the default snapshot interval.
@@ -147,6 +152,12 @@ func (p *Publisher) Publish(ctx context.Context) error {
 	msg, mark, fields, err := p.snapshot(ctx, now)
 	if err != nil {
 		return err
+	}
+	if p.cfg.Floor != nil {
+		if floor := p.cfg.Floor(); mark < floor {
+			p.log.Debug().Uint64("seq", mark).Uint64("floor", floor).Msg("snapshot skipped: catching up with what was published before")
+			return nil
+		}
 	}
 	if _, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgTTL(p.cfg.TTL), jetstream.WithExpectStream(p.cfg.Streams.SnapshotStream())); err != nil {
 		return fmt.Errorf("publish snapshot at seq %d: %w", mark, err)

@@ -167,11 +167,21 @@ func (s *Store) Dump(ctx context.Context) (*Dump, error) {
 	return &Dump{Node: s.node, Marks: cmds[0].Val(), Meta: cmds[1].Val(), Series: cmds[2].Val(), Rejected: cmds[3].Val()}, nil
 }
 
-// Load reads the whole aggregate atomically and builds its families.
+// ErrTorn reports an aggregate that holds a guard left by an apply or
+// restore that Redis loaded only in part: some fields may be ahead of its
+// mark, so it must not be read as a version of the aggregate. The
+// aggregator resets and rebuilds it.
+var ErrTorn = errors.New("aggregate holds a partly loaded apply")
+
+// Load reads the whole aggregate atomically and builds its families. It
+// returns ErrTorn, and no state, for a torn aggregate.
 func (s *Store) Load(ctx context.Context) (*State, error) {
 	d, err := s.Dump(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if d.Torn() {
+		return nil, fmt.Errorf("load aggregate of %s at seq %d: %w", s.node, d.Mark(), ErrTorn)
 	}
 	return d.State()
 }

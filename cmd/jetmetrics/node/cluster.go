@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -31,6 +32,11 @@ func (v *clusterView) states(ctx context.Context) ([]exposition.NodeInfo, []*agg
 	local, err := v.n.loadLocal(ctx)
 	if err != nil {
 		return nil, nil, err
+	}
+	// Peers' snapshots stored before a restart or a Redis rollback can be
+	// older than ones served before: wait for the stream's newest.
+	if b := v.n.broadcast.Load(); b == nil || !b.CaughtUp() {
+		return nil, nil, errors.New("peer snapshots unavailable: catching up with the snapshot stream")
 	}
 	now := time.Now()
 	infos := []exposition.NodeInfo{{Node: local.Node, Version: local.Mark, Generated: now, Local: true}}

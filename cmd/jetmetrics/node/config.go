@@ -65,6 +65,13 @@ type Config struct {
 	// (default 5 s); SnapshotTTL how long peers keep it (default three
 	// intervals).
 	SnapshotInterval, SnapshotTTL time.Duration
+	// PeerForgetAfter is how long a peer whose snapshot expired stays
+	// known, shown as down, unless it is removed on purpose first
+	// (default 24 h).
+	PeerForgetAfter time.Duration
+	// OrphanScanInterval is how often the delta stream is scanned for
+	// deltas no live node will apply (default 30 s).
+	OrphanScanInterval time.Duration
 
 	// Demo also runs a built-in producer publishing demo metrics of every
 	// kind each DemoInterval (default 1 s).

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -20,6 +21,8 @@ func (n *Node) routes() http.Handler {
 	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(n.reg, http.HandlerFunc(n.serveMetrics)))
 	cluster := &clusterView{n: n}
 	mux.HandleFunc("GET /metrics/cluster", cluster.serveCluster)
+	mux.HandleFunc("GET /api/v1/nodes", n.serveNodes)
+	mux.HandleFunc("DELETE /api/v1/nodes/{name}", n.forgetNode)
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "jetmetrics is healthy.")
 	})
@@ -58,13 +61,19 @@ func (n *Node) serveMetrics(w http.ResponseWriter, r *http.Request) {
 
 // loadLocal returns this node's aggregate for exposition: the aggregator's,
 // from memory, while it is consuming, and otherwise read from Redis. It
-// refuses an aggregate older than one already exposed, so exposed counters
-// never go backwards while the aggregator replays after a Redis restore or
-// rollback.
+// refuses an aggregate older than one this node, in this or an earlier
+// incarnation, may have exposed (see highWater), so exposed counters never
+// go backwards while the aggregator replays after a crash, a Redis restore
+// or a rollback; and it refuses everything until that bound is known.
 func (n *Node) loadLocal(ctx context.Context) (*aggregate.State, error) {
+	if !n.seeded.Load() {
+		return nil, errors.New("aggregate unavailable: starting, reading how far the delta stream goes")
+	}
 	var st *aggregate.State
+	caughtUp := false
 	if a := n.agg.Load(); a != nil {
 		st = a.State()
+		caughtUp = st != nil && a.CaughtUp()
 	}
 	if st == nil {
 		var err error
@@ -72,8 +81,11 @@ func (n *Node) loadLocal(ctx context.Context) (*aggregate.State, error) {
 			return nil, fmt.Errorf("aggregate unavailable: %w", err)
 		}
 	}
-	if hw := n.highWater.Load(); st.Mark < hw {
-		return nil, fmt.Errorf("aggregate is at stream seq %d, behind seq %d already exposed: catching up after a Redis restore or rollback", st.Mark, hw)
+	// An aggregator that has caught up with the stream holds everything
+	// ever served, even if the stream's last message was deleted since the
+	// high-water mark was seeded from it.
+	if hw := n.highWater.Load(); st.Mark < hw && !caughtUp {
+		return nil, fmt.Errorf("aggregate is at stream seq %d, behind seq %d it may already have exposed: catching up after a restart, a Redis restore or a rollback", st.Mark, hw)
 	}
 	raiseTo(&n.highWater, st.Mark)
 	return st, nil

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/jetmetrics/jetmetrics/consumers/aggregator"
 	"github.com/jetmetrics/jetmetrics/consumers/broadcast"
+	"github.com/jetmetrics/jetmetrics/consumers/orphans"
 	"github.com/jetmetrics/jetmetrics/consumers/snapshot"
 	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
 	"github.com/jetmetrics/jetmetrics/pkg/backoff"
@@ -44,11 +44,15 @@ type Node struct {
 	nc          atomic.Pointer[nats.Conn]
 	rdb         atomic.Pointer[redis.Client]
 	peers       atomic.Pointer[aggregate.Peers]
-	// highWater is the highest aggregate version this node has exposed or
-	// published: /metrics never serves an older one, so exposed counters
-	// never go backwards while Redis is restored or rolled back and the
-	// aggregator replays.
+	// highWater is the lowest aggregate version /metrics may serve: the
+	// last stream sequence the delta stream held for this node when the
+	// node started (seeded), raised to every version served since. No
+	// earlier incarnation can have served a newer aggregate than that
+	// start point, so exposed counters never go backwards across a crash,
+	// nor while Redis is restored or rolled back and the aggregator
+	// replays. Nothing is served before it is seeded.
 	highWater atomic.Uint64
+	seeded    atomic.Bool
 	// lastLocal is the last aggregate loaded for exposition, reused while
 	// the stored mark has not moved. Shared, so never modified.
 	lastLocal atomic.Pointer[aggregate.State]
@@ -149,7 +153,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		return err
 	}
 	n.rdb.Store(rdb)
-	n.peers.Store(aggregate.NewPeers(rdb, n.cfg.RedisKeyPrefix))
+	n.peers.Store(aggregate.NewPeers(rdb, n.cfg.RedisKeyPrefix, aggregate.ForgetAfter(n.cfg.PeerForgetAfter)))
 	defer func() {
 		if cerr := rdb.Close(); cerr != nil {
 			n.log.Debug().Err(cerr).Msg("close redis client")
@@ -212,7 +216,11 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		return err
 	}
 	n.provisioned.Store(true)
-	n.seedHighWater(runCtx, js)
+	if err := n.seedHighWater(runCtx, js); err != nil {
+		cancel()
+		g.Wait()
+		return err
+	}
 
 	agg, err := aggregator.New(aggregator.Config{
 		Node:               n.cfg.Name,
@@ -239,6 +247,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		TTL:      n.cfg.SnapshotTTL,
 		Logger:   n.cfg.Logger,
 		Memory:   agg,
+		Floor:    n.publishFloor,
 	}, js, store, n.reg)
 	if err != nil {
 		cancel()
@@ -254,6 +263,13 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	}
 	n.broadcast.Store(bc)
 	g.Go(func() error { return bc.Run(runCtx) })
+	orph, err := orphans.New(orphans.Config{Node: n.cfg.Name, Streams: n.cfg.Streams, Interval: n.cfg.OrphanScanInterval, Logger: n.cfg.Logger}, js, n.peers.Load(), n.reg)
+	if err != nil {
+		cancel()
+		g.Wait()
+		return err
+	}
+	g.Go(func() error { return orph.Run(runCtx) })
 	if rs != nil {
 		g.Go(func() error { return rs.Supervise(runCtx) })
 	}
@@ -457,25 +473,61 @@ func quiet(l zerolog.Logger) zerolog.Logger {
 	return l
 }
 
-// seedHighWater starts the high-water mark at the version of the node's
-// last published snapshot (or removal), so a restart onto a rolled back
-// Redis does not serve counters lower than peers and Prometheus have seen.
-func (n *Node) seedHighWater(ctx context.Context, js jetstream.JetStream) {
-	s, err := js.Stream(ctx, n.cfg.Streams.SnapshotStream())
+// seedHighWater starts the high-water mark at the last sequence the delta
+// stream holds for this node. Every version an earlier incarnation served
+// was the sequence of a message in that stream, so none was newer: after a
+// crash that cost Redis the tail of its AOF, /metrics answers 503 until the
+// aggregator has replayed up to there (or has caught up with the stream,
+// should that message be deleted meanwhile). The mark is read from the
+// stream, never from a message anyone may publish, such as a snapshot.
+// It retries until the stream answers or ctx ends.
+func (n *Node) seedHighWater(ctx context.Context, js jetstream.JetStream) error {
+	retry := backoff.Backoff{Max: time.Second}
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		seq, err := n.lastDeltaSeq(sctx, js)
+		cancel()
+		if err == nil {
+			raiseTo(&n.highWater, seq)
+			n.seeded.Store(true)
+			n.log.Debug().Uint64("seq", seq).Msg("high-water mark seeded from the delta stream")
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("read the delta stream's last sequence for %s: %w", n.cfg.Name, err)
+		}
+		wait := retry.Next()
+		n.log.Warn().Err(err).Dur("backoff", wait).Msg("read the delta stream's last sequence: retrying")
+		if !backoff.Sleep(ctx, wait) {
+			return fmt.Errorf("read the delta stream's last sequence for %s: %w", n.cfg.Name, err)
+		}
+	}
+}
+
+// lastDeltaSeq is the stream sequence of the last message the delta stream
+// holds for this node, 0 when it holds none.
+func (n *Node) lastDeltaSeq(ctx context.Context, js jetstream.JetStream) (uint64, error) {
+	s, err := js.Stream(ctx, n.cfg.Streams.DeltaStream())
 	if err != nil {
-		n.log.Warn().Err(err).Msg("high-water mark not seeded")
-		return
+		return 0, err
 	}
-	for _, subj := range []string{n.cfg.Streams.Subjects().Snapshot(n.cfg.Name), n.cfg.Streams.Subjects().Checkpoint(n.cfg.Name)} {
-		m, err := s.GetLastMsgForSubject(ctx, subj)
-		if err != nil {
-			continue
-		}
-		if v, err := strconv.ParseUint(m.Header.Get(streams.HeaderSnapshotVersion), 10, 64); err == nil {
-			raiseTo(&n.highWater, v)
-		}
+	m, err := s.GetLastMsgForSubject(ctx, n.cfg.Streams.Subjects().DeltaNode(n.cfg.Name))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
 	}
-	n.log.Debug().Uint64("seq", n.highWater.Load()).Msg("high-water mark seeded")
+	if err != nil {
+		return 0, err
+	}
+	return m.Sequence, nil
+}
+
+// publishFloor is the lowest version worth publishing as a snapshot: the
+// high-water mark, until the aggregator has caught up with the stream.
+func (n *Node) publishFloor() uint64 {
+	if a := n.agg.Load(); a != nil && a.CaughtUp() {
+		return 0
+	}
+	return n.highWater.Load()
 }
 
 // raiseTo sets a to v if v is higher.

@@ -7,7 +7,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// peerCollector exports every peer's freshness from the peer store.
+// peerCollector exports every peer's freshness from the peer store: a peer
+// whose snapshot expired stays, at up 0 with a growing age, until it is
+// removed on purpose (a graceful stop or an operator's forget) or
+// forgotten after --cluster.peer-forget-after.
 type peerCollector struct {
 	n                *Node
 	up, age, version *prometheus.Desc
@@ -16,9 +19,9 @@ type peerCollector struct {
 func newPeerCollector(n *Node) *peerCollector {
 	return &peerCollector{
 		n:       n,
-		up:      prometheus.NewDesc("jetmetrics_peer_up", "1 for every node whose snapshot this node holds and that has not expired.", []string{"peer"}, nil),
-		age:     prometheus.NewDesc("jetmetrics_peer_snapshot_age_seconds", "Age of the newest snapshot this node holds of each peer.", []string{"peer"}, nil),
-		version: prometheus.NewDesc("jetmetrics_peer_snapshot_version", "Version (applied stream sequence) of the newest snapshot of each peer.", []string{"peer"}, nil),
+		up:      prometheus.NewDesc("jetmetrics_peer_up", "1 for every peer whose snapshot this node holds and that has not expired, 0 for a peer whose last snapshot expired and that was neither removed nor forgotten.", []string{"peer"}, nil),
+		age:     prometheus.NewDesc("jetmetrics_peer_snapshot_age_seconds", "Age of the newest snapshot this node has seen of each peer, growing once the peer stops publishing.", []string{"peer"}, nil),
+		version: prometheus.NewDesc("jetmetrics_peer_snapshot_version", "Version (applied stream sequence) of the newest snapshot this node has seen of each peer.", []string{"peer"}, nil),
 	}
 }
 
@@ -35,18 +38,22 @@ func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	snaps, err := peers.List(ctx, false)
+	known, err := peers.Known(ctx)
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(c.up, err)
 		return
 	}
 	now := time.Now()
-	for _, s := range snaps {
-		if s.Node == c.n.cfg.Name {
+	for _, p := range known {
+		if p.Node == c.n.cfg.Name || p.Removed {
 			continue
 		}
-		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1, s.Node)
-		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, now.Sub(s.Generated).Seconds(), s.Node)
-		ch <- prometheus.MustNewConstMetric(c.version, prometheus.GaugeValue, float64(s.Version), s.Node)
+		up := 0.0
+		if p.Live {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up, p.Node)
+		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, now.Sub(p.Generated).Seconds(), p.Node)
+		ch <- prometheus.MustNewConstMetric(c.version, prometheus.GaugeValue, float64(p.Version), p.Node)
 	}
 }
