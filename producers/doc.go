@@ -43,7 +43,11 @@
 // NaN and infinities, and negative additions to counters. Names, label
 // names and label values are validated against Config.Limits when a metric
 // or series is created; keep them no looser than the nodes' limits, whose
-// aggregators dead-letter what breaks theirs.
+// aggregators dead-letter what breaks theirs. An empty label value is no
+// label, as on the nodes and in Prometheus: With("GET", "") is the series
+// without the second label. Names under jetmetrics_, go_, process_ and
+// promhttp_ are refused (ErrReservedName): a node serves its own metrics
+// there.
 //
 // The producer's own health is in Stats, and in Collector for the
 // process's Prometheus registry (jetmetrics_producer_*): retries, the

@@ -17,4 +17,8 @@ var (
 	// ErrBuckets is returned for histogram buckets that are not finite and
 	// strictly ascending.
 	ErrBuckets = errors.New("invalid histogram buckets")
+	// ErrReservedName is returned for a metric name under one of the
+	// prefixes a node serves its own metrics under (streams.ReservedPrefixes:
+	// jetmetrics_, go_, process_, promhttp_); the node would reject it.
+	ErrReservedName = errors.New("reserved metric name")
 )

@@ -80,6 +80,9 @@ func (p *Producer) register(name, help string, k kind, labelNames []string, buck
 	if err := p.cfg.Limits.CheckMetricName(name); err != nil {
 		return nil, fmt.Errorf("register %s: %w", k, err)
 	}
+	if err := streams.CheckReservedName(name); err != nil {
+		return nil, fmt.Errorf("register %s: %w: %w", k, ErrReservedName, err)
+	}
 	if err := p.cfg.Limits.CheckLabelNames(labelNames); err != nil {
 		return nil, fmt.Errorf("register %s %s: %w", k, name, err)
 	}

@@ -74,6 +74,11 @@ func TestRegistrationValidation(t *testing.T) {
 		{"+Inf bucket", hist(1, math.Inf(1)), producers.ErrBuckets},
 		{"-Inf bucket", hist(math.Inf(-1), 1), producers.ErrBuckets},
 		{"too many buckets", hist(ascending(streams.MaxBuckets + 1)...), producers.ErrBuckets},
+		// The node serves its own metrics under these prefixes.
+		{"jetmetrics_ prefix", second(p.NewCounter(o("jetmetrics_x_total"))), producers.ErrReservedName},
+		{"go_ prefix", second(p.NewGauge(o("go_goroutines"))), producers.ErrReservedName},
+		{"process_ prefix", second(p.NewFloatCounter(o("process_cpu_seconds_total"))), producers.ErrReservedName},
+		{"promhttp_ prefix", second(p.NewHistogram(producers.HistogramOpts{Name: "promhttp_x"})), producers.ErrReservedName},
 	}
 	for _, tt := range tests {
 		if !errors.Is(tt.err, tt.want) {

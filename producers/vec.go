@@ -225,10 +225,11 @@ func (v *vec[T, P]) add(values []string) P {
 	s := P(new(T))
 	b := s.base()
 	b.fam = v.fam
-	if len(values) > 0 {
-		b.labels = make([]series.Label, len(values))
-		for i, val := range values {
-			b.labels[i] = series.Label{Name: v.fam.labelNames[i], Value: val}
+	for i, val := range values {
+		// An empty value is no label, as on the node and in Prometheus:
+		// the series is the one without it, whoever publishes it.
+		if val != "" {
+			b.labels = append(b.labels, series.Label{Name: v.fam.labelNames[i], Value: val})
 		}
 	}
 	if v.newSeries != nil {
