@@ -32,6 +32,9 @@ type Consumer struct {
 	peers *aggregate.Peers
 	log   zerolog.Logger
 	ready atomic.Bool
+	// caughtUp is set once the session has stored every snapshot the
+	// stream held when it started, and cleared when a session starts.
+	caughtUp atomic.Bool
 
 	received *prometheus.CounterVec
 }
@@ -56,6 +59,13 @@ func New(cfg Config, js jetstream.JetStream, peers *aggregate.Peers, reg prometh
 // Ready reports whether the consumer is reading the stream.
 func (c *Consumer) Ready() bool { return c.ready.Load() }
 
+// CaughtUp reports whether the current session has stored the newest
+// snapshot the stream held of every node when the session started. Until
+// then the peer store may hold older snapshots than this node served
+// before (its Redis rolled back, or it restarted), so the cluster view
+// waits for it.
+func (c *Consumer) CaughtUp() bool { return c.caughtUp.Load() }
+
 // Run consumes until ctx ends. Errors restart the consumer after a backoff;
 // it starts again from each node's last snapshot, which is harmless since
 // an older or equal version never replaces a newer one.
@@ -76,6 +86,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 }
 
 func (c *Consumer) session(ctx context.Context) error {
+	c.caughtUp.Store(false)
 	cons, err := c.js.OrderedConsumer(ctx, c.cfg.Streams.SnapshotStream(), jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{c.cfg.Streams.Subjects().SnapshotAll()},
 		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
@@ -89,6 +100,9 @@ func (c *Consumer) session(ctx context.Context) error {
 	}
 	defer it.Stop()
 	c.ready.Store(true)
+	if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
+		c.caughtUp.Store(true)
+	}
 	for {
 		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
@@ -99,6 +113,9 @@ func (c *Consumer) session(ctx context.Context) error {
 		}
 		if err := c.handle(ctx, msg); err != nil {
 			return err
+		}
+		if md, err := msg.Metadata(); err == nil && md.NumPending == 0 {
+			c.caughtUp.Store(true)
 		}
 	}
 }

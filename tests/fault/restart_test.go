@@ -26,7 +26,8 @@ import (
 // answer /metrics gives, from the first byte the restarted node serves,
 // shows each watched counter, histogram count, sum and bucket at or above
 // the highest value any earlier answer showed, and none vanishes; the node
-// answers 503 while it replays instead. "Nothing lost, nothing counted
+// answers 503 while it replays instead. The same holds for
+// /metrics/cluster. "Nothing lost, nothing counted
 // twice" means: once the load stops, Redis and /metrics hold exactly what
 // the producers' ledger says was acknowledged.
 //
@@ -51,15 +52,18 @@ func TestNodeAndRedisKilledTogether(t *testing.T) {
 	}
 
 	client := &http.Client{Timeout: 10 * time.Second}
-	sc := startReader(t, func() (map[string]*dto.MetricFamily, string, error) {
-		fams, unavailable, err := scrape(client, p.URL+"/metrics")
-		// While the node is dead nothing answers: that is no answer, not
-		// a wrong one.
-		if ue := (*url.Error)(nil); errors.As(err, &ue) {
-			return nil, "down: " + err.Error(), nil
-		}
-		return fams, unavailable, err
-	}, watchNames("fault_requests_total", "fault_latency"), nil)
+	reader := func(path string) *scraper {
+		return startReader(t, func() (map[string]*dto.MetricFamily, string, error) {
+			fams, unavailable, err := scrape(client, p.URL+path)
+			// While the node is dead nothing answers: that is no answer,
+			// not a wrong one.
+			if ue := (*url.Error)(nil); errors.As(err, &ue) {
+				return nil, "down: " + err.Error(), nil
+			}
+			return fams, unavailable, err
+		}, watchNames("fault_requests_total", "fault_latency"), nil)
+	}
+	sc, cluster := reader("/metrics"), reader("/metrics/cluster")
 	load := runSDKLoad(t, func() *nats.Conn { return connect(t, p.NATSURL) }, "crash", 2, producers.Config{})
 
 	for round := range 2 {
@@ -109,6 +113,7 @@ func TestNodeAndRedisKilledTogether(t *testing.T) {
 	}
 	settle(t, js, harness.RedisClient(t, rs))
 	sc.finish(t, 5)
+	cluster.finish(t, 5)
 	stored, err := storedSamples(context.Background(), store)
 	if err != nil {
 		t.Fatal(err)
