@@ -171,7 +171,7 @@ func checkEnvelope(w *wireBatch, node string) error {
 	case !w.HasVersion:
 		return reject(ReasonVersion, "batch has no version field \"v\"")
 	case w.VersionText != "":
-		return reject(ReasonVersion, "wire version %s is not the number %d this node reads", w.VersionText, WireVersion)
+		return reject(ReasonVersion, "wire version is %s, this node reads the integer %d", w.VersionText, WireVersion)
 	case w.Version != WireVersion:
 		return reject(ReasonVersion, "wire version %d, this node reads %d", w.Version, WireVersion)
 	case w.BadField != "":
