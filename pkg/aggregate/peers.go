@@ -103,7 +103,7 @@ func (p *Peers) Put(ctx context.Context, s Snapshot) (accepted bool, err error) 
 	n, err := peerPutScript.Run(ctx, p.rdb, []string{p.key(s.Node), p.record(s.Node)},
 		strconv.FormatUint(s.Version, 10), strconv.FormatInt(s.Generated.UnixMilli(), 10),
 		strconv.FormatInt(s.Expires.UnixMilli(), 10), ttl.Milliseconds()+1, s.Data,
-		(ttl + p.forgetAfter).Milliseconds()+1).Int()
+		(ttl+p.forgetAfter).Milliseconds()+1).Int()
 	if err != nil {
 		return false, fmt.Errorf("store snapshot of %s: %w", s.Node, err)
 	}
