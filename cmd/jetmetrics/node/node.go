@@ -20,8 +20,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jetmetrics/jetmetrics/consumers/aggregator"
+	"github.com/jetmetrics/jetmetrics/consumers/backlog"
 	"github.com/jetmetrics/jetmetrics/consumers/broadcast"
-	"github.com/jetmetrics/jetmetrics/consumers/orphans"
 	"github.com/jetmetrics/jetmetrics/consumers/snapshot"
 	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
 	"github.com/jetmetrics/jetmetrics/pkg/backoff"
@@ -263,13 +263,13 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	}
 	n.broadcast.Store(bc)
 	g.Go(func() error { return bc.Run(runCtx) })
-	orph, err := orphans.New(orphans.Config{Node: n.cfg.Name, Streams: n.cfg.Streams, Interval: n.cfg.OrphanScanInterval, Logger: n.cfg.Logger}, js, n.peers.Load(), n.reg)
+	scan, err := backlog.New(backlog.Config{Node: n.cfg.Name, Streams: n.cfg.Streams, Interval: n.cfg.OrphanScanInterval, Applied: appliedBy(agg), Logger: n.cfg.Logger}, js, n.peers.Load(), n.reg)
 	if err != nil {
 		cancel()
 		g.Wait()
 		return err
 	}
-	g.Go(func() error { return orph.Run(runCtx) })
+	g.Go(func() error { return scan.Run(runCtx) })
 	if rs != nil {
 		g.Go(func() error { return rs.Supervise(runCtx) })
 	}

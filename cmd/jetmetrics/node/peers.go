@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/jetmetrics/jetmetrics/consumers/aggregator"
 )
 
 // peerCollector exports every peer's freshness from the peer store: a peer
@@ -55,5 +57,14 @@ func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up, p.Node)
 		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, now.Sub(p.Generated).Seconds(), p.Node)
 		ch <- prometheus.MustNewConstMetric(c.version, prometheus.GaugeValue, float64(p.Version), p.Node)
+	}
+}
+
+// appliedBy reports the aggregator's applied mark to the delta scan once
+// the aggregator has loaded it (it is consuming, or has applied since).
+func appliedBy(a *aggregator.Aggregator) func() (uint64, bool) {
+	return func() (uint64, bool) {
+		seq := a.Mark()
+		return seq, seq > 0 || a.Ready()
 	}
 }

@@ -1,4 +1,4 @@
-package orphans
+package backlog
 
 import (
 	"context"
@@ -42,6 +42,10 @@ type Config struct {
 	// MaxNames bounds how many node names are exported as labels (default
 	// 50); the rest are summed under node="*".
 	MaxNames int
+	// Applied reports the last delta stream sequence this node's
+	// aggregator applied; ok is false while that is not known yet (the
+	// node is starting). Nil leaves this node's backlog unmeasured.
+	Applied func() (seq uint64, ok bool)
 	// Logger receives one line per node name when its orphans appear.
 	Logger zerolog.Logger
 }
@@ -70,7 +74,8 @@ type PeerSource interface {
 
 var _ PeerSource = (*aggregate.Peers)(nil)
 
-// Scanner finds the deltas waiting for no live node.
+// Scanner measures what waits in the delta stream: this node's backlog and
+// the deltas waiting for no live node.
 type Scanner struct {
 	cfg   Config
 	js    jetstream.JetStream
@@ -78,6 +83,7 @@ type Scanner struct {
 	log   zerolog.Logger
 
 	orphans   *prometheus.GaugeVec
+	backlog   prometheus.Gauge
 	scans     *prometheus.CounterVec
 	truncated prometheus.Gauge
 
@@ -94,7 +100,7 @@ type group struct{ node, reason string }
 func New(cfg Config, js jetstream.JetStream, peers PeerSource, reg prometheus.Registerer) (*Scanner, error) {
 	cfg = cfg.withDefaults()
 	if err := streams.CheckToken("node name", cfg.Node); err != nil {
-		return nil, fmt.Errorf("orphans: %w", err)
+		return nil, fmt.Errorf("backlog: %w", err)
 	}
 	s := &Scanner{
 		cfg: cfg, js: js, peers: peers,
@@ -103,9 +109,13 @@ func New(cfg Config, js jetstream.JetStream, peers PeerSource, reg prometheus.Re
 			Name: "jetmetrics_orphan_deltas",
 			Help: "Messages in the delta stream that no live node will apply, by node token of the subject and reason (no_live_node, malformed_subject); node=\"*\" sums the names beyond the first 50.",
 		}, []string{"node", "reason"}),
+		backlog: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jetmetrics_delta_backlog_messages",
+			Help: "Messages in the delta stream for this node after the last one its aggregator applied, counted by the delta scan; unlike jetmetrics_aggregator_pending_messages it grows while applies stall.",
+		}),
 		scans: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "jetmetrics_orphan_scans_total",
-			Help: "Scans of the delta stream for orphan deltas, by result (ok, error).",
+			Name: "jetmetrics_delta_scans_total",
+			Help: "Scans of the delta stream for this node's backlog and orphan deltas, by result (ok, error).",
 		}, []string{"result"}),
 		truncated: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "jetmetrics_orphan_scan_truncated",
@@ -116,9 +126,9 @@ func New(cfg Config, js jetstream.JetStream, peers PeerSource, reg prometheus.Re
 	for _, r := range []string{"ok", "error"} {
 		s.scans.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{s.orphans, s.scans, s.truncated} {
+	for _, c := range []prometheus.Collector{s.orphans, s.backlog, s.scans, s.truncated} {
 		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("orphans metrics: %w", err)
+			return nil, fmt.Errorf("backlog metrics: %w", err)
 		}
 	}
 	return s, nil
@@ -135,7 +145,7 @@ func (s *Scanner) Run(ctx context.Context) error {
 				return nil
 			}
 			s.scans.WithLabelValues("error").Inc()
-			s.log.Warn().Err(err).Msg("orphan deltas scan")
+			s.log.Warn().Err(err).Msg("delta stream scan")
 		} else {
 			s.scans.WithLabelValues("ok").Inc()
 		}
@@ -147,10 +157,20 @@ func (s *Scanner) Run(ctx context.Context) error {
 	}
 }
 
-// scan counts the orphans once and publishes the result.
+// scan measures the backlog and counts the orphans once, and publishes
+// the result.
 func (s *Scanner) scan(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, max(s.cfg.Interval, 10*time.Second))
 	defer cancel()
+	if s.cfg.Applied != nil {
+		if seq, ok := s.cfg.Applied(); ok {
+			n, err := s.pendingAfter(ctx, s.cfg.Node, seq)
+			if err != nil {
+				return err
+			}
+			s.backlog.Set(float64(n))
+		}
+	}
 	known, err := s.peers.Known(ctx)
 	if err != nil {
 		return err

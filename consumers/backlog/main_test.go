@@ -1,4 +1,4 @@
-package orphans_test
+package backlog_test
 
 import (
 	"testing"

@@ -1,4 +1,4 @@
-package orphans_test
+package backlog_test
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
-	"github.com/jetmetrics/jetmetrics/consumers/orphans"
+	"github.com/jetmetrics/jetmetrics/consumers/backlog"
 	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
 	"github.com/jetmetrics/jetmetrics/streams"
 	"github.com/jetmetrics/jetmetrics/tests/harness"
@@ -90,11 +90,15 @@ func (r *rig) put(node string, version uint64) {
 
 // start runs a scanner until the test ends; it returns its registry and
 // its log.
-func (r *rig) start(maxNames int) (*prometheus.Registry, *syncBuffer) {
+func (r *rig) start(maxNames int, applied ...func() (uint64, bool)) (*prometheus.Registry, *syncBuffer) {
 	r.t.Helper()
 	reg := prometheus.NewRegistry()
 	logs := &syncBuffer{}
-	s, err := orphans.New(orphans.Config{Node: "n1", Streams: r.cfg, Interval: 50 * time.Millisecond, MaxNames: maxNames, Logger: zerolog.New(logs)}, r.js, r.peers, reg)
+	cfg := backlog.Config{Node: "n1", Streams: r.cfg, Interval: 50 * time.Millisecond, MaxNames: maxNames, Logger: zerolog.New(logs)}
+	if len(applied) > 0 {
+		cfg.Applied = applied[0]
+	}
+	s, err := backlog.New(cfg, r.js, r.peers, reg)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -140,7 +144,7 @@ func waitScans(t *testing.T, reg *prometheus.Registry, n float64) {
 	scans := func() float64 {
 		fams, _ := reg.Gather()
 		for _, f := range fams {
-			if f.GetName() == "jetmetrics_orphan_scans_total" {
+			if f.GetName() == "jetmetrics_delta_scans_total" {
 				for _, m := range f.GetMetric() {
 					if m.GetLabel()[0].GetValue() == "ok" {
 						return m.GetCounter().GetValue()
@@ -225,5 +229,50 @@ func TestOrphanDeltas(t *testing.T) {
 	waitScans(t, reg, 3)
 	if n := logs.count(`"delta_node":"node-B"`); n != 1 {
 		t.Errorf("%d log lines for node-B over several scans, want 1", n)
+	}
+}
+
+// gauge is the value of an unlabelled gauge, or -1 when it is missing.
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == name {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return -1
+}
+
+// This node's backlog counts the messages after the applied mark, which
+// is what grows while applies stall.
+func TestBacklog(t *testing.T) {
+	r := newRig(t)
+	subj := r.cfg.Subjects()
+	first := r.publish(subj.Delta("n1", "p1"), 1)
+	r.publish(subj.Delta("n2", "p1"), 3) // another node's, between
+	last := r.publish(subj.Delta("n1", "p2"), 4)
+	tests := []struct {
+		name    string
+		applied uint64
+		known   bool
+		want    float64
+	}{
+		{"caught up", last, true, 0},
+		{"four behind", first, true, 4},
+		{"nothing applied", 0, true, 5},
+		{"mark not known yet", 0, false, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			reg, _ := r.start(0, func() (uint64, bool) { return tc.applied, tc.known })
+			waitScans(t, reg, 2)
+			if got := gauge(t, reg, "jetmetrics_delta_backlog_messages"); got != tc.want {
+				t.Errorf("backlog %g, want %g", got, tc.want)
+			}
+		})
 	}
 }
