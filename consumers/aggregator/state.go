@@ -23,7 +23,7 @@ import (
 type sessionState struct {
 	marks     aggregate.Marks
 	metas     map[string]aggregate.Meta
-	exposed   map[string]string // sample name -> metric exposing it
+	exposed   aggregate.NameIndex // every exposed name -> the metric taking it
 	live      *live
 	perMetric map[string]int
 	rejected  []rejectedEntry // scratch: the current message's rejected entries
@@ -118,15 +118,10 @@ func newSession(d *aggregate.Dump) (*sessionState, error) {
 	st := &sessionState{
 		marks:     marks,
 		metas:     metas,
-		exposed:   make(map[string]string, 3*len(metas)),
+		exposed:   aggregate.NewNameIndex(metas),
 		live:      newLive(agg, marks, metas),
 		perMetric: map[string]int{},
 		producers: map[string]uint64{},
-	}
-	for name, m := range metas {
-		for _, s := range exposedNames(name, m.Kind) {
-			st.exposed[s] = name
-		}
 	}
 	for _, f := range agg.Families {
 		st.perMetric[f.Name] = len(f.Series)
@@ -155,19 +150,6 @@ func (a *Aggregator) restore(ctx context.Context) error {
 		return err
 	}
 	return nil
-}
-
-// exposedNames are the sample names a metric shows in the exposition
-// formats; two metrics sharing one would make duplicate series.
-func exposedNames(name string, k aggregate.Kind) []string {
-	switch k {
-	case aggregate.Histogram:
-		return []string{name, name + "_bucket", name + "_count", name + "_sum"}
-	case aggregate.Counter:
-		return []string{name, strings.TrimSuffix(name, "_total") + "_total"}
-	default:
-		return []string{name}
-	}
 }
 
 // add folds one message into the group being built, deciding every
@@ -294,21 +276,18 @@ func (st *sessionState) cellOf(key string) *cell {
 	return st.live.cells[key]
 }
 
-// describe takes a new metric's type (and layout) from e, unless a sample
-// name it would expose is another metric's.
+// describe takes a new metric's type (and layout) from e, unless a name it
+// would expose (aggregate.ExposedNames) is another metric's: the index
+// makes that one map lookup per name, and the metric first in stream order
+// keeps the name.
 func (st *sessionState) describe(e *streams.Entry) *streams.RejectError {
 	meta := aggregate.Meta{Kind: aggregate.Kind(e.Type), Help: e.Help, Buckets: e.Buckets}
+	if s, owner, ok := st.exposed.Collision(e.Name, meta.Kind); ok {
+		return &streams.RejectError{Reason: streams.ReasonTypeConflict,
+			Err: fmt.Errorf("%s %s would expose %s, which %s %s already exposes", meta.Kind, e.Name, s, st.metas[owner].Kind, owner)}
+	}
 	name := strings.Clone(e.Name) // kept: e's strings go with its message
-	names := exposedNames(name, meta.Kind)
-	for _, s := range names {
-		if owner, taken := st.exposed[s]; taken {
-			return &streams.RejectError{Reason: streams.ReasonTypeConflict,
-				Err: fmt.Errorf("%s %s would expose %s, which metric %s already exposes", meta.Kind, e.Name, s, owner)}
-		}
-	}
-	for _, s := range names {
-		st.exposed[s] = name
-	}
+	st.exposed.Add(name, meta.Kind)
 	st.metas[name] = meta
 	st.described = append(st.described, name)
 	return nil
