@@ -76,6 +76,9 @@ var ReservedPrefixes = []string{ReservedPrefix, "go_", "process_", "promhttp_"}
 // metric called name because a node serves metrics of its own under its
 // prefix.
 func CheckReservedName(name string) error {
+	if name == "" || (name[0] != 'j' && name[0] != 'g' && name[0] != 'p') {
+		return nil // what nearly every name is: decided per entry, so cheaply
+	}
 	for _, p := range ReservedPrefixes {
 		if strings.HasPrefix(name, p) {
 			return fmt.Errorf("metric name %q: the prefix %s is reserved for the node's own metrics", name, p)
@@ -195,13 +198,19 @@ func checkEnvelope(w *wireBatch, node string) error {
 // the others: an empty label value means no label, as in Prometheus, so
 // {"env":""} and no env label are one series.
 func dropEmpty(labels []series.Label) []series.Label {
-	out := labels[:0]
-	for _, l := range labels {
-		if l.Value != "" {
-			out = append(out, l)
+	for i := range labels {
+		if labels[i].Value == "" {
+			// Rare: copy the rest down only then.
+			out := labels[:i]
+			for _, l := range labels[i+1:] {
+				if l.Value != "" {
+					out = append(out, l)
+				}
+			}
+			return out
 		}
 	}
-	return out
+	return labels
 }
 
 // checkMetric decides whether an entry can be applied. hasValue tells a
