@@ -66,6 +66,8 @@ type NodeInfo struct {
 type jsonView struct {
 	Nodes   []NodeInfo   `json:"nodes"`
 	Metrics []jsonFamily `json:"metrics"`
+	// Conflicts are the nodes' families the view leaves out, each whole.
+	Conflicts []jsonConflict `json:"conflicts"`
 }
 
 type jsonFamily struct {
@@ -74,6 +76,18 @@ type jsonFamily struct {
 	Help    string       `json:"help,omitempty"`
 	Buckets []jsonFloat  `json:"buckets,omitempty"`
 	Series  []jsonSeries `json:"series"`
+}
+
+// jsonConflict is one node's family left out, and why.
+type jsonConflict struct {
+	Node   string `json:"node"`
+	Metric string `json:"metric"`
+	// Exposed is the name the family would take, which With (of type
+	// WithType) keeps.
+	Exposed  string     `json:"exposed_name"`
+	With     string     `json:"with"`
+	WithType string     `json:"with_type"`
+	Family   jsonFamily `json:"family"`
 }
 
 type jsonSeries struct {
@@ -102,50 +116,67 @@ func (f jsonFloat) MarshalJSON() ([]byte, error) {
 	return json.Marshal(v)
 }
 
-// WriteJSON writes states as one JSON document that keeps every node,
-// family, series and label: families merged by name across nodes, each
-// series naming its node.
-func WriteJSON(w io.Writer, nodes []NodeInfo, states []*aggregate.State) error {
-	view := jsonView{Nodes: nodes, Metrics: []jsonFamily{}}
-	index := map[string]int{}
-	for _, st := range states {
-		for _, fam := range st.Families {
-			i, ok := index[fam.Name]
-			if !ok {
-				jf := jsonFamily{Name: fam.Name, Type: string(fam.Kind), Help: fam.Help}
-				for _, b := range fam.Buckets {
-					jf.Buckets = append(jf.Buckets, jsonFloat(b))
-				}
-				view.Metrics = append(view.Metrics, jf)
-				i = len(view.Metrics) - 1
-				index[fam.Name] = i
-			}
-			jf := &view.Metrics[i]
-			for _, s := range fam.Series {
-				js := jsonSeries{Node: st.Node, Labels: make(map[string]string, len(s.Labels))}
-				for _, l := range s.Labels {
-					js.Labels[l.Name] = l.Value
-				}
-				if fam.Kind == aggregate.Histogram {
-					count, sum := s.Count(), jsonFloat(s.Sum)
-					js.Counts, js.Count, js.Sum = s.Counts, &count, &sum
-				} else {
-					v := jsonFloat(s.Value)
-					js.Value = &v
-				}
-				jf.Series = append(jf.Series, js)
-			}
+// WriteJSON writes the nodes and names of states that f selects as one
+// JSON document that keeps every node, family, series and label: the
+// families a Handler serves for states, merged by name across nodes, each
+// series naming its node, and under "conflicts" every node's family the
+// view leaves out (see resolve), whole.
+func WriteJSON(w io.Writer, nodes []NodeInfo, states []*aggregate.State, f Filter) error {
+	_, err := writeJSON(w, nodes, states, f)
+	return err
+}
+
+// WriteJSON is the package's WriteJSON, logging each conflict once as the
+// handler's other views do.
+func (h *Handler) WriteJSON(w io.Writer, nodes []NodeInfo, states []*aggregate.State, f Filter) error {
+	conflicts, err := writeJSON(w, nodes, states, f)
+	h.logConflicts(conflicts, f.keep() == nil)
+	return err
+}
+
+func writeJSON(w io.Writer, nodes []NodeInfo, states []*aggregate.State, f Filter) ([]Conflict, error) {
+	keep := f.keep()
+	fams, conflicts := resolve(states, viewReserved(), keep)
+	view := jsonView{Nodes: nodes, Metrics: make([]jsonFamily, 0, len(fams)), Conflicts: []jsonConflict{}}
+	for _, of := range fams {
+		jf := newJSONFamily(of.name, &of.members[0].fam.Meta)
+		for _, m := range of.members {
+			jf.addSeries(m.state.Node, m.fam)
 		}
+		view.Metrics = append(view.Metrics, jf)
 	}
-	slices.SortFunc(view.Metrics, func(a, b jsonFamily) int {
-		if a.Name < b.Name {
-			return -1
+	for _, c := range conflicts {
+		if keep != nil && !keep(c.Node, c.Metric) {
+			continue
 		}
-		if a.Name > b.Name {
-			return 1
+		jf := newJSONFamily(c.Metric, &c.fam.Meta)
+		jf.addSeries(c.Node, c.fam)
+		view.Conflicts = append(view.Conflicts, jsonConflict{Node: c.Node, Metric: c.Metric, Exposed: c.Exposed, With: c.With, WithType: c.WithKind, Family: jf})
+	}
+	return conflicts, json.NewEncoder(w).Encode(view)
+}
+
+func newJSONFamily(name string, m *aggregate.Meta) jsonFamily {
+	jf := jsonFamily{Name: name, Type: string(m.Kind), Help: m.Help, Series: []jsonSeries{}}
+	for _, b := range m.Buckets {
+		jf.Buckets = append(jf.Buckets, jsonFloat(b))
+	}
+	return jf
+}
+
+func (jf *jsonFamily) addSeries(node string, fam *aggregate.Family) {
+	for _, s := range fam.Series {
+		js := jsonSeries{Node: node, Labels: make(map[string]string, len(s.Labels))}
+		for _, l := range s.Labels {
+			js.Labels[l.Name] = l.Value
 		}
-		return 0
-	})
-	enc := json.NewEncoder(w)
-	return enc.Encode(view)
+		if fam.Kind == aggregate.Histogram {
+			count, sum := s.Count(), jsonFloat(s.Sum)
+			js.Counts, js.Count, js.Sum = s.Counts, &count, &sum
+		} else {
+			v := jsonFloat(s.Value)
+			js.Value = &v
+		}
+		jf.Series = append(jf.Series, js)
+	}
 }

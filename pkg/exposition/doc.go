@@ -10,6 +10,12 @@
 // assembled from deflate segments compressed apart), and renders a new
 // version's families on every core.
 //
+// Every view decides first which families it serves (resolve): no two
+// families served share a name in any format, the process's own families
+// keep theirs, and the same states make the same families whatever node
+// serves them and whatever order the states come in. A family left out is
+// counted in ConflictsName, logged once, and kept whole in the JSON form.
+//
 // Families builds the same families as dto.MetricFamily values, for
 // promhttp and for tests. Counters are typed counter, gauges gauge and
 // histograms histogram with cumulative buckets, _sum and _count.

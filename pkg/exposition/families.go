@@ -1,6 +1,7 @@
 package exposition
 
 import (
+	"slices"
 	"sort"
 
 	dto "github.com/prometheus/client_model/go"
@@ -13,41 +14,41 @@ import (
 // NodeLabel is the label that names a series' node in cluster views.
 const NodeLabel = "node"
 
-// Families converts aggregates into metric families sorted by name. With
-// nodeLabel, every series gets node="<state's node>", and families of the
-// same name from several nodes are merged (their kinds must agree: a family
-// whose kind differs from the first node's is left out for that node).
+// Families converts aggregates into metric families sorted by name: the
+// families a Handler without a gatherer serves for states. With nodeLabel,
+// every series gets node="<state's node>", and families of the same name
+// from several nodes are merged. Families that cannot be served beside the
+// others (see resolve) are left out and counted in ConflictsName.
 func Families(states []*aggregate.State, nodeLabel bool) []*dto.MetricFamily {
-	byName := map[string]*dto.MetricFamily{}
-	kinds := map[string]aggregate.Kind{}
-	for _, st := range states {
-		for i := range st.Families {
-			f := &st.Families[i]
-			mf := byName[f.Name]
-			if mf == nil {
-				mf = &dto.MetricFamily{Name: proto.String(f.Name), Type: metricType(f.Kind)}
-				if f.Help != "" {
-					mf.Help = proto.String(f.Help)
-				}
-				byName[f.Name] = mf
-				kinds[f.Name] = f.Kind
-			} else if kinds[f.Name] != f.Kind {
-				continue
-			}
-			for j := range f.Series {
-				mf.Metric = append(mf.Metric, metric(f, &f.Series[j], st.Node, nodeLabel))
-			}
+	reserved := viewReserved()
+	fams, conflicts := resolve(states, reserved, nil)
+	out := make([]*dto.MetricFamily, 0, len(fams)+2)
+	for i := range fams {
+		out = append(out, familyDTO(&fams[i], nodeLabel))
+	}
+	if rej := rejectedFamily(states, nodeLabel, nil); rej != nil {
+		out = append(out, rej)
+	}
+	if cf := conflictsFamily(conflicts, nodeLabel); cf != nil {
+		out = append(out, cf)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
+	return out
+}
+
+// familyDTO builds the family of the aggregate's members of of.
+func familyDTO(of *outFamily, nodeLabel bool) *dto.MetricFamily {
+	first := of.members[0].fam
+	mf := &dto.MetricFamily{Name: proto.String(of.name), Type: metricType(first.Kind)}
+	if first.Help != "" {
+		mf.Help = proto.String(first.Help)
+	}
+	for _, m := range of.members {
+		for j := range m.fam.Series {
+			mf.Metric = append(mf.Metric, metric(m.fam, &m.fam.Series[j], m.state.Node, nodeLabel))
 		}
 	}
-	if rej := rejectedFamily(states, nodeLabel); rej != nil {
-		byName[rej.GetName()] = rej
-	}
-	out := make([]*dto.MetricFamily, 0, len(byName))
-	for _, mf := range byName {
-		out = append(out, mf)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
-	return out
+	return mf
 }
 
 func metricType(k aggregate.Kind) *dto.MetricType {
@@ -112,19 +113,23 @@ func labelPairs(labels []series.Label, node string, nodeLabel bool) []*dto.Label
 // the aggregate.
 const RejectedName = "jetmetrics_rejected_total"
 
-func rejectedFamily(states []*aggregate.State, nodeLabel bool) *dto.MetricFamily {
+// rejectedFamily counts each state's rejections by reason: every reason in
+// reasons, at 0 before its first, and every other reason the state holds.
+func rejectedFamily(states []*aggregate.State, nodeLabel bool, reasons []string) *dto.MetricFamily {
 	mf := &dto.MetricFamily{
 		Name: proto.String(RejectedName),
 		Help: proto.String("Updates rejected by the aggregator, by reason, counted exactly once with the aggregate."),
 		Type: dto.MetricType_COUNTER.Enum(),
 	}
 	for _, st := range states {
-		reasons := make([]string, 0, len(st.Rejected))
+		all := slices.Clone(reasons)
 		for r := range st.Rejected {
-			reasons = append(reasons, r)
+			if !slices.Contains(reasons, r) {
+				all = append(all, r)
+			}
 		}
-		sort.Strings(reasons)
-		for _, r := range reasons {
+		sort.Strings(all)
+		for _, r := range all {
 			mf.Metric = append(mf.Metric, &dto.Metric{
 				Label:   labelPairs([]series.Label{{Name: "reason", Value: r}}, st.Node, nodeLabel),
 				Counter: &dto.Counter{Value: proto.Float64(float64(st.Rejected[r]))},

@@ -9,11 +9,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
 )
@@ -26,15 +28,24 @@ type HandlerConfig struct {
 	// families of all states by name: the cluster view.
 	NodeLabel bool
 	// Gatherer, when set, adds families gathered on every request, such as
-	// the process's own metrics. A family it shares a name with hides the
-	// aggregate's family of that name (the error is logged).
+	// the process's own metrics. They keep their names: a family of the
+	// aggregate that would expose one of them is left out, counted in
+	// ConflictsName and logged once.
 	Gatherer prometheus.Gatherer
+	// StateGauges, when set, gives values of the gatherer's unlabelled
+	// gauges from the states a response serves, by name, such as the
+	// stream sequence they are at: the gatherer's own value, updated apart
+	// from the states, may be a later cut than the states served.
+	StateGauges func(states []*aggregate.State) map[string]float64
+	// Reasons are the rejection reasons shown in RejectedName for every
+	// state from the start, at 0 until the first rejection.
+	Reasons []string
 	// EnableOpenMetrics offers the OpenMetrics text format, as promhttp's
 	// option of the same name does.
 	EnableOpenMetrics bool
 	// ErrorLog receives the errors that do not fail a request: a gatherer
-	// error (the families gathered are still served) or a name collision.
-	// Nil discards them.
+	// error (the families gathered are still served) or a family left out,
+	// once when it is first left out. Nil discards them.
 	ErrorLog promhttp.Logger
 	// CompressionLevel is the deflate level of gzip responses, from 1
 	// (fastest) to 9 (smallest); default 5, which compresses about as small
@@ -88,6 +99,11 @@ type Handler struct {
 	accepted []expfmt.Format
 	z        *compressor
 	cache    *segmentCache
+
+	// logged are the conflicts logged already, so each is logged once
+	// while it lasts.
+	mu     sync.Mutex
+	logged map[string]bool
 }
 
 // NewHandler returns a handler configured by cfg.
@@ -105,6 +121,7 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 		accepted: accepted,
 		z:        newCompressor(cfg.CompressionLevel),
 		cache:    newSegmentCache(cfg.MaxCacheBytes),
+		logged:   map[string]bool{},
 	}, nil
 }
 
@@ -112,6 +129,13 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 // encoding r negotiates. Like promhttp, it serves only the families named
 // by the name[] query parameters when there are any.
 func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, states []*aggregate.State) {
+	h.ServeView(w, r, states, Filter{})
+}
+
+// ServeView is Serve of the nodes and names f selects. The families served
+// are decided from all of states first (see resolve), so a filtered view
+// serves what the whole view serves of them.
+func (h *Handler) ServeView(w http.ResponseWriter, r *http.Request, states []*aggregate.State, f Filter) {
 	ct := expfmt.NegotiateAccept(r.Header, h.accepted...)
 	gz := negotiateGzip(r)
 	hdr := w.Header()
@@ -130,7 +154,19 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, states []*aggreg
 			}
 		}
 	}
-	body := h.body(ct, gz, states, only)
+	if len(f.Names) > 0 {
+		if only == nil {
+			only = map[string]bool{}
+			for _, n := range f.Names {
+				only[n] = true
+			}
+		} else {
+			for n := range only {
+				only[n] = slices.Contains(f.Names, n)
+			}
+		}
+	}
+	body := h.body(ct, gz, states, only, f.Nodes)
 	hdr.Set("Content-Length", strconv.FormatInt(body.size, 10))
 	// A failed write is the client gone; nothing is left to do.
 	_, _ = body.WriteTo(w)
@@ -195,8 +231,8 @@ type outFamily struct {
 }
 
 // body builds the response body.
-func (h *Handler) body(ct expfmt.Format, gz bool, states []*aggregate.State, only map[string]bool) *body {
-	fams := h.families(states, only)
+func (h *Handler) body(ct expfmt.Format, gz bool, states []*aggregate.State, only map[string]bool, nodes []string) *body {
+	fams := h.families(states, only, nodes)
 	f, direct := formatOf(ct)
 	if !direct {
 		// Protobuf text formats: rare, and served the slow way.
@@ -249,60 +285,96 @@ func (h *Handler) body(ct expfmt.Format, gz bool, states []*aggregate.State, onl
 }
 
 // families lists the response's families sorted by name: the aggregate's
-// merged across states, the rejections, and the gatherer's.
-func (h *Handler) families(states []*aggregate.State, only map[string]bool) []outFamily {
-	byName := map[string]*outFamily{}
-	var out []*outFamily
-	for _, st := range states {
-		for i := range st.Families {
-			fam := &st.Families[i]
-			if len(fam.Series) == 0 || (only != nil && !only[fam.Name]) {
-				continue
-			}
-			of := byName[fam.Name]
-			if of == nil {
-				of = &outFamily{name: fam.Name}
-				byName[fam.Name] = of
-				out = append(out, of)
-			} else if of.members[0].fam.Kind != fam.Kind {
-				continue // as Families: the first node's kind wins
-			}
-			of.members = append(of.members, member{state: st, fam: fam})
-		}
-	}
-	var extra []*dto.MetricFamily
-	if rej := rejectedFamily(states, h.cfg.NodeLabel); rej != nil {
-		extra = append(extra, rej)
-	}
+// that resolve keeps, the rejections, the conflicts and the gatherer's.
+// only and nodes, when not nil, select names and nodes.
+func (h *Handler) families(states []*aggregate.State, only map[string]bool, nodes []string) []outFamily {
+	var gathered []*dto.MetricFamily
 	if h.cfg.Gatherer != nil {
-		mfs, err := h.cfg.Gatherer.Gather()
+		var err error
+		gathered, err = h.cfg.Gatherer.Gather()
 		if err != nil {
 			h.logf("error gathering metrics: %v", err)
 		}
-		extra = append(extra, mfs...)
+		h.pinGauges(gathered, states)
+	}
+	reserved := viewReserved()
+	for _, mf := range gathered {
+		reserved.addDTO(mf)
+	}
+	var keep func(node, name string) bool
+	if only != nil || len(nodes) > 0 {
+		keep = func(node, name string) bool {
+			return (len(nodes) == 0 || slices.Contains(nodes, node)) && (name == "" || only == nil || only[name])
+		}
+	}
+	out, conflicts := resolve(states, reserved, keep)
+	h.logConflicts(conflicts, keep == nil)
+
+	var kept []*aggregate.State
+	for _, st := range states {
+		if len(nodes) == 0 || slices.Contains(nodes, st.Node) {
+			kept = append(kept, st)
+		}
+	}
+	extra := gathered
+	if rej := rejectedFamily(kept, h.cfg.NodeLabel, h.cfg.Reasons); rej != nil {
+		extra = append(extra, rej)
+	}
+	if cf := conflictsFamily(conflicts, h.cfg.NodeLabel); cf != nil {
+		extra = append(extra, cf)
 	}
 	for _, mf := range extra {
-		name := mf.GetName()
-		if only != nil && !only[name] {
+		if only != nil && !only[mf.GetName()] {
 			continue
 		}
-		if of := byName[name]; of != nil {
-			if of.dto == nil && name != RejectedName {
-				h.logf("metric family %s of the aggregate is hidden by the process's own family of that name", name)
+		out = append(out, outFamily{name: mf.GetName(), dto: mf})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// pinGauges sets the gauges named by StateGauges to their values in
+// states.
+func (h *Handler) pinGauges(gathered []*dto.MetricFamily, states []*aggregate.State) {
+	if h.cfg.StateGauges == nil {
+		return
+	}
+	values := h.cfg.StateGauges(states)
+	for _, mf := range gathered {
+		v, ok := values[mf.GetName()]
+		if !ok || mf.GetType() != dto.MetricType_GAUGE || len(mf.Metric) != 1 || mf.Metric[0].Gauge == nil {
+			continue
+		}
+		mf.Metric[0].Gauge.Value = proto.Float64(v)
+	}
+}
+
+// logConflicts logs each conflict once while it lasts: a response of the
+// whole view (all) forgets those that have gone, so one that comes back is
+// logged again.
+func (h *Handler) logConflicts(conflicts []Conflict, all bool) {
+	var fresh []string
+	h.mu.Lock()
+	seen := make(map[string]bool, len(conflicts))
+	for i := range conflicts {
+		k := conflicts[i].key()
+		seen[k] = true
+		if !h.logged[k] {
+			h.logged[k] = true
+			fresh = append(fresh, conflicts[i].String())
+		}
+	}
+	if all {
+		for k := range h.logged {
+			if !seen[k] {
+				delete(h.logged, k)
 			}
-			of.members, of.dto = nil, mf
-			continue
 		}
-		of := &outFamily{name: name, dto: mf}
-		byName[name] = of
-		out = append(out, of)
 	}
-	res := make([]outFamily, 0, len(out))
-	for _, of := range out {
-		res = append(res, *of)
+	h.mu.Unlock()
+	for _, msg := range fresh {
+		h.logf("%s; counted in %s", msg, ConflictsName)
 	}
-	sort.Slice(res, func(i, j int) bool { return res[i].name < res[j].name })
-	return res
 }
 
 func (h *Handler) logf(format string, args ...any) {
@@ -332,14 +404,7 @@ func (h *Handler) slowBody(ct expfmt.Format, gz bool, fams []outFamily) *body {
 	for _, of := range fams {
 		mf := of.dto
 		if mf == nil {
-			states := make([]*aggregate.State, 0, len(of.members))
-			for _, m := range of.members {
-				st := *m.state
-				st.Families = []aggregate.Family{*m.fam}
-				st.Rejected = nil
-				states = append(states, &st)
-			}
-			mf = Families(states, h.cfg.NodeLabel)[0]
+			mf = familyDTO(&of, h.cfg.NodeLabel)
 		}
 		if err := enc.Encode(mf); err != nil {
 			h.logf("encode %s: %v", of.name, err)

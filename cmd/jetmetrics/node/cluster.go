@@ -98,8 +98,9 @@ func (v *clusterView) serveCluster(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
+	// The filter applies after the view is decided from every node's
+	// state, so a filtered view serves what the whole one does of them.
 	f := exposition.Filter{Nodes: q["node"], Names: q["name"]}
-	states = f.Apply(states)
 	if len(f.Nodes) > 0 {
 		kept := infos[:0:0]
 		for _, in := range infos {
@@ -114,7 +115,7 @@ func (v *clusterView) serveCluster(w http.ResponseWriter, r *http.Request) {
 	switch q.Get("format") {
 	case "json":
 		w.Header().Set("Content-Type", "application/json")
-		if err := exposition.WriteJSON(w, infos, states); err != nil {
+		if err := v.n.clusterExpo.WriteJSON(w, infos, states, f); err != nil {
 			v.n.log.Debug().Err(err).Msg("write cluster json")
 		}
 		return
@@ -123,5 +124,5 @@ func (v *clusterView) serveCluster(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("format %q: want json, or none for the Prometheus formats by content negotiation", q.Get("format")), http.StatusBadRequest)
 		return
 	}
-	v.n.clusterExpo.Serve(w, r, states)
+	v.n.clusterExpo.ServeView(w, r, states, f)
 }

@@ -11,13 +11,19 @@ import (
 
 	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
 	"github.com/jetmetrics/jetmetrics/pkg/exposition"
+	"github.com/jetmetrics/jetmetrics/streams"
 )
 
 // routes is the node's HTTP API.
 func (n *Node) routes() http.Handler {
 	mux := http.NewServeMux()
-	n.localExpo = mustHandler(exposition.HandlerConfig{Gatherer: n.reg, EnableOpenMetrics: true, ErrorLog: promLogger{n}})
-	n.clusterExpo = mustHandler(exposition.HandlerConfig{NodeLabel: true, EnableOpenMetrics: true, ErrorLog: promLogger{n}})
+	reasons := make([]string, len(streams.Reasons))
+	for i, r := range streams.Reasons {
+		reasons[i] = string(r)
+	}
+	n.localExpo = mustHandler(exposition.HandlerConfig{Gatherer: n.reg, StateGauges: servedGauges, Reasons: reasons,
+		EnableOpenMetrics: true, ErrorLog: promLogger{n}})
+	n.clusterExpo = mustHandler(exposition.HandlerConfig{NodeLabel: true, Reasons: reasons, EnableOpenMetrics: true, ErrorLog: promLogger{n}})
 	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(n.reg, http.HandlerFunc(n.serveMetrics)))
 	cluster := &clusterView{n: n}
 	mux.HandleFunc("GET /metrics/cluster", cluster.serveCluster)
@@ -112,6 +118,20 @@ func (n *Node) loadLocalFromRedis(ctx context.Context) (*aggregate.State, error)
 	}
 	n.lastLocal.Store(st)
 	return st, nil
+}
+
+// servedGauges are the process's gauges that describe the aggregate,
+// taken from the aggregate /metrics serves so that one response is one
+// cut: the aggregator sets its own before a group is visible.
+func servedGauges(states []*aggregate.State) map[string]float64 {
+	if len(states) != 1 {
+		return nil
+	}
+	st := states[0]
+	return map[string]float64{
+		"jetmetrics_aggregator_applied_sequence": float64(st.Mark),
+		"jetmetrics_aggregator_series":           float64(st.SeriesCount()),
+	}
 }
 
 // promLogger sends promhttp's errors to the node's log.
