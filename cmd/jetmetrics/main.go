@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,7 +16,9 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "jetmetrics:", err)
+		if !errors.As(err, new(reportedError)) {
+			fmt.Fprintln(os.Stderr, "jetmetrics:", err)
+		}
 		os.Exit(exitCode(err))
 	}
 }
@@ -59,8 +62,15 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
+// reportedError is an error the command has logged already; main only
+// sets the exit code from it.
+type reportedError struct{ err error }
+
+func (e reportedError) Error() string { return e.err.Error() }
+func (e reportedError) Unwrap() error { return e.err }
+
 func exitCode(err error) int {
-	if _, ok := err.(usageError); ok {
+	if errors.As(err, new(usageError)) {
 		return 2
 	}
 	return 1

@@ -45,7 +45,7 @@ func TestFlagErrorsNameTheFlag(t *testing.T) {
 
 func TestEnvTwinsAndCheckConfig(t *testing.T) {
 	t.Setenv("JETMETRICS_NODE_NAME", "from-env")
-	t.Setenv("JETMETRICS_STREAMS_REPLICAS", "3")
+	t.Setenv("JETMETRICS_STREAMS_REPLICAS", "1")
 	var stdout bytes.Buffer
 	if err := run(context.Background(), []string{"node", "--check-config"}, &stdout, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"strings"
 	"time"
@@ -25,12 +26,14 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&cfg.Name, "node.name", node.DefaultName(), "node name, a subject token of [A-Za-z0-9_-]")
 	fs.StringVar(&cfg.DataDir, "data.dir", "./data", "directory for the embedded NATS store and the managed Redis files")
 	fs.StringVar(&cfg.NATSURL, "nats.url", "", "NATS server URL(s), comma separated; empty starts an embedded server")
+	fs.DurationVar(&cfg.NATSConnectTimeout, "nats.connect-timeout", node.DefaultConnectTimeout, "how long a start waits to connect to --nats.url before it fails")
 	fs.StringVar(&cfg.NATSListen, "nats.listen", "127.0.0.1:4222", `embedded server's client address; "" for in-process only`)
 	fs.StringVar(&cfg.NATSClusterListen, "nats.cluster.listen", "", "embedded server's route address (host:port) to join a NATS cluster")
 	routes := fs.String("nats.cluster.routes", "", "comma-separated route URLs of the cluster's nodes (nats://host:port)")
 	fs.StringVar(&cfg.NATSClusterName, "nats.cluster.name", "jetmetrics", "NATS cluster name")
 	fs.StringVar(&cfg.RedisURL, "redis.url", "", "Redis URL (redis://, rediss://, unix://); empty starts a managed redis-server")
 	fs.StringVar(&cfg.RedisKeyPrefix, "redis.key-prefix", "jetmetrics", "prefix of every Redis key")
+	fs.DurationVar(&cfg.RedisConnectTimeout, "redis.connect-timeout", node.DefaultConnectTimeout, "how long a start waits for the Redis of --redis.url to answer before it fails")
 	fs.StringVar(&cfg.WebListen, "web.listen-address", node.DefaultWebListen, "HTTP address for /metrics and the API")
 	fs.StringVar(&cfg.Streams.Prefix, "streams.prefix", streams.DefaultPrefix, "subject prefix and stream name base")
 	fs.IntVar(&cfg.Streams.Replicas, "streams.replicas", 0, "stream replicas; 0 picks 3 in a NATS cluster of three or more, else the cluster's size")
@@ -41,8 +44,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&cfg.MaxBatchBytes, "limits.max-batch-bytes", 8<<20, "largest delta message accepted; larger ones are rejected as oversize")
 	fs.IntVar(&cfg.Limits.MaxLabels, "limits.max-labels", 16, "most labels a series may have")
 	fs.IntVar(&cfg.Limits.MaxLabelValueBytes, "limits.max-label-value-bytes", 256, "longest label value in bytes")
-	fs.DurationVar(&cfg.SnapshotInterval, "snapshot.interval", 5*time.Second, "how often the node publishes its snapshot to the cluster")
-	fs.DurationVar(&cfg.SnapshotTTL, "snapshot.ttl", 15*time.Second, "how long peers show a node after its last snapshot")
+	fs.DurationVar(&cfg.SnapshotInterval, "snapshot.interval", node.DefaultSnapshotInterval, "how often the node publishes its snapshot to the cluster")
+	fs.DurationVar(&cfg.SnapshotTTL, "snapshot.ttl", 0, "how long peers show a node after its last snapshot; 0 means three --snapshot.interval (at least 1s)")
 	fs.DurationVar(&cfg.PeerForgetAfter, "cluster.peer-forget-after", 24*time.Hour, "how long a peer whose snapshot expired stays known, with jetmetrics_peer_up 0, unless it stops gracefully or is forgotten (DELETE /api/v1/nodes/{name})")
 	fs.DurationVar(&cfg.OrphanScanInterval, "cluster.orphan-scan-interval", 30*time.Second, "how often the delta stream is scanned for deltas no live node will apply (jetmetrics_orphan_deltas)")
 	fs.BoolVar(&cfg.Demo, "demo", false, "also run a built-in producer publishing demo metrics")
@@ -65,13 +68,32 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	// From here on everything goes through the logger: the node's own
+	// lines, the log package's (net/http and any dependency that uses
+	// it), and the error that ends the run.
+	prevOut, prevFlags := log.Writer(), log.Flags()
+	log.SetFlags(0)
+	log.SetOutput(node.LogWriter(logger.With().Str("component", "log").Logger(), zerolog.WarnLevel))
+	defer func() {
+		log.SetOutput(prevOut)
+		log.SetFlags(prevFlags)
+	}()
+	if err := startNode(ctx, cfg, logger, *checkConfig, stdout); err != nil {
+		logger.Error().Err(err).Msg("jetmetrics node stopped")
+		return reportedError{err}
+	}
+	return nil
+}
+
+// startNode validates cfg and, unless only checking, runs the node.
+func startNode(ctx context.Context, cfg node.Config, logger zerolog.Logger, checkOnly bool, stdout io.Writer) error {
 	if err := checkNodeFlags(cfg); err != nil {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
 		return usageError{err.Error()}
 	}
-	if *checkConfig {
+	if checkOnly {
 		fmt.Fprintln(stdout, "configuration is valid")
 		return nil
 	}
@@ -93,10 +115,11 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return n.Run(ctx)
 }
 
+// checkNodeFlags refuses the flag values that node.Config reads as "the
+// default" (zero) or would correct silently; Config.Validate checks the
+// rest, for the flags and for every other caller of node.New alike.
 func checkNodeFlags(cfg node.Config) error {
 	switch {
-	case cfg.Streams.Replicas < 0 || cfg.Streams.Replicas > 5:
-		return flagError("streams.replicas", fmt.Sprint(cfg.Streams.Replicas), "want 0 (automatic) to 5")
 	case cfg.Streams.DeltaMaxAge < time.Minute:
 		return flagError("streams.delta-max-age", cfg.Streams.DeltaMaxAge.String(), "want at least 1m: it is the replay horizon")
 	case cfg.Streams.Duplicates <= 0:
@@ -111,24 +134,24 @@ func checkNodeFlags(cfg node.Config) error {
 		return flagError("limits.max-labels", fmt.Sprint(cfg.Limits.MaxLabels), "want at least 1")
 	case cfg.Limits.MaxLabelValueBytes < 1:
 		return flagError("limits.max-label-value-bytes", fmt.Sprint(cfg.Limits.MaxLabelValueBytes), "want at least 1")
-	case cfg.SnapshotInterval < 100*time.Millisecond:
+	case cfg.SnapshotInterval <= 0:
 		return flagError("snapshot.interval", cfg.SnapshotInterval.String(), "want at least 100ms")
-	case cfg.SnapshotTTL < time.Second || cfg.SnapshotTTL < cfg.SnapshotInterval:
-		return flagError("snapshot.ttl", cfg.SnapshotTTL.String(), "want at least 1s and at least --snapshot.interval")
+	case cfg.SnapshotTTL < 0:
+		return flagError("snapshot.ttl", cfg.SnapshotTTL.String(), "want 0 (three --snapshot.interval) or at least 1s")
 	case cfg.OrphanScanInterval <= 0:
 		return flagError("cluster.orphan-scan-interval", cfg.OrphanScanInterval.String(), "want a positive duration")
 	case cfg.PeerForgetAfter <= 0:
 		return flagError("cluster.peer-forget-after", cfg.PeerForgetAfter.String(), "want a positive duration")
 	case cfg.DemoInterval <= 0:
 		return flagError("demo.interval", cfg.DemoInterval.String(), "want a positive duration")
+	case cfg.RedisConnectTimeout <= 0:
+		return flagError("redis.connect-timeout", cfg.RedisConnectTimeout.String(), "want a positive duration")
+	case cfg.NATSConnectTimeout <= 0:
+		return flagError("nats.connect-timeout", cfg.NATSConnectTimeout.String(), "want a positive duration")
 	case cfg.Name == "":
 		return flagError("node.name", "", "want a name of [A-Za-z0-9_-]")
-	}
-	if err := streams.CheckToken("node name", cfg.Name); err != nil {
-		return flagError("node.name", cfg.Name, err.Error())
-	}
-	if err := streams.CheckToken("prefix", cfg.Streams.Prefix); err != nil {
-		return flagError("streams.prefix", cfg.Streams.Prefix, err.Error())
+	case cfg.DataDir == "" && (cfg.NATSURL == "" || cfg.RedisURL == ""):
+		return flagError("data.dir", "", "want a directory for the embedded NATS store and the managed Redis files")
 	}
 	return nil
 }

@@ -57,8 +57,9 @@ type Config struct {
 	// SyncAlways makes JetStream fsync every write instead of every two
 	// minutes.
 	SyncAlways bool
-	// Logger receives the server's log lines at matching levels. The zero
-	// value discards them.
+	// Logger receives the server's log lines at matching levels, each
+	// with the server's name as "node": give it a logger without one. The
+	// zero value discards them.
 	Logger zerolog.Logger
 }
 

@@ -3,6 +3,7 @@ package natsserver
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -22,11 +23,26 @@ type logBridge struct {
 
 var _ server.Logger = (*logBridge)(nil)
 
-func (b *logBridge) Noticef(format string, v ...any) { b.log.Info().Msgf(format, v...) }
-func (b *logBridge) Warnf(format string, v ...any)   { b.log.Warn().Msgf(format, v...) }
-func (b *logBridge) Errorf(format string, v ...any)  { b.log.Error().Msgf(format, v...) }
-func (b *logBridge) Debugf(format string, v ...any)  { b.log.Debug().Msgf(format, v...) }
-func (b *logBridge) Tracef(format string, v ...any)  { b.log.Trace().Msgf(format, v...) }
+func (b *logBridge) Noticef(format string, v ...any) { b.logf(zerolog.InfoLevel, format, v) }
+func (b *logBridge) Warnf(format string, v ...any)   { b.logf(zerolog.WarnLevel, format, v) }
+func (b *logBridge) Errorf(format string, v ...any)  { b.logf(zerolog.ErrorLevel, format, v) }
+func (b *logBridge) Debugf(format string, v ...any)  { b.logf(zerolog.DebugLevel, format, v) }
+func (b *logBridge) Tracef(format string, v ...any)  { b.logf(zerolog.TraceLevel, format, v) }
+
+// logf logs one server line. The blank lines that space out the server's
+// start-up banner carry nothing in a structured log and are dropped.
+func (b *logBridge) logf(lvl zerolog.Level, format string, v []any) {
+	e := b.log.WithLevel(lvl)
+	if e == nil {
+		return
+	}
+	msg := fmt.Sprintf(format, v...)
+	if strings.TrimSpace(msg) == "" {
+		e.Discard()
+		return
+	}
+	e.Msg(msg)
+}
 
 // Fatalf logs at error level and records the message instead of exiting
 // the process, which is what the server's own logger would do.

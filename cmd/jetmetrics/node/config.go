@@ -5,8 +5,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -45,6 +47,12 @@ type Config struct {
 	RedisURL string
 	// RedisKeyPrefix starts every Redis key (default "jetmetrics").
 	RedisKeyPrefix string
+	// RedisConnectTimeout bounds how long a start waits for the Redis at
+	// RedisURL to answer before it fails (default 30 s).
+	RedisConnectTimeout time.Duration
+	// NATSConnectTimeout bounds how long a start waits to connect to
+	// NATSURL before it fails (default 30 s).
+	NATSConnectTimeout time.Duration
 
 	// WebListen is the HTTP address (default ":9480"); "127.0.0.1:0" picks
 	// a free port (see Node.WebAddr).
@@ -63,7 +71,7 @@ type Config struct {
 
 	// SnapshotInterval is how often the node publishes its snapshot
 	// (default 5 s); SnapshotTTL how long peers keep it (default three
-	// intervals).
+	// intervals, at least 1 s).
 	SnapshotInterval, SnapshotTTL time.Duration
 	// PeerForgetAfter is how long a peer whose snapshot expired stays
 	// known, shown as down, unless it is removed on purpose first
@@ -86,8 +94,22 @@ type Config struct {
 	Registry *prometheus.Registry
 }
 
-// DefaultWebListen is the default HTTP address.
-const DefaultWebListen = ":9480"
+// Defaults of the fields whose zero value means a default.
+const (
+	// DefaultWebListen is the default HTTP address.
+	DefaultWebListen = ":9480"
+	// DefaultConnectTimeout is how long a start waits for an external
+	// Redis or NATS to answer.
+	DefaultConnectTimeout = 30 * time.Second
+	// DefaultSnapshotInterval is how often a node publishes its snapshot.
+	DefaultSnapshotInterval = 5 * time.Second
+)
+
+// DefaultSnapshotTTL is the snapshot TTL for interval: three intervals,
+// and at least the second JetStream's per-message TTL needs.
+func DefaultSnapshotTTL(interval time.Duration) time.Duration {
+	return max(3*interval, time.Second)
+}
 
 func (c Config) withDefaults() Config {
 	if c.Name == "" {
@@ -99,8 +121,20 @@ func (c Config) withDefaults() Config {
 	if c.WebListen == "" {
 		c.WebListen = DefaultWebListen
 	}
-	if c.DemoInterval <= 0 {
+	if c.DemoInterval == 0 {
 		c.DemoInterval = time.Second
+	}
+	if c.RedisConnectTimeout == 0 {
+		c.RedisConnectTimeout = DefaultConnectTimeout
+	}
+	if c.NATSConnectTimeout == 0 {
+		c.NATSConnectTimeout = DefaultConnectTimeout
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = DefaultSnapshotInterval
+	}
+	if c.SnapshotTTL == 0 {
+		c.SnapshotTTL = DefaultSnapshotTTL(c.SnapshotInterval)
 	}
 	replicas := c.Streams.Replicas // 0 means: decided once connected
 	c.Streams = c.Streams.WithDefaults()
@@ -108,30 +142,205 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate reports the first invalid setting, naming it.
+// Validate reports the first setting that would make a start fail or
+// wait forever, in one line naming its flag and why. It only reads the
+// configuration and the file system: it dials nothing and binds nothing.
 func (c Config) Validate() error {
 	c = c.withDefaults()
-	if err := streams.CheckToken("node name", c.Name); err != nil {
-		return err
-	}
-	if err := c.Streams.Validate(); err != nil {
-		return fmt.Errorf("streams: %w", err)
-	}
-	if _, _, err := net.SplitHostPort(c.WebListen); err != nil {
-		return fmt.Errorf("--web.listen-address %q: %w", c.WebListen, err)
-	}
-	if c.NATSClusterListen != "" && c.NATSURL != "" {
-		return fmt.Errorf("--nats.cluster.listen is for the embedded server; with --nats.url the cluster is the external one's")
-	}
-	if c.NATSClusterListen != "" && len(c.NATSClusterRoutes) == 0 {
-		return fmt.Errorf("--nats.cluster.listen %q needs --nats.cluster.routes: the route URLs of the cluster's nodes", c.NATSClusterListen)
-	}
-	if c.NATSListen != "" && c.NATSURL == "" {
-		if _, _, err := splitHostPort(c.NATSListen); err != nil {
-			return fmt.Errorf("--nats.listen %q: %w", c.NATSListen, err)
+	for _, check := range []func() error{
+		c.checkNames,
+		c.checkDurations,
+		c.checkStreams,
+		c.checkDataDir,
+		c.checkWeb,
+		c.checkNATS,
+		c.checkRedis,
+	} {
+		if err := check(); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// invalid is the one-line error for a flag's value.
+func invalid(flag, value, why string) error {
+	return fmt.Errorf("invalid value %q for --%s: %s", value, flag, why)
+}
+
+func (c Config) checkNames() error {
+	if err := streams.CheckToken("node name", c.Name); err != nil {
+		return invalid("node.name", c.Name, err.Error())
+	}
+	if err := streams.CheckToken("prefix", c.Streams.Prefix); err != nil {
+		return invalid("streams.prefix", c.Streams.Prefix, err.Error())
+	}
+	return nil
+}
+
+func (c Config) checkDurations() error {
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"snapshot.interval", c.SnapshotInterval},
+		{"snapshot.ttl", c.SnapshotTTL},
+		{"demo.interval", c.DemoInterval},
+		{"redis.connect-timeout", c.RedisConnectTimeout},
+		{"nats.connect-timeout", c.NATSConnectTimeout},
+		{"streams.delta-max-age", c.Streams.DeltaMaxAge},
+		{"streams.duplicate-window", c.Streams.Duplicates},
+		{"cluster.peer-forget-after", c.PeerForgetAfter},
+		{"cluster.orphan-scan-interval", c.OrphanScanInterval},
+	} {
+		if d.v < 0 {
+			return invalid(d.flag, d.v.String(), "want a positive duration")
+		}
+	}
+	switch {
+	case c.SnapshotInterval < 100*time.Millisecond:
+		return invalid("snapshot.interval", c.SnapshotInterval.String(), "want at least 100ms")
+	case c.SnapshotTTL < time.Second:
+		return invalid("snapshot.ttl", c.SnapshotTTL.String(), "want at least 1s, the shortest message TTL JetStream keeps")
+	case c.SnapshotTTL < c.SnapshotInterval:
+		return invalid("snapshot.ttl", c.SnapshotTTL.String(), fmt.Sprintf("want at least --snapshot.interval (%s), or peers drop live nodes", c.SnapshotInterval))
+	}
+	return nil
+}
+
+func (c Config) checkStreams() error {
+	s := c.Streams
+	switch {
+	case s.Replicas < 0 || s.Replicas > 5:
+		return invalid("streams.replicas", fmt.Sprint(s.Replicas), "want 0 (automatic) to 5")
+	case s.Duplicates > s.DeltaMaxAge:
+		return invalid("streams.duplicate-window", s.Duplicates.String(), fmt.Sprintf("longer than --streams.delta-max-age (%s): JetStream refuses the stream", s.DeltaMaxAge))
+	}
+	if s.Replicas > 1 && c.NATSURL == "" {
+		// The embedded server's cluster is this node and its routes; a
+		// stream needing more servers than that is never created.
+		if servers := c.clusterSize(); s.Replicas > servers {
+			return invalid("streams.replicas", fmt.Sprint(s.Replicas), fmt.Sprintf("the embedded NATS has %d server(s) (--nats.cluster.routes): JetStream could never place the streams", servers))
+		}
+	}
+	return nil
+}
+
+// checkDataDir refuses a data directory that is a file; one that does not
+// exist yet is created at start.
+func (c Config) checkDataDir() error {
+	if c.NATSURL != "" && c.RedisURL != "" {
+		return nil // nothing is stored locally
+	}
+	if st, err := os.Stat(c.DataDir); err == nil && !st.IsDir() {
+		return invalid("data.dir", c.DataDir, "not a directory")
+	}
+	return nil
+}
+
+func (c Config) checkWeb() error {
+	if _, _, err := listenAddr(c.WebListen); err != nil {
+		return invalid("web.listen-address", c.WebListen, err.Error())
+	}
+	return nil
+}
+
+func (c Config) checkNATS() error {
+	if strings.ContainsFunc(c.NATSClusterName, unicode.IsSpace) {
+		return invalid("nats.cluster.name", c.NATSClusterName, "contains white space, which NATS refuses")
+	}
+	if c.NATSURL != "" {
+		switch {
+		case c.NATSClusterListen != "":
+			return invalid("nats.cluster.listen", c.NATSClusterListen, "is for the embedded server; with --nats.url the cluster is the external one's")
+		case len(c.NATSClusterRoutes) > 0:
+			return invalid("nats.cluster.routes", strings.Join(c.NATSClusterRoutes, ","), "is for the embedded server; with --nats.url the cluster is the external one's")
+		}
+		for _, u := range strings.Split(c.NATSURL, ",") {
+			if err := checkNATSURL(u); err != nil {
+				return invalid("nats.url", redactURL(c.NATSURL), err.Error())
+			}
+		}
+		return nil
+	}
+	var listens []listener
+	if c.NATSListen != "" {
+		host, port, err := listenAddr(c.NATSListen)
+		if err != nil {
+			return invalid("nats.listen", c.NATSListen, err.Error())
+		}
+		listens = append(listens, listener{"nats.listen", host, port})
+	}
+	if c.NATSClusterListen == "" {
+		if len(c.NATSClusterRoutes) > 0 {
+			return invalid("nats.cluster.routes", strings.Join(c.NATSClusterRoutes, ","), "needs --nats.cluster.listen, the address this node's routes listen on")
+		}
+	} else {
+		host, port, err := listenAddr(c.NATSClusterListen)
+		if err != nil {
+			return invalid("nats.cluster.listen", c.NATSClusterListen, err.Error())
+		}
+		listens = append(listens, listener{"nats.cluster.listen", host, port})
+		if len(c.NATSClusterRoutes) == 0 {
+			return invalid("nats.cluster.listen", c.NATSClusterListen, "needs --nats.cluster.routes: the route URLs of the cluster's nodes")
+		}
+		others := 0
+		for _, r := range c.NATSClusterRoutes {
+			rh, rp, err := routeAddr(r)
+			if err != nil {
+				return invalid("nats.cluster.routes", redactURL(r), err.Error())
+			}
+			if !isSelf(host, port, rh, rp) {
+				others++
+			}
+		}
+		if others == 0 {
+			return invalid("nats.cluster.routes", strings.Join(c.NATSClusterRoutes, ","),
+				fmt.Sprintf("every route points at this node's own --nats.cluster.listen %s, so it would wait for the other nodes forever; list the other nodes' route URLs", c.NATSClusterListen))
+		}
+	}
+	// The HTTP server and the embedded NATS listeners bind at start; two on
+	// one port fail it.
+	if host, port, err := listenAddr(c.WebListen); err == nil {
+		listens = append(listens, listener{"web.listen-address", host, port})
+	}
+	for i, a := range listens {
+		for _, b := range listens[i+1:] {
+			if a.port != 0 && a.port == b.port && hostsOverlap(a.host, b.host) {
+				return invalid(b.flag, net.JoinHostPort(b.host, strconv.Itoa(b.port)), fmt.Sprintf("same port as --%s", a.flag))
+			}
+		}
+	}
+	return nil
+}
+
+func (c Config) checkRedis() error {
+	if c.RedisURL == "" {
+		return nil
+	}
+	if err := checkRedisURL(c.RedisURL); err != nil {
+		return invalid("redis.url", redactURL(c.RedisURL), err.Error())
+	}
+	return nil
+}
+
+// clusterSize is how many servers the embedded NATS cluster has: this one
+// and every route that is not to itself.
+func (c Config) clusterSize() int {
+	if c.NATSClusterListen == "" {
+		return 1
+	}
+	host, port, err := listenAddr(c.NATSClusterListen)
+	if err != nil {
+		return 1
+	}
+	seen := map[string]bool{}
+	for _, r := range c.NATSClusterRoutes {
+		if rh, rp, err := routeAddr(r); err == nil && !isSelf(host, port, rh, rp) {
+			seen[net.JoinHostPort(rh, strconv.Itoa(rp))] = true
+		}
+	}
+	return 1 + len(seen)
 }
 
 // DefaultName is the host name made into a subject token.

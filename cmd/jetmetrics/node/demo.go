@@ -3,12 +3,12 @@ package node
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"math/rand/v2"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/rs/zerolog"
 
 	"github.com/jetmetrics/jetmetrics/producers"
 )
@@ -26,8 +26,13 @@ type demo struct {
 	startedAt time.Time
 }
 
-func newDemo(p *producers.Producer) (*demo, error) {
-	d := &demo{rnd: rand.New(rand.NewPCG(1, 2)), routes: []string{"/", "/cart", "/checkout", "/search"}, startedAt: time.Now()}
+// newDemo registers the demo metrics with p. The numbers are seeded from
+// the node name, so every node of a demo cluster shows its own.
+func newDemo(p *producers.Producer, node string) (*demo, error) {
+	h := fnv.New64a()
+	h.Write([]byte(node))
+	seed := h.Sum64()
+	d := &demo{rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), routes: []string{"/", "/cart", "/checkout", "/search"}, startedAt: time.Now()}
 	var err error
 	if d.requests, err = p.NewCounterVec(producers.Opts{Name: "demo_http_requests_total", Help: "Requests served by the demo shop (integer counter, AWX IntM)."}, "route", "code"); err != nil {
 		return nil, err
@@ -69,20 +74,24 @@ func (d *demo) tick(now time.Time) {
 	d.temp.MustWith("b").Set(23 - phase + d.rnd.NormFloat64()*0.2)
 }
 
-func runDemo(ctx context.Context, nc *nats.Conn, cfg Config, log zerolog.Logger) error {
+// runDemo publishes demo metrics until ctx ends. It logs through
+// cfg.Logger: the producer adds the node's name itself.
+func runDemo(ctx context.Context, nc *nats.Conn, cfg Config) error {
+	log := cfg.Logger.With().Str("component", "demo").Logger()
 	p, err := producers.New(producers.Config{
 		Node:   cfg.Name,
 		Name:   "demo",
 		Prefix: cfg.Streams.Prefix,
-		Logger: log.With().Str("component", "demo").Logger(),
+		Logger: log,
 	}, nc)
 	if err != nil {
 		return fmt.Errorf("demo producer: %w", err)
 	}
-	d, err := newDemo(p)
+	d, err := newDemo(p, cfg.Name)
 	if err != nil {
 		return fmt.Errorf("demo metrics: %w", err)
 	}
+	log = log.With().Str("node", cfg.Name).Logger()
 	log.Info().Str("producer", p.ID()).Msg("demo producer publishing")
 	t := time.NewTicker(cfg.DemoInterval)
 	defer t.Stop()

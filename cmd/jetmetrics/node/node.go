@@ -168,7 +168,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		}
 	}()
 
-	ns, nc, err := n.startNATS()
+	ns, nc, err := n.startNATS(ctx)
 	if err != nil {
 		return err
 	}
@@ -274,9 +274,9 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		g.Go(func() error { return rs.Supervise(runCtx) })
 	}
 	if n.cfg.Demo {
-		g.Go(func() error { return runDemo(runCtx, nc, n.cfg, n.log) })
+		g.Go(func() error { return runDemo(runCtx, nc, n.cfg) })
 	}
-	n.log.Info().Str("web", n.WebAddr()).Str("nats", n.NATSURL()).Msg("node running")
+	n.log.Info().Str("web", n.WebAddr()).Str("nats", redactURL(n.NATSURL())).Msg("node running")
 
 	select {
 	case <-ctx.Done():
@@ -291,7 +291,10 @@ func (n *Node) startRedis(ctx context.Context) (*redisserver.Server, *redis.Clie
 	if n.cfg.RedisURL != "" {
 		opts, err := redis.ParseURL(n.cfg.RedisURL)
 		if err != nil {
-			return nil, nil, fmt.Errorf("--redis.url %q: %w", n.cfg.RedisURL, err)
+			return nil, nil, invalid("redis.url", redactURL(n.cfg.RedisURL), err.Error())
+		}
+		if err := n.waitRedis(ctx, opts); err != nil {
+			return nil, nil, err
 		}
 		return nil, redis.NewClient(opts), nil
 	}
@@ -299,6 +302,8 @@ func (n *Node) startRedis(ctx context.Context) (*redisserver.Server, *redis.Clie
 	if err != nil {
 		return nil, nil, fmt.Errorf("redis dir: %w", err)
 	}
+	// The child's output and the supervisor's notices carry the node's
+	// name from n.log; redisserver adds none of its own.
 	rc := redisserver.Config{Dir: dir, Logger: quiet(n.log.With().Str("component", "redis-server").Logger())}
 	if sock := filepath.Join(dir, "redis.sock"); len(sock) <= 100 {
 		rc.Socket = sock
@@ -311,7 +316,7 @@ func (n *Node) startRedis(ctx context.Context) (*redisserver.Server, *redis.Clie
 	return rs, redis.NewClient(rs.Options()), nil
 }
 
-func (n *Node) startNATS() (*natsserver.Server, *nats.Conn, error) {
+func (n *Node) startNATS(ctx context.Context) (*natsserver.Server, *nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name("jetmetrics-node-" + n.cfg.Name),
 		nats.MaxReconnects(-1),
@@ -327,9 +332,9 @@ func (n *Node) startNATS() (*natsserver.Server, *nats.Conn, error) {
 		}),
 	}
 	if n.cfg.NATSURL != "" {
-		nc, err := nats.Connect(n.cfg.NATSURL, opts...)
+		nc, err := n.connectNATS(ctx, opts)
 		if err != nil {
-			return nil, nil, fmt.Errorf("--nats.url %q: %w", n.cfg.NATSURL, err)
+			return nil, nil, err
 		}
 		url := n.cfg.NATSURL
 		n.natsURL.Store(&url)
@@ -339,7 +344,8 @@ func (n *Node) startNATS() (*natsserver.Server, *nats.Conn, error) {
 		Name:       n.cfg.Name,
 		StoreDir:   n.cfg.natsDir(),
 		DontListen: n.cfg.NATSListen == "",
-		Logger:     quiet(n.log.With().Str("component", "nats-server").Logger()),
+		// natsserver names the server (the node) in every line itself.
+		Logger: quiet(n.cfg.Logger.With().Str("component", "nats-server").Logger()),
 		// Room for snapshots of large aggregates; the SDK splits deltas to
 		// whatever the server allows.
 		MaxPayload:    8 << 20,
@@ -443,7 +449,13 @@ func (n *Node) listenWeb() (*webServer, error) {
 	}
 	addr := ln.Addr().String()
 	n.webAddr.Store(&addr)
-	return &webServer{srv: &http.Server{Handler: n.routes(), ReadHeaderTimeout: 10 * time.Second}, ln: ln}, nil
+	return &webServer{srv: &http.Server{
+		Handler:           n.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		// Accept errors (out of file descriptors), handler panics and
+		// the like go to the node's log, not to the log package's.
+		ErrorLog: stdLogger(n.log.With().Str("component", "http").Logger(), zerolog.WarnLevel),
+	}, ln: ln}, nil
 }
 
 // Run serves until ctx ends, then shuts down gracefully.
