@@ -150,7 +150,8 @@ func (d *Decoded) Release() {
 // Decode parses and validates one delta-batch message published on a
 // subject of node. A *RejectError reports a message that cannot be applied
 // at all: undecodable, of an unknown version, or with a bad envelope (node,
-// producer or seq). Entry-level problems are reported per entry.
+// producer, seq or metrics). Entry-level problems, wrong JSON types and
+// nulls included, are reported per entry.
 //
 // A scanner written for the format decodes the messages producers write;
 // whatever it cannot decide with certainty goes to decodeReference, which
