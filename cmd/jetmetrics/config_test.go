@@ -9,6 +9,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/jetmetrics/jetmetrics/tests/harness"
 )
 
 // secret is a password in URLs that no error may repeat.
@@ -235,4 +239,71 @@ func hostname(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// A Redis that answers "wrong password" fails the start at once: waiting
+// for it changes nothing.
+func TestRedisRefusingThePasswordFailsAtOnce(t *testing.T) {
+	rs := harness.RedisTCP(t)
+	if err := harness.RedisClient(t, rs).ConfigSet(context.Background(), "requirepass", "right-pw").Err(); err != nil {
+		t.Fatal(err)
+	}
+	url := strings.Replace(rs.URL(), "redis://", "redis://:"+secret+"@", 1)
+	start := time.Now()
+	err := run(context.Background(), []string{"node", "--data.dir=" + t.TempDir(), "--web.listen-address=127.0.0.1:0", "--nats.listen=",
+		"--redis.url=" + url, "--redis.connect-timeout=20s"}, &bytes.Buffer{}, &bytes.Buffer{})
+	took := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "--redis.url") || !strings.Contains(err.Error(), "WRONGPASS") {
+		t.Fatalf("error = %v, want one naming --redis.url and the refusal", err)
+	}
+	if strings.Contains(err.Error(), secret) {
+		t.Errorf("the password is echoed: %v", err)
+	}
+	if took > 5*time.Second {
+		t.Errorf("the start failed after %s, want at once, not after the 20s timeout", took)
+	}
+}
+
+// A NATS without JetStream fails the start, naming --nats.url, instead of
+// a node retrying to create its streams forever.
+func TestNATSWithoutJetStreamFailsTheStart(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = run(ctx, []string{"node", "--data.dir=" + t.TempDir(), "--web.listen-address=127.0.0.1:0", "--nats.url=" + ns.ClientURL()}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "--nats.url") || !strings.Contains(err.Error(), "JetStream") {
+		t.Fatalf("error = %v, want one naming --nats.url and JetStream", err)
+	}
+}
+
+// A listener whose port is taken fails the start naming its flag.
+func TestPortInUseNamesTheFlag(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	addr := taken.Addr().String()
+	for _, flag := range []string{"--web.listen-address", "--nats.listen"} {
+		t.Run(flag, func(t *testing.T) {
+			args := []string{"node", "--data.dir=" + t.TempDir(), "--web.listen-address=127.0.0.1:0", "--nats.listen=127.0.0.1:0", flag + "=" + addr}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			err := run(ctx, args, &bytes.Buffer{}, &bytes.Buffer{})
+			if err == nil || !strings.Contains(err.Error(), flag) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error = %v, want one line naming %s", err, flag)
+			}
+		})
+	}
 }

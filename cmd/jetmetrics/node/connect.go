@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/jetmetrics/jetmetrics/pkg/backoff"
@@ -36,6 +37,10 @@ func (n *Node) waitRedis(ctx context.Context, opts *redis.Options) error {
 		if perr == nil {
 			return nil
 		}
+		if refused(perr) {
+			// It answers, and says no: waiting changes nothing.
+			return fmt.Errorf("--redis.url %s: %w", redactURL(n.cfg.RedisURL), perr)
+		}
 		// The attempt the deadline cut short says less than the one
 		// before it ("connection refused").
 		if err == nil || !errors.Is(perr, context.DeadlineExceeded) {
@@ -57,6 +62,17 @@ func (n *Node) waitRedis(ctx context.Context, opts *redis.Options) error {
 	}
 }
 
+// refused reports whether a Redis error is an answer that a retry gets
+// again: a wrong or missing password.
+func refused(err error) bool {
+	for _, p := range []string{"NOAUTH", "WRONGPASS", "ERR AUTH", "ERR invalid password", "ERR Client sent AUTH"} {
+		if redis.HasErrorPrefix(err, p) {
+			return true
+		}
+	}
+	return false
+}
+
 // connectNATS connects to --nats.url and waits, at most
 // NATSConnectTimeout, until the connection is up. Later outages are
 // ridden out by reconnecting; only the first connection is bounded.
@@ -76,14 +92,14 @@ func (n *Node) connectNATS(ctx context.Context, opts []nats.Option) (*nats.Conn,
 		return nil, fmt.Errorf("--nats.url %s: %w", redactURL(n.cfg.NATSURL), err)
 	}
 	if nc.IsConnected() {
-		return nc, nil
+		return nc, n.checkJetStream(ctx, nc)
 	}
 	n.log.Info().Str("url", redactURL(n.cfg.NATSURL)).Dur("timeout", timeout).Msg("waiting for nats")
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
 	case <-connected:
-		return nc, nil
+		return nc, n.checkJetStream(ctx, nc)
 	case <-ctx.Done():
 		nc.Close()
 		return nil, fmt.Errorf("--nats.url %s: %w", redactURL(n.cfg.NATSURL), ctx.Err())
@@ -95,4 +111,21 @@ func (n *Node) connectNATS(ctx context.Context, opts []nats.Option) (*nats.Conn,
 		}
 		return nil, fmt.Errorf("--nats.url %s: not connected within --nats.connect-timeout=%s: %w", redactURL(n.cfg.NATSURL), timeout, err)
 	}
+}
+
+// checkJetStream fails the start on a NATS without JetStream, where the
+// streams could never be created; on any other error the provisioning
+// that follows retries. nc is closed when it fails.
+func (n *Node) checkJetStream(ctx context.Context, nc *nats.Conn) error {
+	js, err := jetstream.New(nc)
+	if err == nil {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err = js.AccountInfo(actx)
+		cancel()
+	}
+	if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+		nc.Close()
+		return fmt.Errorf("--nats.url %s: %w: jetmetrics needs JetStream (nats-server -js, or jetstream {} in its configuration)", redactURL(n.cfg.NATSURL), err)
+	}
+	return nil
 }

@@ -362,7 +362,9 @@ func (n *Node) startNATS(ctx context.Context) (*natsserver.Server, *nats.Conn, e
 	}
 	ns, err := natsserver.Start(sc)
 	if err != nil {
-		return nil, nil, fmt.Errorf("start embedded nats-server: %w", err)
+		// A port in use or an address that is not this machine's: say
+		// which flags set the listeners.
+		return nil, nil, fmt.Errorf("start embedded nats-server (--nats.listen %q, --nats.cluster.listen %q): %w", n.cfg.NATSListen, n.cfg.NATSClusterListen, err)
 	}
 	url := ns.ClientURL()
 	n.natsURL.Store(&url)
