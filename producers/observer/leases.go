@@ -1,0 +1,473 @@
+package observer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/jetmetrics/jetmetrics/streams"
+)
+
+// Lease is a node's hold on one target.
+type Lease struct {
+	// Node leads the target.
+	Node string
+	// Revision is the lease key's KV revision when it was last written:
+	// the fencing token results carry. Revisions grow across the whole
+	// bucket, so a later lease (or renewal) always has a higher one.
+	Revision uint64
+}
+
+// Elector tells the scheduler whether this node may poll a target now.
+type Elector interface {
+	// Lease returns this node's lease on target, and whether it holds a
+	// valid one at this moment.
+	Lease(target string) (Lease, bool)
+}
+
+// Static is an Elector under which one node leads every target, for a
+// node without peers (and tests). Its leases have revision 0.
+type Static struct{ Node string }
+
+// Lease returns a lease of s.Node on every target.
+func (s Static) Lease(string) (Lease, bool) { return Lease{Node: s.Node}, true }
+
+var (
+	_ Elector = Static{}
+	_ Elector = (*Leases)(nil)
+)
+
+// LeaseConfig configures Leases.
+type LeaseConfig struct {
+	// Observer names the observer ("volume", "probe"): the first token of
+	// its keys, so observers share the bucket without sharing leases.
+	Observer string
+	// Node is this node's name, written as the value of the leases it
+	// holds.
+	Node string
+	// Targets are the names of the targets to lead; every node of an
+	// observer is expected to list the same ones.
+	Targets []string
+	// Renew is how often leases are renewed and vacant ones acquired
+	// (default a third of the bucket's TTL; at most half of it).
+	Renew time.Duration
+	// StopTimeout bounds releasing the leases when Run ends (default 2 s).
+	StopTimeout time.Duration
+}
+
+// Leadership is what one node knows of one target's lease.
+type Leadership struct {
+	Target string `json:"target"`
+	// Node leads the target as far as this node saw in its last round
+	// ("" when the lease is vacant).
+	Node string `json:"node"`
+	// Revision is the lease's revision as last seen.
+	Revision uint64 `json:"revision"`
+	// Held reports whether this node holds a valid lease now.
+	Held bool `json:"held"`
+}
+
+// Leases keeps, for one observer, this node's share of the targets' leases
+// in a NATS KV bucket (see streams.ProvisionLeases): it renews the ones it
+// holds by compare-and-set on their revision, acquires the vacant ones
+// assigned to it, hands over those assigned to another live node, and
+// releases everything when Run ends. Lease is safe for concurrent use.
+type Leases struct {
+	cfg    LeaseConfig
+	kv     jetstream.KeyValue
+	log    zerolog.Logger
+	prefix string // observer + "."
+	keys   map[string]string
+	// member is the value of this node's node key: its name and
+	// targetSet, a hash of its sorted targets.
+	member    string
+	targetSet string
+	leader    *prometheus.GaugeVec
+
+	// Only round uses these: the rounds that read the bucket, in which
+	// round each node's key was last seen, and the live nodes.
+	reads int
+	seen  map[string]int
+	live  []string
+
+	mu    sync.Mutex
+	ttl   time.Duration
+	state map[string]*leaseState
+}
+
+type leaseState struct {
+	key        string
+	held       bool
+	node       string // leader as last seen; this node when held
+	rev        uint64
+	validUntil time.Time
+	// vacant counts the rounds in a row the lease was seen vacant and not
+	// assigned here: after two, this node takes it anyway, since the node
+	// it is assigned to is not taking it.
+	vacant int
+	// keepFrom is the node the lease was assigned to when this node took
+	// it anyway; it is not handed back to that node for keepRounds
+	// rounds, so a node that is live but cannot take a lease does not
+	// make it move every round, and a node that was only slow gets it
+	// back.
+	keepFrom   string
+	keepRounds int
+}
+
+// Number of rounds a vacant lease assigned to another node waits before
+// this node takes it.
+const vacantRounds = 2
+
+// keepRounds is how many rounds a lease taken for a node that did not take
+// it stays with the taker: two TTLs.
+const keepRounds = 6
+
+// NewLeases returns the lease keeper of cfg.Observer over kv. It registers
+// jetmetrics_observer_leader{observer,target} with reg: 1 for the targets
+// this node leads.
+func NewLeases(cfg LeaseConfig, kv jetstream.KeyValue, log zerolog.Logger, reg prometheus.Registerer) (*Leases, error) {
+	if err := streams.CheckToken("observer", cfg.Observer); err != nil {
+		return nil, fmt.Errorf("new leases: %w", err)
+	}
+	if err := streams.CheckToken("node", cfg.Node); err != nil {
+		return nil, fmt.Errorf("new leases: %w", err)
+	}
+	if cfg.Renew < 0 {
+		return nil, fmt.Errorf("new leases: negative renew interval %s", cfg.Renew)
+	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = 2 * time.Second
+	}
+	l := &Leases{
+		cfg:    cfg,
+		kv:     kv,
+		log:    log.With().Str("observer", cfg.Observer).Logger(),
+		prefix: cfg.Observer + ".",
+		keys:   make(map[string]string, len(cfg.Targets)),
+		state:  make(map[string]*leaseState, len(cfg.Targets)),
+		seen:   make(map[string]int),
+		leader: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name:        "jetmetrics_observer_leader",
+			Help:        "1 for each target this node leads (holds the lease of); summed over the nodes, 1 per target.",
+			ConstLabels: prometheus.Labels{"observer": cfg.Observer},
+		}, []string{"target"}),
+	}
+	for _, t := range cfg.Targets {
+		tok, err := streams.TargetToken(t)
+		if err != nil {
+			return nil, fmt.Errorf("new leases: %w", err)
+		}
+		if _, dup := l.state[t]; dup {
+			return nil, fmt.Errorf("new leases: target %q listed twice", t)
+		}
+		key := l.prefix + "lease." + tok
+		l.keys[key] = t
+		l.state[t] = &leaseState{key: key}
+	}
+	sorted := slices.Clone(cfg.Targets)
+	slices.Sort(sorted)
+	l.targetSet = fmt.Sprintf("%016x", hash(sorted...))
+	l.member = cfg.Node + " " + l.targetSet
+	if reg != nil {
+		if err := reg.Register(l.leader); err != nil {
+			return nil, fmt.Errorf("register leader gauge: %w", err)
+		}
+	}
+	return l, nil
+}
+
+// Lease returns this node's lease on target, valid until a little before
+// the bucket would expire it if no renewal came through: a node cut off
+// from NATS stops polling before another can take over.
+func (l *Leases) Lease(target string) (Lease, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.state[target]
+	if st == nil || !st.held || !time.Now().Before(st.validUntil) {
+		return Lease{}, false
+	}
+	return Lease{Node: l.cfg.Node, Revision: st.rev}, true
+}
+
+// Leaders returns what this node knows of every target's leadership,
+// sorted by target.
+func (l *Leases) Leaders() []Leadership {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]Leadership, 0, len(l.state))
+	for t, st := range l.state {
+		out = append(out, Leadership{Target: t, Node: st.node, Revision: st.rev, Held: st.held && now.Before(st.validUntil)})
+	}
+	slices.SortFunc(out, func(a, b Leadership) int { return strings.Compare(a.Target, b.Target) })
+	return out
+}
+
+// TTL is the bucket's TTL as read when Run started (0 before).
+func (l *Leases) TTL() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ttl
+}
+
+// Run keeps the leases until ctx ends, then releases the ones it holds
+// and returns nil. It returns an error only if the bucket's status cannot
+// be read at the start or the bucket has no TTL.
+func (l *Leases) Run(ctx context.Context) error {
+	st, err := l.kv.Status(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("read lease bucket status: %w", err)
+	}
+	ttl := st.TTL()
+	if ttl <= 0 {
+		return fmt.Errorf("lease bucket %s has no ttl", st.Bucket())
+	}
+	renew := l.cfg.Renew
+	if renew == 0 {
+		renew = ttl / 3
+	}
+	renew = min(renew, ttl/2)
+	l.mu.Lock()
+	l.ttl = ttl
+	l.mu.Unlock()
+	l.log.Info().Dur("ttl", ttl).Dur("renew", renew).Int("targets", len(l.state)).Msg("leases started")
+
+	t := time.NewTicker(renew)
+	defer t.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, renew)
+		l.round(rctx, ttl)
+		cancel()
+		select {
+		case <-ctx.Done():
+			l.release()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// nodeKey is the key that says node is alive for this observer.
+func (l *Leases) nodeKey(node string) string { return l.prefix + "node." + node }
+
+// round renews, hands over and acquires leases once.
+func (l *Leases) round(ctx context.Context, ttl time.Duration) {
+	if _, err := l.kv.Put(ctx, l.nodeKey(l.cfg.Node), []byte(l.member)); err != nil && ctx.Err() == nil {
+		l.log.Warn().Err(err).Msg("announce node")
+	}
+	entries, err := l.entries(ctx)
+	if err != nil {
+		// Without the bucket's view, only renew: acquiring or handing over
+		// on a guess could move leases for nothing.
+		if ctx.Err() == nil {
+			l.log.Warn().Err(err).Msg("read leases")
+		}
+		entries = nil
+	}
+	if entries != nil {
+		l.reads++
+		l.seen[l.cfg.Node] = l.reads
+		for key, e := range entries {
+			if strings.HasPrefix(key, l.prefix+"node.") {
+				// Only nodes with the same targets share them out: a
+				// node configured otherwise (during a rollout) would not
+				// take what is assigned to it.
+				if node, set, _ := strings.Cut(string(e.Value()), " "); set == l.targetSet {
+					l.seen[node] = l.reads
+				}
+			}
+		}
+	}
+	// A node is live while its key was in one of the last two reads: a
+	// read of the bucket can miss a key written while it runs, and one
+	// miss must not move leases. A dead node's key expires after the TTL
+	// and is gone from two reads a round later.
+	var live []string
+	for n, r := range l.seen {
+		if r+1 >= l.reads {
+			live = append(live, n)
+		} else {
+			delete(l.seen, n)
+		}
+	}
+	slices.Sort(live)
+	if !slices.Equal(live, l.live) {
+		l.log.Info().Strs("live", live).Strs("was", l.live).Msg("live nodes changed")
+		l.live = live
+	}
+	targets := make([]string, 0, len(l.state))
+	for t := range l.state {
+		targets = append(targets, t)
+	}
+	slices.Sort(targets)
+	assigned := assign(targets, live)
+
+	// Each step is a round trip (through raft, in a cluster): run a few at
+	// once so a round of many targets fits in the renewal interval.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, roundParallelism)
+	for _, t := range targets {
+		l.mu.Lock()
+		st := *l.state[t]
+		l.mu.Unlock()
+		if entries == nil && !st.held {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			next := l.step(ctx, t, st, entries, assigned[t], ttl)
+			l.mu.Lock()
+			*l.state[t] = next
+			l.mu.Unlock()
+			held := 0.0
+			if next.held {
+				held = 1
+			}
+			l.leader.WithLabelValues(t).Set(held)
+		})
+	}
+	wg.Wait()
+}
+
+// roundParallelism bounds the KV requests of one round in flight at once.
+const roundParallelism = 16
+
+// step decides and performs one target's lease action for the round.
+func (l *Leases) step(ctx context.Context, target string, st leaseState, entries map[string]jetstream.KeyValueEntry, assigned string, ttl time.Duration) leaseState {
+	me := l.cfg.Node
+	log := l.log.With().Str("target", target).Logger()
+	if !st.held {
+		if e, ok := entries[st.key]; ok {
+			st.node, st.rev, st.vacant = string(e.Value()), e.Revision(), 0
+			if st.node != me {
+				return st
+			}
+			// This node's own lease from before a restart: adopt it by
+			// renewing, unless another node wrote it since.
+			st.held = true
+		} else {
+			st.node = ""
+			st.vacant++
+			if assigned != me && st.vacant <= vacantRounds {
+				return st
+			}
+			sent := time.Now()
+			rev, err := l.kv.Create(ctx, st.key, []byte(me))
+			if err != nil {
+				if !errors.Is(err, jetstream.ErrKeyExists) && ctx.Err() == nil {
+					log.Warn().Err(err).Msg("acquire lease")
+				}
+				return st
+			}
+			st.held, st.node, st.rev, st.vacant = true, me, rev, 0
+			st.validUntil = sent.Add(validFor(ttl))
+			st.keepFrom, st.keepRounds = "", 0
+			if assigned != me {
+				st.keepFrom, st.keepRounds = assigned, keepRounds
+			}
+			log.Info().Uint64("revision", rev).Msg("lease acquired")
+			return st
+		}
+	}
+
+	if st.keepRounds > 0 {
+		st.keepRounds--
+	}
+	if entries != nil && assigned != me && (assigned != st.keepFrom || st.keepRounds == 0) {
+		// Hand over to the node the target is assigned to: it takes the
+		// vacant lease in its next round.
+		if err := l.kv.Delete(ctx, st.key, jetstream.LastRevision(st.rev)); err != nil && ctx.Err() == nil {
+			log.Warn().Err(err).Msg("hand over lease")
+		}
+		log.Info().Str("to", assigned).Msg("lease handed over")
+		return leaseState{key: st.key}
+	}
+	sent := time.Now()
+	rev, err := l.kv.Update(ctx, st.key, []byte(me), st.rev)
+	switch {
+	case err == nil:
+		st.rev, st.node = rev, me
+		st.validUntil = sent.Add(validFor(ttl))
+	case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+		// Someone else wrote the key, or it expired: the lease is lost.
+		log.Warn().Uint64("revision", st.rev).Msg("lease lost")
+		return leaseState{key: st.key}
+	case ctx.Err() == nil:
+		// The lease stays valid until validUntil; a later round may
+		// still renew it.
+		log.Warn().Err(err).Msg("renew lease")
+	}
+	return st
+}
+
+// validFor is how long after sending a successful write this node treats
+// its lease as valid: three quarters of the TTL, so that clock rates and
+// the server's expiry timer have a quarter of it to disagree in.
+func validFor(ttl time.Duration) time.Duration { return ttl * 3 / 4 }
+
+// entries reads the current value of every key of this observer.
+func (l *Leases) entries(ctx context.Context) (map[string]jetstream.KeyValueEntry, error) {
+	w, err := l.kv.Watch(ctx, l.prefix+">", jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("watch %s>: %w", l.prefix, err)
+	}
+	defer w.Stop()
+	out := make(map[string]jetstream.KeyValueEntry)
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("watch closed")
+			}
+			if e == nil {
+				return out, nil
+			}
+			out[e.Key()] = e
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// release gives up every lease this node holds, and its node key, so that
+// the other nodes take over in their next round instead of after the TTL.
+func (l *Leases) release() {
+	// Stop polling first, then tell the bucket.
+	held := make(map[string]leaseState)
+	l.mu.Lock()
+	for t, st := range l.state {
+		if st.held {
+			held[t] = *st
+		}
+		*st = leaseState{key: st.key}
+		l.leader.WithLabelValues(t).Set(0)
+	}
+	l.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.StopTimeout)
+	defer cancel()
+	n := 0
+	for t, st := range held {
+		if err := l.kv.Delete(ctx, st.key, jetstream.LastRevision(st.rev)); err != nil {
+			l.log.Warn().Err(err).Str("target", t).Msg("release lease")
+			continue
+		}
+		n++
+	}
+	if err := l.kv.Delete(ctx, l.nodeKey(l.cfg.Node)); err != nil {
+		l.log.Warn().Err(err).Msg("withdraw node")
+	}
+	l.log.Info().Int("released", n).Msg("leases stopped")
+}
