@@ -66,6 +66,7 @@ func TestConfigMistakesRefusedAtCheckAndStart(t *testing.T) {
 		{"redis connect timeout zero", []string{"--redis.connect-timeout=0s"}, "--redis.connect-timeout"},
 		{"nats connect timeout negative", []string{"--nats.connect-timeout=-1s"}, "--nats.connect-timeout"},
 		{"data dir a file", []string{"--data.dir=" + file}, "--data.dir"},
+		{"data dir under a file", []string{"--data.dir=" + file + "/data"}, "--data.dir"},
 		{"data dir empty", []string{"--data.dir="}, "--data.dir"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

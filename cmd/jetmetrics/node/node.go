@@ -143,7 +143,7 @@ func (n *Node) Ready(ctx context.Context) error {
 func (n *Node) Run(ctx context.Context) (err error) {
 	defer n.startOnce.Do(func() { close(n.started) })
 	if err := os.MkdirAll(n.cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("data dir: %w", err)
+		return fmt.Errorf("--data.dir %q: %w", n.cfg.DataDir, err)
 	}
 
 	// Redis first: a missing redis-server is the likeliest problem on a new
