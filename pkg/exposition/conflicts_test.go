@@ -109,6 +109,8 @@ func TestClusterViewConflicts(t *testing.T) {
 		counter("x_total", 2),
 		gauge("ok_level", 4),
 	)
+	n1.Rejected = map[string]uint64{"type_conflict": 2}
+	n2.Rejected = map[string]uint64{"overflow": 1}
 	wantConflicts := map[string]float64{ // metric/node -> series left out
 		"h_count/n2": 1, "m_total/n1": 1, "lat/n1": 1, "x_total/n3": 1, exposition.RejectedName + "/n1": 1,
 		"y_total/n1": 1, "jetmetrics_exposition_conflicts_total/n1": 1,

@@ -3,6 +3,7 @@ package exposition
 import (
 	"slices"
 	"sort"
+	"strings"
 
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
@@ -114,13 +115,16 @@ func labelPairs(labels []series.Label, node string, nodeLabel bool) []*dto.Label
 const RejectedName = "jetmetrics_rejected_total"
 
 // rejectedFamily counts each state's rejections by reason: every reason in
-// reasons, at 0 before its first, and every other reason the state holds.
+// reasons, at 0 before its first, and every other reason the state holds;
+// states in node order, so every node serves the same family.
 func rejectedFamily(states []*aggregate.State, nodeLabel bool, reasons []string) *dto.MetricFamily {
 	mf := &dto.MetricFamily{
 		Name: proto.String(RejectedName),
 		Help: proto.String("Updates rejected by the aggregator, by reason, counted exactly once with the aggregate."),
 		Type: dto.MetricType_COUNTER.Enum(),
 	}
+	states = slices.Clone(states)
+	slices.SortStableFunc(states, func(a, b *aggregate.State) int { return strings.Compare(a.Node, b.Node) })
 	for _, st := range states {
 		all := slices.Clone(reasons)
 		for r := range st.Rejected {
