@@ -217,3 +217,54 @@ func lineDiff(a, b []byte) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestUnreadablePeerLoggedOnce: a snapshot that cannot be decoded (here
+// garbage under valid headers, which the broadcast consumer stores as it
+// is) leaves its peer out of the cluster view, logged once per version,
+// not on every scrape, and the view still answers.
+func TestUnreadablePeerLoggedOnce(t *testing.T) {
+	nd := harness.StartProcessNode(t, harness.ProcessNodeConfig{Name: "n1"})
+	nd.WaitReady(formTimeout)
+	nc, err := nats.Connect(nd.NATSURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m := nats.NewMsg("jetmetrics.snap.ghost")
+	m.Header.Set("Jetmetrics-Node", "ghost")
+	m.Header.Set("Jetmetrics-Version", "7")
+	m.Header.Set("Jetmetrics-Generated", fmt.Sprint(time.Now().UnixMilli()))
+	m.Header.Set("Jetmetrics-TTL", "60000")
+	m.Data = []byte("not a snapshot")
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, converge, func() error {
+		if !strings.Contains(nd.Output(), "peer snapshot unreadable") {
+			_, _, err := get(nd.URL+"/metrics/cluster", "")
+			if err == nil {
+				err = fmt.Errorf("not logged yet")
+			}
+			return err
+		}
+		return nil
+	})
+	for range 10 {
+		b, ct, err := get(nd.URL+"/metrics/cluster", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := expositiontest.Check(b, ct); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(nd.Output(), "peer snapshot unreadable"); n != 1 {
+		t.Errorf("logged %d times over eleven scrapes, want once:\n%s", n, nd.Output())
+	}
+}

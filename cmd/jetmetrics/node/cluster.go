@@ -62,18 +62,20 @@ func (v *clusterView) states(ctx context.Context) ([]exposition.NodeInfo, []*agg
 		live[s.Node] = true
 		d, ok := v.cache[s.Node]
 		if !ok || d.version != s.Version || !d.generated.Equal(s.Generated) {
+			// An unreadable snapshot is remembered too, so it is logged
+			// once per version rather than on every scrape.
+			d = decoded{version: s.Version, generated: s.Generated}
 			dump, err := streams.DecodeSnapshot(s.Data)
-			if err != nil {
-				v.n.log.Warn().Err(err).Str("peer", s.Node).Msg("peer snapshot unreadable")
-				continue
+			if err == nil {
+				d.state, err = dump.State()
 			}
-			st, err := dump.State()
 			if err != nil {
-				v.n.log.Warn().Err(err).Str("peer", s.Node).Msg("peer snapshot unreadable")
-				continue
+				v.n.log.Warn().Err(err).Str("peer", s.Node).Uint64("seq", s.Version).Msg("peer snapshot unreadable: the peer is left out of the cluster view")
 			}
-			d = decoded{version: s.Version, generated: s.Generated, state: st}
 			v.cache[s.Node] = d
+		}
+		if d.state == nil {
+			continue
 		}
 		infos = append(infos, exposition.NodeInfo{Node: s.Node, Version: s.Version, Generated: s.Generated, AgeSeconds: now.Sub(s.Generated).Seconds()})
 		states = append(states, d.state)
