@@ -149,7 +149,7 @@ func jsonKeys(s string) ([]string, error) {
 // of file descriptors, which went to the log package's stderr before.
 func TestLogsAreOneStream(t *testing.T) {
 	var out lines
-	cmd := exec.Command("sh", "-c", `ulimit -n 256 && exec "$0" "$@"`, os.Args[0], "node",
+	cmd := exec.Command("sh", "-c", `ulimit -n 128 && exec "$0" "$@"`, os.Args[0], "node",
 		"--node.name=logs", "--data.dir="+t.TempDir(), "--web.listen-address=127.0.0.1:0", "--nats.listen=127.0.0.1:0",
 		"--log.format=json", "--log.level=debug", "--demo", "--demo.interval=50ms", "--snapshot.interval=200ms")
 	cmd.Env = append(os.Environ(), runMainEnv+"=1")
