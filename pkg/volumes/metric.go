@@ -39,3 +39,6 @@ func (m Metric) Check() error {
 	}
 	return nil
 }
+
+// MaxResponseBytes bounds a backend's HTTP answer that the backends read.
+const MaxResponseBytes = 4 << 20
