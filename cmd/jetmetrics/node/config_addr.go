@@ -30,8 +30,27 @@ func listenAddr(addr string) (host string, port int, err error) {
 	if err := checkHost(host); err != nil {
 		return "", 0, err
 	}
+	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() && !ip.IsLoopback() && !isLocalIP(ip) {
+		return "", 0, fmt.Errorf("%s is not an address of this machine", host)
+	}
 	port, err = parsePort(ps, true)
 	return host, port, err
+}
+
+// isLocalIP reports whether ip is one of this machine's interface
+// addresses; when they cannot be listed it says yes and leaves it to the
+// start.
+func isLocalIP(ip net.IP) bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return true
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // routeAddr parses a route URL, nats://host:port.
@@ -260,19 +279,7 @@ func isSelf(listenHost string, listenPort int, routeHost string, routePort int) 
 		return true
 	}
 	ip := net.ParseIP(routeHost)
-	if ip == nil {
-		return false
-	}
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return false
-	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
-			return true
-		}
-	}
-	return false
+	return ip != nil && isLocalIP(ip)
 }
 
 func isWildcard(host string) bool {
