@@ -1,0 +1,163 @@
+package volumes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/jetmetrics/jetmetrics/pkg/volumes"
+	"github.com/jetmetrics/jetmetrics/producers/observer"
+	"github.com/jetmetrics/jetmetrics/streams"
+)
+
+// Backend reports one volume's performance. The backends in
+// pkg/volumes/... satisfy it.
+type Backend interface {
+	PerformanceMetric(ctx context.Context) (volumes.Metric, error)
+}
+
+// Config configures a Poller.
+type Config struct {
+	// Node is this node's name, written into each result.
+	Node string
+	// Subjects builds the result subjects (zero value: the default
+	// prefix).
+	Subjects streams.Subjects
+	// Backends are the volumes by name.
+	Backends map[string]Backend
+	// PublishTimeout bounds publishing one result, which happens after the
+	// poll's own deadline when the backend timed out (default 2 s).
+	PublishTimeout time.Duration
+}
+
+// Poller polls volumes and publishes their results.
+type Poller struct {
+	cfg      Config
+	js       jetstream.JetStream
+	subjects map[string]string
+	tokens   map[string]string
+	total    *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+var _ observer.Poller = (*Poller)(nil)
+
+// Buckets of jetmetrics_volume_stats_observe_duration_seconds, the
+// Backend.AI proposal's.
+var durationBuckets = []float64{0.1, 0.5, 1, 2, 5, 10, 30}
+
+// New returns a poller publishing through js. It registers
+// jetmetrics_volume_stats_observe_total{volume,status} and
+// jetmetrics_volume_stats_observe_duration_seconds{volume} with reg (nil:
+// none); they count this node's polls, so summed over the nodes they count
+// each poll once.
+func New(cfg Config, js jetstream.JetStream, reg prometheus.Registerer) (*Poller, error) {
+	if err := streams.CheckToken("node", cfg.Node); err != nil {
+		return nil, fmt.Errorf("new volume poller: %w", err)
+	}
+	if cfg.PublishTimeout <= 0 {
+		cfg.PublishTimeout = 2 * time.Second
+	}
+	p := &Poller{
+		cfg:      cfg,
+		js:       js,
+		subjects: make(map[string]string, len(cfg.Backends)),
+		tokens:   make(map[string]string, len(cfg.Backends)),
+		total: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetmetrics_volume_stats_observe_total",
+			Help: "Volume performance polls this node made, by volume and outcome (success or failure).",
+		}, []string{"volume", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "jetmetrics_volume_stats_observe_duration_seconds",
+			Help:    "Time a volume's backend took to answer a poll from this node.",
+			Buckets: durationBuckets,
+		}, []string{"volume"}),
+	}
+	for name, b := range cfg.Backends {
+		if b == nil {
+			return nil, fmt.Errorf("new volume poller: volume %q has no backend", name)
+		}
+		subj, err := cfg.Subjects.Observation(streams.ObsKindVolume, name)
+		if err != nil {
+			return nil, fmt.Errorf("new volume poller: %w", err)
+		}
+		tok, _ := streams.TargetToken(name)
+		p.subjects[name], p.tokens[name] = subj, tok
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{p.total, p.duration} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register volume poll metrics: %w", err)
+			}
+		}
+	}
+	return p, nil
+}
+
+// Targets are the volumes' names, for the observer's and the leases'
+// configurations.
+func (p *Poller) Targets() []string {
+	out := make([]string, 0, len(p.cfg.Backends))
+	for name := range p.cfg.Backends {
+		out = append(out, name)
+	}
+	return out
+}
+
+// Poll asks the volume's backend and publishes the result. It returns
+// the backend's error (so the observer records it) after publishing it,
+// or the publish error.
+func (p *Poller) Poll(ctx context.Context, poll observer.Poll) error {
+	b, ok := p.cfg.Backends[poll.Target]
+	if !ok {
+		return fmt.Errorf("volume %q is not configured", poll.Target)
+	}
+	start := time.Now()
+	m, err := b.PerformanceMetric(ctx)
+	took := time.Since(start)
+	o := streams.Observation{
+		Volume:        poll.Target,
+		ObservedAt:    poll.Scheduled,
+		Duration:      took,
+		Status:        streams.ObsStatusOK,
+		Node:          p.cfg.Node,
+		LeaseRevision: poll.Lease.Revision,
+	}
+	switch {
+	case err == nil:
+		o.Metric = streams.VolumeMetric{
+			IOPSRead: m.IOPSRead, IOPSWrite: m.IOPSWrite,
+			ThroughputBytesRead: m.BytesReadPerSec, ThroughputBytesWrite: m.BytesWritePerSec,
+			LatencyUsecRead: m.LatencyUsecRead, LatencyUsecWrite: m.LatencyUsecWrite,
+		}
+	case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
+		o.Status, o.Error = streams.ObsStatusTimeout, err.Error()
+	default:
+		o.Status, o.Error = streams.ObsStatusError, err.Error()
+	}
+	status := "success"
+	if o.Status != streams.ObsStatusOK {
+		status = "failure"
+	}
+	p.total.WithLabelValues(poll.Target, status).Inc()
+	p.duration.WithLabelValues(poll.Target).Observe(took.Seconds())
+
+	data, encErr := streams.EncodeObservation(o)
+	if encErr != nil {
+		return fmt.Errorf("volume %s: %w", poll.Target, encErr)
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.PublishTimeout)
+	defer cancel()
+	msg := &nats.Msg{Subject: p.subjects[poll.Target], Data: data}
+	id := p.tokens[poll.Target] + ":" + strconv.FormatInt(poll.Scheduled.UnixNano(), 10)
+	if _, perr := p.js.PublishMsg(pctx, msg, jetstream.WithMsgID(id)); perr != nil {
+		return errors.Join(err, fmt.Errorf("publish volume %s result: %w", poll.Target, perr))
+	}
+	return err
+}
