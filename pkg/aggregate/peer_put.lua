@@ -10,11 +10,8 @@ if cur and tonumber(cur) > tonumber(ARGV[1]) then
 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'generated', ARGV[2], 'expires', ARGV[3], 'data', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
--- The record only moves forward; a snapshot at or above a removal's
--- version brings a removed peer back.
-local seen = redis.call('HGET', KEYS[2], 'version')
-if not seen or tonumber(seen) <= tonumber(ARGV[1]) then
-  redis.call('HSET', KEYS[2], 'version', ARGV[1], 'generated', ARGV[2], 'expires', ARGV[3], 'removed', '0')
-end
+-- The record follows the snapshot stored: a live snapshot brings a removed
+-- peer back, even one whose versions started over (its stream was reset).
+redis.call('HSET', KEYS[2], 'version', ARGV[1], 'generated', ARGV[2], 'expires', ARGV[3], 'removed', '0')
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
 return 1

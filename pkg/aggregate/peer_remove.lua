@@ -10,10 +10,6 @@ if cur and tonumber(cur) > tonumber(ARGV[1]) then
   return 0
 end
 redis.call('DEL', KEYS[1])
-local seen = redis.call('HGET', KEYS[2], 'version')
-if seen and tonumber(seen) > tonumber(ARGV[1]) then
-  return 1
-end
 redis.call('HSET', KEYS[2], 'version', ARGV[1], 'removed', '1')
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1

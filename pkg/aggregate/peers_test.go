@@ -76,6 +76,21 @@ func TestPeersRememberDownPeers(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "version=7 live=true removed=false", true},
+		{"back with its versions started over", func(p *aggregate.Peers) {
+			if err := p.Expire(ctx, "n2"); err != nil {
+				t.Fatal(err)
+			}
+			put(p, "n2", 2, time.Minute)
+		}, "version=2 live=true removed=false", true},
+		{"removed with its versions started over", func(p *aggregate.Peers) {
+			if err := p.Expire(ctx, "n2"); err != nil {
+				t.Fatal(err)
+			}
+			put(p, "n2", 2, time.Minute)
+			if err := p.Remove(ctx, "n2", 3); err != nil {
+				t.Fatal(err)
+			}
+		}, "version=3 live=false removed=true", false},
 		{"back after a removal", func(p *aggregate.Peers) {
 			if err := p.Remove(ctx, "n2", 9); err != nil {
 				t.Fatal(err)
