@@ -25,6 +25,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var cfg node.Config
 	fs.StringVar(&cfg.Name, "node.name", node.DefaultName(), "node name, a subject token of [A-Za-z0-9_-]")
 	fs.StringVar(&cfg.DataDir, "data.dir", "./data", "directory for the embedded NATS store and the managed Redis files")
+	fs.BoolVar(&cfg.AdoptDataDir, "data.adopt", false, "start on a --data.dir recorded as another node's, and record it as this node's")
 	fs.StringVar(&cfg.NATSURL, "nats.url", "", "NATS server URL(s), comma separated; empty starts an embedded server")
 	fs.DurationVar(&cfg.NATSConnectTimeout, "nats.connect-timeout", node.DefaultConnectTimeout, "how long a start waits to connect to --nats.url before it fails")
 	fs.StringVar(&cfg.NATSListen, "nats.listen", "127.0.0.1:4222", `embedded server's client address; "" for in-process only`)

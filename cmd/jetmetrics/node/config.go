@@ -24,8 +24,13 @@ type Config struct {
 	// characters outside [A-Za-z0-9_-] replaced by '-').
 	Name string
 	// DataDir holds the embedded NATS store and the managed Redis files
-	// (default "./data").
+	// (default "./data"). A running node locks it, and it records the node
+	// it belongs to: a second node on it, or a node of another name, is
+	// refused at start.
 	DataDir string
+	// AdoptDataDir lets a node start on a data directory recorded as
+	// another node's, and records it as this node's.
+	AdoptDataDir bool
 
 	// NATSURL connects to an existing NATS; empty starts an embedded server.
 	NATSURL string

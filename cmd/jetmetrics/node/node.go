@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -25,6 +24,7 @@ import (
 	"github.com/jetmetrics/jetmetrics/consumers/snapshot"
 	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
 	"github.com/jetmetrics/jetmetrics/pkg/backoff"
+	"github.com/jetmetrics/jetmetrics/pkg/datadir"
 	"github.com/jetmetrics/jetmetrics/pkg/exposition"
 	"github.com/jetmetrics/jetmetrics/pkg/natsserver"
 	"github.com/jetmetrics/jetmetrics/pkg/redisserver"
@@ -142,9 +142,11 @@ func (n *Node) Ready(ctx context.Context) error {
 // it returns nil after a clean shutdown.
 func (n *Node) Run(ctx context.Context) (err error) {
 	defer n.startOnce.Do(func() { close(n.started) })
-	if err := os.MkdirAll(n.cfg.DataDir, 0o755); err != nil {
+	dir, err := datadir.Claim(n.cfg.DataDir, n.cfg.Name, n.cfg.AdoptDataDir)
+	if err != nil {
 		return fmt.Errorf("--data.dir %q: %w", n.cfg.DataDir, err)
 	}
+	defer dir.Close()
 
 	// Redis first: a missing redis-server is the likeliest problem on a new
 	// machine, and it should be reported before anything else starts.
