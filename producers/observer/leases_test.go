@@ -396,3 +396,31 @@ func leaderGauge(t *testing.T, reg *prometheus.Registry, target string) promethe
 		}
 	})
 }
+
+// A node killed and started again under the same name (the process is
+// gone; the data directory's lock keeps two of one name from running)
+// adopts the leases it held, by renewing them on their revision, instead
+// of waiting a TTL for them to expire; no slot is polled twice.
+func TestLeasesRestartAdopts(t *testing.T) {
+	r := newRig(t, []*natsserver.Server{harness.NATS(t)}, 30)
+	a, b := r.start("a", 0), r.start("b", 1)
+	r.waitSpread([]*obsNode{a, b}, 10*r.ttl)
+	start := time.Now()
+	held := b.held()
+	b.crash()
+	b.stop() // its release fails: the connection is closed
+	killed := time.Now()
+
+	b2 := r.start("b", 1)
+	harness.Eventually(t, r.ttl, func() error {
+		if got := b2.held(); !slices.Equal(got, held) {
+			return fmt.Errorf("restarted b holds %v, held %v", got, held)
+		}
+		return nil
+	})
+	if d := time.Since(killed); d >= r.ttl/2 {
+		t.Errorf("restarted node took %s to adopt its leases, not one round", d)
+	}
+	r.waitPolled(time.Now().Add(pollInterval), 5, 10*r.ttl)
+	r.checkOnce(start)
+}
