@@ -59,6 +59,8 @@ func newRig(t *testing.T) *rig {
 
 func (r *rig) clock() time.Time { return time.Unix(0, r.now.Load()) }
 
+func (r *rig) clockAt(t time.Time) { r.now.Store(t.UnixNano()) }
+
 // writer runs a writer until the test ends (or stop), with its own
 // registry.
 type writer struct {

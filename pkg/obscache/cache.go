@@ -96,3 +96,30 @@ func (c *Cache) Get(ctx context.Context, token string) (e Entry, ok bool, err er
 	}
 	return e, true, nil
 }
+
+// GetMany returns the entries of tokens that are in the cache, by token,
+// in one round trip.
+func (c *Cache) GetMany(ctx context.Context, tokens []string) (map[string]Entry, error) {
+	pipe := c.rdb.Pipeline()
+	cmds := make([]*redis.SliceCmd, len(tokens))
+	for i, tok := range tokens {
+		cmds[i] = pipe.HMGet(ctx, c.Key(tok), "at", "rev", "data")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	out := make(map[string]Entry, len(tokens))
+	for i, tok := range tokens {
+		v := cmds[i].Val()
+		if len(v) != 3 || v[0] == nil || v[2] == nil {
+			continue
+		}
+		at, err1 := strconv.ParseInt(fmt.Sprint(v[0]), 10, 64)
+		rev, err2 := strconv.ParseUint(fmt.Sprint(v[1]), 10, 64)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("cache %s: malformed entry: %w", tok, err)
+		}
+		out[tok] = Entry{At: time.Unix(0, at).UTC(), Revision: rev, Data: []byte(fmt.Sprint(v[2]))}
+	}
+	return out, nil
+}

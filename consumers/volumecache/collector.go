@@ -1,0 +1,111 @@
+package volumecache
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/jetmetrics/jetmetrics/pkg/obscache"
+	"github.com/jetmetrics/jetmetrics/streams"
+)
+
+// Leads reports whether this node leads (polls) a volume now.
+type Leads func(volume string) bool
+
+// Collector exposes the cached performance of the volumes this node leads
+// as gauges: jetmetrics_volume_{iops,throughput_bytes,latency_usec}_{read,
+// write}{volume} and jetmetrics_volume_metric_last_updated_timestamp_seconds.
+//
+// Every node caches every volume, but only the leader exposes a volume, so
+// scraping every node yields each volume once. A volume's gauges exist only
+// while its newest result is cached and succeeded: they disappear when the
+// entry expires (TTL after the observation), when a poll fails, and when
+// the volume leaves the configuration, and never show an older value.
+//
+// Collect reads Redis once per scrape; it is safe for concurrent use.
+type Collector struct {
+	cache   *obscache.Cache
+	volumes []string
+	tokens  []string
+	leads   Leads
+	timeout time.Duration
+	log     zerolog.Logger
+	descs   [7]*prometheus.Desc
+}
+
+var _ prometheus.Collector = (*Collector)(nil)
+
+// NewCollector returns the collector of volumes from cache; timeout bounds
+// the Redis read of one scrape (default 2 s).
+func NewCollector(cache *obscache.Cache, volumes []string, leads Leads, timeout time.Duration, log zerolog.Logger) (*Collector, error) {
+	if timeout <= 0 {
+		timeout = 2 * time.Second
+	}
+	c := &Collector{cache: cache, volumes: volumes, leads: leads, timeout: timeout, log: log}
+	for _, v := range volumes {
+		tok, err := streams.TargetToken(v)
+		if err != nil {
+			return nil, fmt.Errorf("new volume collector: %w", err)
+		}
+		c.tokens = append(c.tokens, tok)
+	}
+	for i, n := range []struct{ name, help string }{
+		{"jetmetrics_volume_iops_read", "Read operations per second of the volume, as last observed."},
+		{"jetmetrics_volume_iops_write", "Write operations per second of the volume, as last observed."},
+		{"jetmetrics_volume_throughput_bytes_read", "Bytes read per second from the volume, as last observed."},
+		{"jetmetrics_volume_throughput_bytes_write", "Bytes written per second to the volume, as last observed."},
+		{"jetmetrics_volume_latency_usec_read", "Mean latency of a read from the volume in microseconds, as last observed."},
+		{"jetmetrics_volume_latency_usec_write", "Mean latency of a write to the volume in microseconds, as last observed."},
+		{"jetmetrics_volume_metric_last_updated_timestamp_seconds", "When the volume's exposed figures were observed, in Unix seconds."},
+	} {
+		c.descs[i] = prometheus.NewDesc(n.name, n.help, []string{"volume"}, nil)
+	}
+	return c, nil
+}
+
+// Describe sends the gauges' descriptions.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+// Collect sends the gauges of the led volumes with a cached successful
+// result. A Redis error leaves the gauges out of this scrape and is logged.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	var led, tokens []string
+	for i, v := range c.volumes {
+		if c.leads(v) {
+			led = append(led, v)
+			tokens = append(tokens, c.tokens[i])
+		}
+	}
+	if len(led) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	entries, err := c.cache.GetMany(ctx, tokens)
+	if err != nil {
+		c.log.Warn().Err(err).Msg("volume gauges left out of the scrape")
+		return
+	}
+	for i, v := range led {
+		e, ok := entries[tokens[i]]
+		if !ok {
+			continue
+		}
+		o, err := streams.DecodeObservation(e.Data)
+		if err != nil || o.Status != streams.ObsStatusOK {
+			continue
+		}
+		m := o.Metric
+		for j, x := range []float64{m.IOPSRead, m.IOPSWrite, m.ThroughputBytesRead, m.ThroughputBytesWrite, m.LatencyUsecRead, m.LatencyUsecWrite,
+			float64(o.ObservedAt.UnixNano()) / 1e9} {
+			ch <- prometheus.MustNewConstMetric(c.descs[j], prometheus.GaugeValue, x, v)
+		}
+	}
+}
