@@ -22,6 +22,8 @@ func TestFlagErrorsNameTheFlag(t *testing.T) {
 		{[]string{"node", "--nats.cluster.listen=127.0.0.1:6222"}, nil, "--nats.cluster.routes"},
 		{[]string{"node"}, map[string]string{"JETMETRICS_STREAMS_REPLICAS": "x"}, "JETMETRICS_STREAMS_REPLICAS (from --streams.replicas)"},
 		{[]string{"node"}, map[string]string{"JETMETRICS_DEMO_INTERVAL": "-1s"}, "--demo.interval"},
+		{[]string{"node", "--cluster.peer-forget-after=0s"}, nil, "--cluster.peer-forget-after"},
+		{[]string{"node"}, map[string]string{"JETMETRICS_CLUSTER_ORPHAN_SCAN_INTERVAL": "-1s"}, "--cluster.orphan-scan-interval"},
 		{[]string{"frobnicate"}, nil, `unknown command "frobnicate"`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
