@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,6 +69,14 @@ type jsonView struct {
 	Metrics []jsonFamily `json:"metrics"`
 	// Conflicts are the nodes' families the view leaves out, each whole.
 	Conflicts []jsonConflict `json:"conflicts"`
+	// Rejected are jetmetrics_rejected_total's series: per node and reason.
+	Rejected []jsonRejected `json:"rejected"`
+}
+
+type jsonRejected struct {
+	Node   string `json:"node"`
+	Reason string `json:"reason"`
+	Value  uint64 `json:"value"`
 }
 
 type jsonFamily struct {
@@ -122,19 +131,19 @@ func (f jsonFloat) MarshalJSON() ([]byte, error) {
 // series naming its node, and under "conflicts" every node's family the
 // view leaves out (see resolve), whole.
 func WriteJSON(w io.Writer, nodes []NodeInfo, states []*aggregate.State, f Filter) error {
-	_, err := writeJSON(w, nodes, states, f)
+	_, err := writeJSON(w, nodes, states, f, nil)
 	return err
 }
 
 // WriteJSON is the package's WriteJSON, logging each conflict once as the
 // handler's other views do.
 func (h *Handler) WriteJSON(w io.Writer, nodes []NodeInfo, states []*aggregate.State, f Filter) error {
-	conflicts, err := writeJSON(w, nodes, states, f)
+	conflicts, err := writeJSON(w, nodes, states, f, h.cfg.Reasons)
 	h.logConflicts(conflicts, f.keep() == nil)
 	return err
 }
 
-func writeJSON(w io.Writer, nodes []NodeInfo, states []*aggregate.State, f Filter) ([]Conflict, error) {
+func writeJSON(w io.Writer, nodes []NodeInfo, states []*aggregate.State, f Filter, reasons []string) ([]Conflict, error) {
 	keep := f.keep()
 	fams, conflicts := resolve(states, viewReserved(), keep)
 	view := jsonView{Nodes: nodes, Metrics: make([]jsonFamily, 0, len(fams)), Conflicts: []jsonConflict{}}
@@ -152,6 +161,18 @@ func writeJSON(w io.Writer, nodes []NodeInfo, states []*aggregate.State, f Filte
 		jf := newJSONFamily(c.Metric, &c.fam.Meta)
 		jf.addSeries(c.Node, c.fam)
 		view.Conflicts = append(view.Conflicts, jsonConflict{Node: c.Node, Metric: c.Metric, Exposed: c.Exposed, With: c.With, WithType: c.WithKind, Family: jf})
+	}
+	view.Rejected = []jsonRejected{}
+	if len(f.Names) == 0 || slices.Contains(f.Names, RejectedName) {
+		for _, st := range states {
+			if keep != nil && !keep(st.Node, "") {
+				continue
+			}
+			for _, r := range rejectionReasons(st, reasons) {
+				view.Rejected = append(view.Rejected, jsonRejected{Node: st.Node, Reason: r, Value: st.Rejected[r]})
+			}
+		}
+		slices.SortStableFunc(view.Rejected, func(a, b jsonRejected) int { return strings.Compare(a.Node, b.Node) })
 	}
 	return conflicts, json.NewEncoder(w).Encode(view)
 }

@@ -173,7 +173,8 @@ func TestClusterViewConflicts(t *testing.T) {
 		}
 	}
 
-	// The JSON form decides the same and keeps what it leaves out, whole.
+	// The JSON form decides the same, keeps what it leaves out, whole, and
+	// every node's rejections.
 	var firstJSON []byte
 	for i, states := range orders {
 		var buf bytes.Buffer
@@ -191,6 +192,10 @@ func TestClusterViewConflicts(t *testing.T) {
 			Name, Type string
 			Series     []json.RawMessage
 		}
+		Rejected []struct {
+			Node, Reason string
+			Value        uint64
+		}
 		Conflicts []struct {
 			Node, Metric, With string
 			Family             struct {
@@ -201,6 +206,9 @@ func TestClusterViewConflicts(t *testing.T) {
 	}
 	if err := json.Unmarshal(firstJSON, &view); err != nil {
 		t.Fatal(err)
+	}
+	if fmt.Sprint(view.Rejected) != "[{n1 type_conflict 2} {n2 overflow 1}]" {
+		t.Errorf("JSON rejected %v, want every node's counts", view.Rejected)
 	}
 	got := map[string]float64{}
 	for _, c := range view.Conflicts {

@@ -126,14 +126,7 @@ func rejectedFamily(states []*aggregate.State, nodeLabel bool, reasons []string)
 	states = slices.Clone(states)
 	slices.SortStableFunc(states, func(a, b *aggregate.State) int { return strings.Compare(a.Node, b.Node) })
 	for _, st := range states {
-		all := slices.Clone(reasons)
-		for r := range st.Rejected {
-			if !slices.Contains(reasons, r) {
-				all = append(all, r)
-			}
-		}
-		sort.Strings(all)
-		for _, r := range all {
+		for _, r := range rejectionReasons(st, reasons) {
 			mf.Metric = append(mf.Metric, &dto.Metric{
 				Label:   labelPairs([]series.Label{{Name: "reason", Value: r}}, st.Node, nodeLabel),
 				Counter: &dto.Counter{Value: proto.Float64(float64(st.Rejected[r]))},
@@ -144,4 +137,17 @@ func rejectedFamily(states []*aggregate.State, nodeLabel bool, reasons []string)
 		return nil
 	}
 	return mf
+}
+
+// rejectionReasons are the reasons shown for st, sorted: every one of
+// reasons and every other one st counts.
+func rejectionReasons(st *aggregate.State, reasons []string) []string {
+	all := slices.Clone(reasons)
+	for r := range st.Rejected {
+		if !slices.Contains(reasons, r) {
+			all = append(all, r)
+		}
+	}
+	sort.Strings(all)
+	return all
 }
