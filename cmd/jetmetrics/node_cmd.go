@@ -36,6 +36,15 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&cfg.RedisKeyPrefix, "redis.key-prefix", "jetmetrics", "prefix of every Redis key")
 	fs.DurationVar(&cfg.RedisConnectTimeout, "redis.connect-timeout", node.DefaultConnectTimeout, "how long a start waits for the Redis of --redis.url to answer before it fails")
 	fs.StringVar(&cfg.WebListen, "web.listen-address", node.DefaultWebListen, "HTTP address for /metrics and the API")
+	fs.StringVar(&cfg.WebConfigFile, "web.config.file", "", "exporter-toolkit web configuration file for TLS, client certificates and basic auth (reread on every request); empty serves plain HTTP")
+	fs.BoolVar(&cfg.WebHealthyWithoutAuth, "web.healthy-without-auth", false, "serve /-/healthy without the basic auth of --web.config.file (TLS still applies)")
+	fs.IntVar(&cfg.WebMaxConnections, "web.max-connections", node.DefaultWebMaxConnections, "most HTTP connections open at once; more wait to be accepted")
+	fs.IntVar(&cfg.WebMaxMetricsRequests, "web.max-requests.metrics", node.DefaultWebMaxMetricsRequests, "most /metrics requests served at once; more get 503 with Retry-After")
+	fs.IntVar(&cfg.WebMaxClusterRequests, "web.max-requests.cluster", node.DefaultWebMaxClusterRequests, "most /metrics/cluster requests (any format) served at once; more get 503 with Retry-After")
+	fs.DurationVar(&cfg.WebReadTimeout, "web.read-timeout", node.DefaultWebReadTimeout, "longest time to read an HTTP request")
+	fs.DurationVar(&cfg.WebWriteTimeout, "web.write-timeout", node.DefaultWebWriteTimeout, "longest time to serve an HTTP request and write its response")
+	fs.DurationVar(&cfg.WebIdleTimeout, "web.idle-timeout", node.DefaultWebIdleTimeout, "how long an idle keep-alive connection stays open")
+	fs.DurationVar(&cfg.ReadyStallAfter, "web.ready-stall-after", node.DefaultReadyStallAfter, "/-/ready fails once the aggregator has applied nothing for this long while the stream holds this node's deltas")
 	fs.StringVar(&cfg.Streams.Prefix, "streams.prefix", streams.DefaultPrefix, "subject prefix and stream name base")
 	fs.IntVar(&cfg.Streams.Replicas, "streams.replicas", 0, "stream replicas; 0 picks 3 in a NATS cluster of three or more, else the cluster's size")
 	fs.DurationVar(&cfg.Streams.DeltaMaxAge, "streams.delta-max-age", streams.DefaultDeltaMaxAge, "how long deltas are kept: the replay horizon")
@@ -149,6 +158,20 @@ func checkNodeFlags(cfg node.Config) error {
 		return flagError("redis.connect-timeout", cfg.RedisConnectTimeout.String(), "want a positive duration")
 	case cfg.NATSConnectTimeout <= 0:
 		return flagError("nats.connect-timeout", cfg.NATSConnectTimeout.String(), "want a positive duration")
+	case cfg.WebMaxConnections < 1:
+		return flagError("web.max-connections", fmt.Sprint(cfg.WebMaxConnections), "want at least 1")
+	case cfg.WebMaxMetricsRequests < 1:
+		return flagError("web.max-requests.metrics", fmt.Sprint(cfg.WebMaxMetricsRequests), "want at least 1")
+	case cfg.WebMaxClusterRequests < 1:
+		return flagError("web.max-requests.cluster", fmt.Sprint(cfg.WebMaxClusterRequests), "want at least 1")
+	case cfg.WebReadTimeout <= 0:
+		return flagError("web.read-timeout", cfg.WebReadTimeout.String(), "want a positive duration")
+	case cfg.WebWriteTimeout <= 0:
+		return flagError("web.write-timeout", cfg.WebWriteTimeout.String(), "want a positive duration")
+	case cfg.WebIdleTimeout <= 0:
+		return flagError("web.idle-timeout", cfg.WebIdleTimeout.String(), "want a positive duration")
+	case cfg.ReadyStallAfter <= 0:
+		return flagError("web.ready-stall-after", cfg.ReadyStallAfter.String(), "want a positive duration")
 	case cfg.Name == "":
 		return flagError("node.name", "", "want a name of [A-Za-z0-9_-]")
 	case cfg.DataDir == "" && (cfg.NATSURL == "" || cfg.RedisURL == ""):

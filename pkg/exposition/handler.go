@@ -136,15 +136,8 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, states []*aggreg
 // are decided from all of states first (see resolve), so a filtered view
 // serves what the whole view serves of them.
 func (h *Handler) ServeView(w http.ResponseWriter, r *http.Request, states []*aggregate.State, f Filter) {
-	ct := expfmt.NegotiateAccept(r.Header, h.accepted...)
-	gz := negotiateGzip(r)
+	ct, gz := h.Head(w, r)
 	hdr := w.Header()
-	hdr.Add("Vary", "Accept")
-	hdr.Add("Vary", "Accept-Encoding")
-	hdr.Set("Content-Type", string(ct))
-	if gz {
-		hdr.Set("Content-Encoding", "gzip")
-	}
 	var only map[string]bool
 	if r.URL != nil {
 		if names := r.URL.Query()["name[]"]; len(names) > 0 {
@@ -170,6 +163,22 @@ func (h *Handler) ServeView(w http.ResponseWriter, r *http.Request, states []*ag
 	hdr.Set("Content-Length", strconv.FormatInt(body.size, 10))
 	// A failed write is the client gone; nothing is left to do.
 	_, _ = body.WriteTo(w)
+}
+
+// Head sets the headers Serve would for r (Vary, Content-Type and
+// Content-Encoding) and returns the negotiated format and encoding; it
+// renders nothing, so a HEAD request costs no rendering.
+func (h *Handler) Head(w http.ResponseWriter, r *http.Request) (expfmt.Format, bool) {
+	ct := expfmt.NegotiateAccept(r.Header, h.accepted...)
+	gz := negotiateGzip(r)
+	hdr := w.Header()
+	hdr.Add("Vary", "Accept")
+	hdr.Add("Vary", "Accept-Encoding")
+	hdr.Set("Content-Type", string(ct))
+	if gz {
+		hdr.Set("Content-Encoding", "gzip")
+	}
+	return ct, gz
 }
 
 // negotiateGzip reports whether the request prefers gzip to identity, as

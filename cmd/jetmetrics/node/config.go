@@ -62,6 +62,28 @@ type Config struct {
 	// WebListen is the HTTP address (default ":9480"); "127.0.0.1:0" picks
 	// a free port (see Node.WebAddr).
 	WebListen string
+	// WebConfigFile is an exporter-toolkit web configuration file (TLS,
+	// client certificates, bcrypt basic auth), read again on every request
+	// and handshake; empty serves plain HTTP to anyone.
+	WebConfigFile string
+	// WebHealthyWithoutAuth serves /-/healthy without basic auth (TLS and
+	// client certificates still apply: they precede any request).
+	WebHealthyWithoutAuth bool
+	// WebMaxConnections bounds the HTTP connections open at once; more wait
+	// in the kernel's accept queue (default 256).
+	WebMaxConnections int
+	// WebMaxMetricsRequests and WebMaxClusterRequests bound the /metrics
+	// and /metrics/cluster requests served at once; more are answered 503
+	// with Retry-After (defaults 8 and 2).
+	WebMaxMetricsRequests, WebMaxClusterRequests int
+	// WebReadTimeout, WebWriteTimeout and WebIdleTimeout bound reading a
+	// request, writing its response, and a keep-alive connection's wait
+	// for the next request (defaults 30 s, 60 s, 60 s).
+	WebReadTimeout, WebWriteTimeout, WebIdleTimeout time.Duration
+	// ReadyStallAfter is how long the aggregator's mark may stay put while
+	// the stream holds more of this node's deltas before /-/ready says the
+	// node is not applying them (default 30 s).
+	ReadyStallAfter time.Duration
 
 	// Streams names and sizes the streams. Replicas 0 means 3 in a NATS
 	// cluster of three or more servers, else the cluster's size.
@@ -126,6 +148,7 @@ func (c Config) withDefaults() Config {
 	if c.WebListen == "" {
 		c.WebListen = DefaultWebListen
 	}
+	c.webDefaults()
 	if c.DemoInterval == 0 {
 		c.DemoInterval = time.Second
 	}
@@ -197,6 +220,10 @@ func (c Config) checkDurations() error {
 		{"streams.duplicate-window", c.Streams.Duplicates},
 		{"cluster.peer-forget-after", c.PeerForgetAfter},
 		{"cluster.orphan-scan-interval", c.OrphanScanInterval},
+		{"web.read-timeout", c.WebReadTimeout},
+		{"web.write-timeout", c.WebWriteTimeout},
+		{"web.idle-timeout", c.WebIdleTimeout},
+		{"web.ready-stall-after", c.ReadyStallAfter},
 	} {
 		if d.v < 0 {
 			return invalid(d.flag, d.v.String(), "want a positive duration")
@@ -257,7 +284,7 @@ func (c Config) checkWeb() error {
 	if _, _, err := listenAddr(c.WebListen); err != nil {
 		return invalid("web.listen-address", c.WebListen, err.Error())
 	}
-	return nil
+	return c.checkWebLimits()
 }
 
 func (c Config) checkNATS() error {

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
@@ -24,9 +26,20 @@ func (n *Node) routes() http.Handler {
 	n.localExpo = mustHandler(exposition.HandlerConfig{Gatherer: n.reg, StateGauges: servedGauges, Reasons: reasons,
 		EnableOpenMetrics: true, ErrorLog: promLogger{n}})
 	n.clusterExpo = mustHandler(exposition.HandlerConfig{NodeLabel: true, Reasons: reasons, EnableOpenMetrics: true, ErrorLog: promLogger{n}})
-	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(n.reg, http.HandlerFunc(n.serveMetrics)))
+	rejected := n.rejectedRequests()
+	metrics := newLimiter("metrics", "web.max-requests.metrics", n.cfg.WebMaxMetricsRequests, rejected)
+	mux.Handle("GET /metrics", metrics.wrap(promhttp.InstrumentMetricHandler(n.reg, http.HandlerFunc(n.serveMetrics))))
 	cluster := &clusterView{n: n}
-	mux.HandleFunc("GET /metrics/cluster", cluster.serveCluster)
+	clusterLimit := newLimiter("cluster", "web.max-requests.cluster", n.cfg.WebMaxClusterRequests, rejected)
+	mux.Handle("GET /metrics/cluster", clusterLimit.wrap(http.HandlerFunc(cluster.serveCluster)))
+	// HEAD answers what GET would, status and headers, without rendering
+	// or reading an aggregate: a "GET" pattern would also take HEAD and
+	// do all the work for a body nobody receives.
+	mux.HandleFunc("HEAD /metrics", n.headMetrics)
+	mux.HandleFunc("HEAD /metrics/cluster", cluster.headCluster)
+	mux.HandleFunc("HEAD /api/v1/nodes", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+	})
 	mux.HandleFunc("GET /api/v1/nodes", n.serveNodes)
 	mux.HandleFunc("DELETE /api/v1/nodes/{name}", n.forgetNode)
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
@@ -73,7 +86,7 @@ func (n *Node) serveMetrics(w http.ResponseWriter, r *http.Request) {
 // or a rollback; and it refuses everything until that bound is known.
 func (n *Node) loadLocal(ctx context.Context) (*aggregate.State, error) {
 	if !n.seeded.Load() {
-		return nil, errors.New("aggregate unavailable: starting, reading how far the delta stream goes")
+		return nil, errNotSeeded
 	}
 	var st *aggregate.State
 	caughtUp := false
@@ -90,11 +103,105 @@ func (n *Node) loadLocal(ctx context.Context) (*aggregate.State, error) {
 	// An aggregator that has caught up with the stream holds everything
 	// ever served, even if the stream's last message was deleted since the
 	// high-water mark was seeded from it.
-	if hw := n.highWater.Load(); st.Mark < hw && !caughtUp {
-		return nil, fmt.Errorf("aggregate is at stream seq %d, behind seq %d it may already have exposed: catching up after a restart, a Redis restore or a rollback", st.Mark, hw)
+	if err := n.behind(st.Mark, caughtUp); err != nil {
+		return nil, err
 	}
 	raiseTo(&n.highWater, st.Mark)
 	return st, nil
+}
+
+var errNotSeeded = errors.New("aggregate unavailable: starting, reading how far the delta stream goes")
+
+// behind refuses an aggregate at mark older than one this node may have
+// exposed, unless the aggregator holding it has caught up (see loadLocal).
+func (n *Node) behind(mark uint64, caughtUp bool) error {
+	if hw := n.highWater.Load(); mark < hw && !caughtUp {
+		return fmt.Errorf("aggregate is at stream seq %d, behind seq %d it may already have exposed: catching up after a restart, a Redis restore or a rollback", mark, hw)
+	}
+	return nil
+}
+
+// servable is loadLocal's verdict without loading the aggregate: the
+// aggregator's mark from memory, or only the mark stored in Redis.
+func (n *Node) servable(ctx context.Context) error {
+	if !n.seeded.Load() {
+		return errNotSeeded
+	}
+	if a := n.agg.Load(); a != nil {
+		if st := a.State(); st != nil {
+			return n.behind(st.Mark, a.CaughtUp())
+		}
+	}
+	rdb := n.rdb.Load()
+	if rdb == nil {
+		return errors.New("aggregate unavailable: redis not connected")
+	}
+	mark, err := aggregate.NewStore(rdb, n.cfg.RedisKeyPrefix, n.cfg.Name).StreamMark(ctx)
+	if err != nil {
+		return fmt.Errorf("aggregate unavailable: %w", err)
+	}
+	return n.behind(mark, false)
+}
+
+// applying is the part of readiness that /metrics can be served and the
+// aggregator is applying this node's deltas: its mark has not stood still
+// for ReadyStallAfter while the stream holds deltas after it. The stream
+// is asked only once the mark has stood still that long.
+func (n *Node) applying(ctx context.Context) error {
+	a := n.agg.Load()
+	if a == nil {
+		return errors.New("aggregator: not consuming yet")
+	}
+	mark := a.Mark()
+	if still := n.stall.still(mark, time.Now()); still >= n.cfg.ReadyStallAfter {
+		nc := n.nc.Load()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return fmt.Errorf("delta stream: %w", err)
+		}
+		last, err := n.lastDeltaSeq(ctx, js)
+		if err != nil {
+			return fmt.Errorf("delta stream: read this node's last sequence: %w", err)
+		}
+		if last > mark {
+			return fmt.Errorf("aggregator: not applying deltas: applied up to stream seq %d for %s while the stream holds this node's deltas up to seq %d", mark, still.Round(time.Second), last)
+		}
+	}
+	if err := n.servable(ctx); err != nil {
+		return fmt.Errorf("/metrics: %w", err)
+	}
+	return nil
+}
+
+// headMetrics answers HEAD /metrics: the status and headers GET would
+// send, without rendering.
+func (n *Node) headMetrics(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	if err := n.servable(ctx); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	n.localExpo.Head(w, r)
+}
+
+// rejectedRequests counts the requests the limiters turned away.
+func (n *Node) rejectedRequests() *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "jetmetrics_web_requests_rejected_total",
+		Help: "Requests answered 503 because the most of their class (metrics or cluster) were being served at once.",
+	}, []string{"class"})
+	if err := n.reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			return are.ExistingCollector.(*prometheus.CounterVec)
+		}
+		panic(err)
+	}
+	for _, class := range []string{"metrics", "cluster"} {
+		c.WithLabelValues(class)
+	}
+	return c
 }
 
 // loadLocalFromRedis reads this node's aggregate from Redis, reusing the
@@ -147,4 +254,27 @@ func mustHandler(cfg exposition.HandlerConfig) *exposition.Handler {
 		panic(err)
 	}
 	return h
+}
+
+// headCluster answers HEAD /metrics/cluster: the status and headers GET
+// would send, without reading peers' snapshots or rendering.
+func (v *clusterView) headCluster(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	if err := v.n.servable(ctx); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	if b := v.n.broadcast.Load(); b == nil || !b.CaughtUp() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	switch r.URL.Query().Get("format") {
+	case "json":
+		w.Header().Set("Content-Type", "application/json")
+	case "":
+		v.n.clusterExpo.Head(w, r)
+	default:
+		w.WriteHeader(http.StatusBadRequest)
+	}
 }

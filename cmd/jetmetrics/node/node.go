@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -60,8 +59,11 @@ type Node struct {
 	// keeping what they rendered of each node at each version.
 	localExpo, clusterExpo *exposition.Handler
 	broadcast              atomic.Pointer[broadcast.Consumer]
-	started                chan struct{}
-	startOnce              sync.Once
+	// stall is since when the readiness checks have seen the
+	// aggregator's mark stand still.
+	stall     progress
+	started   chan struct{}
+	startOnce sync.Once
 }
 
 // New validates cfg and returns a node ready to Run.
@@ -135,7 +137,7 @@ func (n *Node) Ready(ctx context.Context) error {
 	if b := n.broadcast.Load(); b == nil || !b.Ready() {
 		return errors.New("broadcast: not consuming snapshots yet")
 	}
-	return nil
+	return n.applying(ctx)
 }
 
 // Run starts the node and blocks until ctx ends or a part fails for good;
@@ -438,46 +440,6 @@ func drain(nc *nats.Conn, timeout time.Duration) error {
 		nc.Close()
 		return errors.New("drain timed out")
 	}
-}
-
-// webServer is the node's HTTP server.
-type webServer struct {
-	srv *http.Server
-	ln  net.Listener
-}
-
-func (n *Node) listenWeb() (*webServer, error) {
-	ln, err := net.Listen("tcp", n.cfg.WebListen)
-	if err != nil {
-		return nil, fmt.Errorf("--web.listen-address %q: %w", n.cfg.WebListen, err)
-	}
-	addr := ln.Addr().String()
-	n.webAddr.Store(&addr)
-	return &webServer{srv: &http.Server{
-		Handler:           n.routes(),
-		ReadHeaderTimeout: 10 * time.Second,
-		// Accept errors (out of file descriptors), handler panics and
-		// the like go to the node's log, not to the log package's.
-		ErrorLog: stdLogger(n.log.With().Str("component", "http").Logger(), zerolog.WarnLevel),
-	}, ln: ln}, nil
-}
-
-// Run serves until ctx ends, then shuts down gracefully.
-func (w *webServer) Run(ctx context.Context) error {
-	errc := make(chan error, 1)
-	go func() { errc <- w.srv.Serve(w.ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("http server: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := w.srv.Shutdown(sctx); err != nil {
-		w.srv.Close()
-	}
-	<-errc
-	return nil
 }
 
 // quiet keeps an embedded server's chatter (banners, notices) out of the
