@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 
 	"github.com/rs/zerolog"
 )
@@ -22,10 +24,27 @@ type Config struct {
 	// created if missing. Required.
 	Dir string
 	// Socket is the unix socket path to listen on, with TCP disabled.
-	// Empty means listen on 127.0.0.1 instead. At most 103 bytes.
+	// Empty means listen on 127.0.0.1 instead, unless TempSocket is set.
+	// At most 103 bytes. The socket is made mode 0700 (unixsocketperm), so
+	// other users cannot connect whatever its directory's mode.
 	Socket string
-	// Port is the TCP port when Socket is empty. 0 picks a free one.
+	// TempSocket, when Socket is empty, listens on a unix socket in a new
+	// directory of mode 0700 under os.TempDir instead of on TCP: a short
+	// path for a Dir too deep for one. The directory is removed when the
+	// server stops and made again, only if still ours, when it restarts.
+	TempSocket bool
+	// Port is the TCP port when neither Socket nor TempSocket is set. 0
+	// picks a free one.
 	Port int
+	// Password is the default user's password (requirepass), so a client
+	// must AUTH before any other command. redis-server reads it from its
+	// standard input, never from its command line, which every user of
+	// the machine can read; Options carries it and URL does not. On TCP
+	// the readiness probe sends it to whatever holds the port, so a
+	// socket keeps it private where TCP cannot. Empty leaves the server
+	// open to whoever can reach its socket or port, which only tests
+	// should do.
+	Password string
 	// AppendFsync is the AOF fsync policy: "everysec" (default), "always"
 	// or "no".
 	AppendFsync string
@@ -70,6 +89,7 @@ func (c Config) resolve() (Config, error) {
 			return c, fmt.Errorf("config: socket path %q is %d bytes, longer than %d", c.Socket, len(c.Socket), maxSocketPath)
 		}
 		c.Port = 0
+		c.TempSocket = false
 	}
 	if c.Binary == "" {
 		c.Binary = "redis-server"
@@ -83,29 +103,104 @@ func (c Config) resolve() (Config, error) {
 	}
 	c.Binary = bin
 	c.ExtraArgs = append([]string(nil), c.ExtraArgs...)
-	if err := os.MkdirAll(c.Dir, 0o750); err != nil {
+	// Only redis-server and its owner have any business reading the AOF.
+	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
 		return c, fmt.Errorf("config: %w", err)
+	}
+	if c.TempSocket {
+		// MkdirTemp makes the directory mode 0700 under a name nobody
+		// could have made beforehand.
+		dir, err := os.MkdirTemp("", "jetmetrics-redis-")
+		if err != nil {
+			return c, fmt.Errorf("config: socket directory: %w", err)
+		}
+		c.Socket, c.Port = filepath.Join(dir, "redis.sock"), 0
+		if len(c.Socket) > maxSocketPath {
+			os.Remove(dir)
+			return c, fmt.Errorf("config: socket path %q is %d bytes, longer than %d: set TMPDIR to a shorter directory", c.Socket, len(c.Socket), maxSocketPath)
+		}
 	}
 	return c, nil
 }
 
+// socketDir is the private directory of a TempSocket, "" otherwise.
+func (c Config) socketDir() string {
+	if !c.TempSocket {
+		return ""
+	}
+	return filepath.Dir(c.Socket)
+}
+
+// makeSocketDir makes the TempSocket directory again after a stop removed
+// it, or checks that the one left by a crashed child is still ours: a
+// directory (not a symbolic link) owned by this user with mode 0700. A
+// name under a shared /tmp could have been taken meanwhile by someone
+// hoping the child would listen where they can reach it.
+func (c Config) makeSocketDir() error {
+	dir := c.socketDir()
+	if dir == "" {
+		return nil
+	}
+	err := os.Mkdir(dir, 0o700)
+	if err == nil || !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() || st.Mode().Perm() != 0o700 || !ownedBySelf(st) {
+		return fmt.Errorf("socket directory %s: not a directory of mode 0700 owned by this user", dir)
+	}
+	return nil
+}
+
 // args returns the redis-server command line for c, on port when c.Socket
-// is empty.
+// is empty. With a password, "-" makes redis-server read the rest of its
+// configuration, stdin(), from its standard input.
 func (c Config) args(port int) []string {
-	args := []string{
+	var args []string
+	if c.Password != "" {
+		args = append(args, "-")
+	}
+	args = append(args,
 		"--dir", c.Dir,
 		"--daemonize", "no",
 		"--appendonly", "yes",
 		"--appendfsync", c.AppendFsync,
 		"--save", "",
-		"--protected-mode", "no",
+		// Without a password, protected mode still refuses any client
+		// that is not on loopback or the socket.
+		"--protected-mode", "yes",
 		"--bind", "127.0.0.1",
 		"--logfile", "",
-	}
+	)
 	if c.Socket != "" {
 		args = append(args, "--port", "0", "--unixsocket", c.Socket, "--unixsocketperm", "700")
 	} else {
 		args = append(args, "--port", fmt.Sprint(port))
 	}
 	return append(args, c.ExtraArgs...)
+}
+
+// stdin returns the configuration redis-server reads from its standard
+// input: the password, every byte escaped, so no byte of it can end the
+// directive or start another.
+func (c Config) stdin() string {
+	if c.Password == "" {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString(`requirepass "`)
+	for i := 0; i < len(c.Password); i++ {
+		fmt.Fprintf(&b, `\x%02x`, c.Password[i])
+	}
+	b.WriteString("\"\n")
+	return b.String()
+}
+
+// ownedBySelf reports whether st belongs to this process's user.
+func ownedBySelf(st fs.FileInfo) bool {
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	return ok && int(sys.Uid) == os.Getuid()
 }

@@ -36,11 +36,20 @@ type process struct {
 	err     error         // Wait's result; read only after exited is closed
 }
 
-// spawn starts redis-server with args and a goroutine that waits for it.
-func spawn(bin string, args []string, dir string, log zerolog.Logger) (*process, error) {
+// spawn starts redis-server as c describes, on port when c has no
+// socket, and a goroutine that waits for it.
+func spawn(c Config, port int, log zerolog.Logger) (*process, error) {
 	out := &output{log: log}
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = dir
+	if c.Password != "" {
+		// redis-server never prints its password, but should it ever
+		// quote the line of its configuration that holds it (a FATAL
+		// CONFIG FILE ERROR does), the log and the errors do not.
+		out.secrets = []string{c.Password, strings.TrimSuffix(c.stdin(), "\n")}
+	}
+	bin := c.Binary
+	cmd := exec.Command(bin, c.args(port)...)
+	cmd.Dir = c.Dir
+	cmd.Stdin = strings.NewReader(c.stdin())
 	// One writer for both streams makes exec use one pipe and one copying
 	// goroutine, and keeps lines in order.
 	cmd.Stdout = out
@@ -113,6 +122,8 @@ func (p *process) addrInUse() bool {
 // the last lines for error messages.
 type output struct {
 	log zerolog.Logger
+	// secrets are replaced by "xxxxx" in every line.
+	secrets []string
 
 	mu      sync.Mutex
 	partial []byte
@@ -149,6 +160,9 @@ func (o *output) line(s string) {
 	if s == "" {
 		return
 	}
+	for _, secret := range o.secrets {
+		s = strings.ReplaceAll(s, secret, "xxxxx")
+	}
 	o.log.Debug().Msg(s)
 	o.last = append(o.last, s)
 	if len(o.last) > tailLines {
@@ -166,8 +180,9 @@ func (o *output) tail() string {
 // probe asks the server at network/addr whether it serves commands and
 // which process it is: PING answers -LOADING while the AOF is replayed,
 // and INFO names the pid, so a stranger holding our port is not mistaken
-// for the child.
-func probe(network, addr string, timeout time.Duration) (pid int, err error) {
+// for the child. With a password it authenticates first; AUTH is served
+// while the AOF loads.
+func probe(network, addr, password string, timeout time.Duration) (pid int, err error) {
 	conn, err := net.DialTimeout(network, addr, timeout)
 	if err != nil {
 		return 0, err
@@ -176,10 +191,24 @@ func probe(network, addr string, timeout time.Duration) (pid int, err error) {
 	if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
 		return 0, err
 	}
-	if _, err := conn.Write([]byte("PING\r\nINFO server\r\n")); err != nil {
+	var req []byte
+	if password != "" {
+		req = fmt.Appendf(req, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(password), password)
+	}
+	req = append(req, "PING\r\nINFO server\r\n"...)
+	if _, err := conn.Write(req); err != nil {
 		return 0, err
 	}
 	r := bufio.NewReader(conn)
+	if password != "" {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return 0, err
+		}
+		if line = strings.TrimSpace(line); line != "+OK" {
+			return 0, fmt.Errorf("auth: %s", line)
+		}
+	}
 	line, err := r.ReadString('\n')
 	if err != nil {
 		return 0, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"syscall"
@@ -37,6 +38,10 @@ type Server struct {
 	// ops serialises everything that starts or stops the child.
 	ops sync.Mutex
 
+	// socketDir is whether a TempSocket's directory was made, or taken
+	// over, by this server and not removed since; s.ops is held.
+	socketDir bool
+
 	mu      sync.Mutex
 	proc    *process      // current child, perhaps exited
 	stopped bool          // proc was stopped by Stop, not by a crash or Kill
@@ -54,6 +59,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, started: make(chan struct{})}
 	if cfg.Socket != "" || cfg.Port != 0 {
 		if err := s.start(ctx); err != nil {
+			s.removeSocketDir()
 			return nil, fmt.Errorf("start redis: %w", err)
 		}
 		return s, nil
@@ -80,7 +86,11 @@ var errAddrInUse = errors.New("address in use")
 // start spawns a child and waits until it is ready; s.ops is held or s is
 // not yet shared. On failure no child is left running.
 func (s *Server) start(ctx context.Context) error {
-	p, err := spawn(s.cfg.Binary, s.cfg.args(s.cfg.Port), s.cfg.Dir, s.log)
+	if err := s.cfg.makeSocketDir(); err != nil {
+		return err
+	}
+	s.socketDir = s.cfg.TempSocket
+	p, err := spawn(s.cfg, s.cfg.Port, s.log)
 	if err != nil {
 		return err
 	}
@@ -111,7 +121,7 @@ func (s *Server) waitReady(ctx context.Context, p *process) error {
 	t := time.NewTicker(probeInterval)
 	defer t.Stop()
 	for {
-		pid, err := probe(network, addr, probeTimeout)
+		pid, err := probe(network, addr, s.cfg.Password, probeTimeout)
 		if err == nil && pid == p.pid() {
 			return nil
 		}
@@ -147,11 +157,11 @@ func (s *Server) URL() string {
 	return "redis://" + addr
 }
 
-// Options returns client options for redis.NewClient, a new value on each
-// call.
+// Options returns client options for redis.NewClient, with the password,
+// a new value on each call.
 func (s *Server) Options() *redis.Options {
 	network, addr := s.netAddr()
-	return &redis.Options{Network: network, Addr: addr}
+	return &redis.Options{Network: network, Addr: addr, Password: s.cfg.Password}
 }
 
 // PID returns the process id of the current child, which may have exited.
@@ -189,13 +199,15 @@ func (s *Server) Stop(ctx context.Context) error {
 	return nil
 }
 
-// stop is Stop with s.ops held.
+// stop is Stop with s.ops held. Once the child is gone, a TempSocket's
+// directory goes too.
 func (s *Server) stop(ctx context.Context) error {
 	s.mu.Lock()
 	p := s.proc
 	s.stopped = true
 	s.mu.Unlock()
 	if p.done() {
+		s.removeSocketDir()
 		return nil
 	}
 	if err := p.signal(syscall.SIGTERM); err != nil {
@@ -203,11 +215,26 @@ func (s *Server) stop(ctx context.Context) error {
 	}
 	select {
 	case <-p.exited:
+		s.removeSocketDir()
 		return nil
 	case <-ctx.Done():
 		err := p.kill()
 		<-p.exited
+		s.removeSocketDir()
 		return errors.Join(fmt.Errorf("graceful shutdown of pid %d: %w", p.pid(), ctx.Err()), err)
+	}
+}
+
+// removeSocketDir removes a TempSocket's directory, with a socket file a
+// killed child left behind, unless it is not this server's to remove.
+func (s *Server) removeSocketDir() {
+	if !s.socketDir {
+		return
+	}
+	s.socketDir = false
+	dir := s.cfg.socketDir()
+	if err := os.RemoveAll(dir); err != nil {
+		s.log.Warn().Err(err).Str("dir", dir).Msg("remove redis-server socket directory")
 	}
 }
 
