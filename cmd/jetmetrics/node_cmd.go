@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
@@ -107,12 +105,7 @@ func startNode(ctx context.Context, cfg node.Config, logger zerolog.Logger, chec
 		fmt.Fprintln(stdout, "configuration is valid")
 		return nil
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		versioncollector.NewCollector("jetmetrics"),
-	)
+	reg := node.NewRegistry(versioncollector.NewCollector("jetmetrics"))
 	cfg.Logger = logger
 	cfg.Registry = reg
 	// go-redis logs connection-pool trouble through a process-wide logger;

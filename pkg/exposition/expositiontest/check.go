@@ -99,12 +99,6 @@ func disjoint(fams map[string]*dto.MetricFamily) error {
 	return nil
 }
 
-// UpstreamOpenMetricsDuplicates are OpenMetrics family names that
-// client_golang's own collectors declare twice (the Go collector's gauge
-// go_memstats_alloc_bytes and counter go_memstats_alloc_bytes_total), which
-// checkLines tolerates: no family of the aggregate can take them.
-var UpstreamOpenMetricsDuplicates = []string{"go_memstats_alloc_bytes"}
-
 // samples are the sample names a family of type typ may hold, in the text
 // format or (om) OpenMetrics.
 func samples(name, typ string, om bool) []string {
@@ -148,14 +142,13 @@ func checkLines(body []byte, om bool) error {
 			if len(f) != 4 {
 				return fmt.Errorf("line %d: %q", n, line)
 			}
-			upstream := om && slices.Contains(UpstreamOpenMetricsDuplicates, f[2])
-			if _, ok := types[f[2]]; ok && !upstream {
+			if _, ok := types[f[2]]; ok {
 				return fmt.Errorf("line %d: family %s declared twice", n, f[2])
 			}
 			fam, typ = f[2], f[3]
 			types[fam] = typ
 			for _, s := range append(samples(fam, typ, om), fam) {
-				if o, ok := owner[s]; ok && o != fam && !upstream {
+				if o, ok := owner[s]; ok && o != fam {
 					return fmt.Errorf("line %d: families %s and %s both take %s", n, o, fam, s)
 				}
 				owner[s] = fam
