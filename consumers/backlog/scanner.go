@@ -134,12 +134,19 @@ func New(cfg Config, js jetstream.JetStream, peers PeerSource, reg prometheus.Re
 	return s, nil
 }
 
-// Run scans at once, then every interval, until ctx ends. A failed scan is
-// logged and counted and keeps the last result.
+// Run scans every interval until ctx ends. The first scan waits an
+// interval too: a node just started has not yet stored its live peers'
+// snapshots, and would count and log their deltas as orphans. A failed
+// scan is logged and counted and keeps the last result.
 func (s *Scanner) Run(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.Interval)
 	defer t.Stop()
 	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
 		if err := s.scan(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -148,11 +155,6 @@ func (s *Scanner) Run(ctx context.Context) error {
 			s.log.Warn().Err(err).Msg("delta stream scan")
 		} else {
 			s.scans.WithLabelValues("ok").Inc()
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
 		}
 	}
 }
