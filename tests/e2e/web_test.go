@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -135,7 +136,7 @@ func (p *pki) httpClient(withCert bool) *http.Client {
 	if withCert {
 		cfg.Certificates = []tls.Certificate{p.client}
 	}
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true, ForceAttemptHTTP2: true}}
 }
 
 // startWebNode runs a node as harness.StartNode does, but waits until
@@ -178,22 +179,23 @@ func startWebNode(t *testing.T, cfg node.Config, ready func(addr string) error) 
 	return n.WebAddr()
 }
 
-// get requests url and returns the status, or the transport's error.
-func get(c *http.Client, method, url, user, pass string) (int, error) {
+// get requests url and returns the status and protocol, or the
+// transport's error.
+func get(c *http.Client, method, url, user, pass string) (int, string, error) {
 	req, err := http.NewRequest(method, url, nil)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	if user != "" {
 		req.SetBasicAuth(user, pass)
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, nil
+	return resp.StatusCode, resp.Proto, nil
 }
 
 // TestWebConfigTLSAndAuth: with --web.config.file, every endpoint needs
@@ -217,6 +219,7 @@ func TestWebConfigTLSAndAuth(t *testing.T) {
 		name        string
 		tls         string
 		healthyOpen bool
+		proto       string // default HTTP/2.0, which the web config enables by default
 		requests    []request
 	}{
 		{
@@ -249,19 +252,31 @@ func TestWebConfigTLSAndAuth(t *testing.T) {
 				{path: "/-/healthy", cert: true, user: "prometheus", pass: "s3cret", want: 200},
 			},
 		},
+		{
+			name:  "tls without http2",
+			tls:   "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nhttp_server_config:\n  http2: false\n",
+			proto: "HTTP/1.1",
+			requests: []request{
+				{path: "/metrics", want: 401},
+				{path: "/metrics", user: "prometheus", pass: "s3cret", want: 200},
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := webConfig(t, p.dir, tc.tls+users)
 			withCert := p.httpClient(true)
 			addr := startWebNode(t, node.Config{WebConfigFile: path, WebHealthyWithoutAuth: tc.healthyOpen}, func(addr string) error {
-				code, err := get(withCert, http.MethodGet, "https://"+addr+"/-/ready", "prometheus", "s3cret")
+				code, _, err := get(withCert, http.MethodGet, "https://"+addr+"/-/ready", "prometheus", "s3cret")
 				if err == nil && code != 200 {
 					err = fmt.Errorf("/-/ready: %d", code)
 				}
 				return err
 			})
 			for _, r := range tc.requests {
-				code, err := get(p.httpClient(r.cert), http.MethodGet, "https://"+addr+r.path, r.user, r.pass)
+				code, proto, err := get(p.httpClient(r.cert), http.MethodGet, "https://"+addr+r.path, r.user, r.pass)
+				if want := cmp.Or(tc.proto, "HTTP/2.0"); err == nil && proto != want {
+					t.Errorf("GET %s: %s, want %s", r.path, proto, want)
+				}
 				switch {
 				case r.want == 0 && err == nil:
 					t.Errorf("GET %s (cert %v) answered %d, want a refused handshake", r.path, r.cert, code)
@@ -274,10 +289,10 @@ func TestWebConfigTLSAndAuth(t *testing.T) {
 			// Neither a client that does not trust the CA nor a plain HTTP
 			// one gets anything.
 			untrusting := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-			if code, err := get(untrusting, http.MethodGet, "https://"+addr+"/metrics", "prometheus", "s3cret"); err == nil {
+			if code, _, err := get(untrusting, http.MethodGet, "https://"+addr+"/metrics", "prometheus", "s3cret"); err == nil {
 				t.Errorf("a client without the CA got %d", code)
 			}
-			if code, err := get(untrusting, http.MethodGet, "http://"+addr+"/metrics", "prometheus", "s3cret"); err == nil && code == 200 {
+			if code, _, err := get(untrusting, http.MethodGet, "http://"+addr+"/metrics", "prometheus", "s3cret"); err == nil && code == 200 {
 				t.Errorf("plain HTTP got %d", code)
 			}
 		})

@@ -144,8 +144,9 @@ func (w *webServer) secure(path string, healthyOpen bool, addr net.Addr, log zer
 	w.srv.Handler = probe.Handler
 	if probe.TLSConfig != nil {
 		w.tls = true
+		// Its GetConfigForClient offers h2 in ALPN only when the file
+		// enables HTTP/2; the server sets up its own, with its own limits.
 		w.srv.TLSConfig = probe.TLSConfig
-		w.srv.TLSNextProto = probe.TLSNextProto
 	}
 	if healthyOpen {
 		mux := http.NewServeMux()
