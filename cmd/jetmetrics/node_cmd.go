@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jetmetrics/jetmetrics/cmd/jetmetrics/node"
+	"github.com/jetmetrics/jetmetrics/pkg/exposition"
 	"github.com/jetmetrics/jetmetrics/streams"
 )
 
@@ -105,7 +106,7 @@ func startNode(ctx context.Context, cfg node.Config, logger zerolog.Logger, chec
 		fmt.Fprintln(stdout, "configuration is valid")
 		return nil
 	}
-	reg := node.NewRegistry(versioncollector.NewCollector("jetmetrics"))
+	reg := exposition.NewRegistry(versioncollector.NewCollector("jetmetrics"))
 	cfg.Logger = logger
 	cfg.Registry = reg
 	// go-redis logs connection-pool trouble through a process-wide logger;

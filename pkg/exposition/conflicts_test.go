@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
@@ -273,8 +272,7 @@ func TestClusterViewFilterKeepsDecision(t *testing.T) {
 // before publishers were refused them may) loses those families, each
 // counted and logged once.
 func TestNodeViewKeepsProcessFamilies(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := exposition.NewRegistry()
 	seq := prometheus.NewGauge(prometheus.GaugeOpts{Name: "jetmetrics_test_applied_sequence", Help: "Set apart from the aggregate."})
 	seq.Set(1000)
 	reg.MustRegister(seq)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -294,12 +295,12 @@ func TestClusterFaultsNeverGoBackwards(t *testing.T) {
 
 	var samplers sync.WaitGroup
 	violations := make(chan string, 100)
-	scrapes := make([]int, len(c.nodes))
+	scrapes := make([]atomic.Int64, len(c.nodes))
 	for i, nd := range c.nodes {
 		samplers.Add(1)
 		go func() {
 			defer samplers.Done()
-			scrapes[i] = sampleMonotonic(ctx, nd, violations)
+			sampleMonotonic(ctx, nd, violations, &scrapes[i])
 		}()
 	}
 
@@ -337,41 +338,50 @@ func TestClusterFaultsNeverGoBackwards(t *testing.T) {
 	for _, nd := range c.nodes {
 		expectView(t, nd.URL+"/metrics/cluster", want(counts))
 	}
+	// Enough answers of every node, the restarted one included, for the
+	// check to mean something; on a loaded machine that takes a while.
+	harness.Eventually(t, formTimeout, func() error {
+		for i := range scrapes {
+			if n := scrapes[i].Load(); n < 20 {
+				return fmt.Errorf("only %d good scrapes of %s: the monotonicity check saw too little", n, c.nodes[i].Name)
+			}
+		}
+		return nil
+	})
 	stop()
 	samplers.Wait()
 	close(violations)
 	for v := range violations {
 		t.Error(v)
 	}
-	for i, n := range scrapes {
-		if n < 20 {
-			t.Errorf("only %d good scrapes of %s: the monotonicity check saw too little", n, c.nodes[i].Name)
-		}
+	good := make([]int64, len(scrapes))
+	for i := range scrapes {
+		good[i] = scrapes[i].Load()
 	}
-	t.Logf("good scrapes per node while faults ran: %v", scrapes)
+	t.Logf("good scrapes per node: %v", good)
 	if s, err := js.Stream(context.Background(), "JETMETRICS_DELTAS"); err == nil {
 		t.Logf("delta stream leader now %s", s.CachedInfo().Cluster.Leader)
 	}
 }
 
 // sampleMonotonic scrapes a node's cluster view until ctx ends and reports
-// any counter series whose value went down. It returns the number of
-// scrapes that answered.
-func sampleMonotonic(ctx context.Context, nd *harness.ProcessNode, violations chan<- string) (good int) {
+// any counter series whose value went down. It counts the scrapes that
+// answered in good.
+func sampleMonotonic(ctx context.Context, nd *harness.ProcessNode, violations chan<- string, good *atomic.Int64) {
 	last := map[string]float64{}
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return good
+			return
 		case <-t.C:
 		}
 		fams, err := harness.Scrape(nd.URL + "/metrics/cluster")
 		if err != nil {
 			continue // a node restarting or catching up answers with an error: no sample, not a decrease
 		}
-		good++
+		good.Add(1)
 		for k, v := range harness.Samples(fams) {
 			if !strings.HasPrefix(k, "cl_") || strings.Contains(k, "_sum") {
 				continue

@@ -73,7 +73,7 @@ func New(cfg Config) (*Node, error) {
 	cfg = cfg.withDefaults()
 	reg := cfg.Registry
 	if reg == nil {
-		reg = NewRegistry()
+		reg = exposition.NewRegistry()
 	}
 	n := &Node{
 		cfg:     cfg,
