@@ -2,8 +2,10 @@ package streams
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -55,7 +57,6 @@ const (
 
 var (
 	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
-	zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<30))
 )
 
 // SnapshotMsg builds the snapshot message of d, generated at gen and live
@@ -127,19 +128,95 @@ func ParseSnapshotHeaders(h nats.Header, node string) (SnapshotInfo, error) {
 	return info, nil
 }
 
-// DecodeSnapshot decodes a snapshot message's data. Its outcome is that of
-// json.Unmarshal into an aggregate.Dump (decodeSnapshotReference), which a
-// scanner reaches faster for what SnapshotMsg writes (snapshot_scan.go).
-// The dump's strings share one allocation.
+// SnapshotLimits bound what decoding one snapshot may cost a receiver. A
+// snapshot or checkpoint is a message any holder of a node's credentials
+// can publish, so its size after decompression and its number of fields
+// are checked while it is decompressed and decoded, never taken from what
+// the message says of itself: a zstd frame's declared content size above
+// MaxBytes is refused before anything is allocated, a frame that does not
+// declare it is refused as soon as its output passes MaxBytes, and the
+// scanner stops at the first field past MaxFields.
+type SnapshotLimits struct {
+	// MaxBytes caps the decompressed JSON (default
+	// DefaultMaxSnapshotBytes).
+	MaxBytes int64
+	// MaxFields caps the fields of the snapshot's maps together (marks,
+	// metadata, series-hash fields, rejections; default
+	// DefaultMaxSnapshotFields).
+	MaxFields int
+}
+
+// Default snapshot limits: room for the default series limit (1,000,000
+// series, some 2.3 fields and 100 bytes of JSON per field in a typical
+// aggregate) with a margin.
+const (
+	DefaultMaxSnapshotBytes  = 512 << 20
+	DefaultMaxSnapshotFields = 4_000_000
+)
+
+// ErrSnapshotTooLarge is returned when a snapshot is beyond its limits.
+var ErrSnapshotTooLarge = errors.New("snapshot beyond the receiver's limits")
+
+func (l SnapshotLimits) withDefaults() SnapshotLimits {
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultMaxSnapshotBytes
+	}
+	if l.MaxFields <= 0 {
+		l.MaxFields = DefaultMaxSnapshotFields
+	}
+	return l
+}
+
+// zdecs holds one decoder per decompressed-size limit: the limit is a
+// decoder's option. A process uses one or two limits.
+var zdecs sync.Map // int64 -> *zstd.Decoder
+
+func zdecFor(limit int64) (*zstd.Decoder, error) {
+	if d, ok := zdecs.Load(limit); ok {
+		return d.(*zstd.Decoder), nil
+	}
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(limit)))
+	if err != nil {
+		return nil, fmt.Errorf("zstd decoder: %w", err)
+	}
+	if old, loaded := zdecs.LoadOrStore(limit, d); loaded {
+		d.Close()
+		return old.(*zstd.Decoder), nil
+	}
+	return d, nil
+}
+
+// DecodeSnapshot decodes a snapshot message's data within the default
+// limits; see DecodeSnapshotLimited.
 func DecodeSnapshot(data []byte) (*aggregate.Dump, error) {
+	return DecodeSnapshotLimited(data, SnapshotLimits{})
+}
+
+// DecodeSnapshotLimited decodes a snapshot message's data, refusing with
+// ErrSnapshotTooLarge one beyond lim (zero fields mean the defaults). Its
+// outcome is otherwise that of json.Unmarshal into an aggregate.Dump
+// (decodeSnapshotReference), which a scanner reaches faster for what
+// SnapshotMsg writes (snapshot_scan.go). The dump's strings share one
+// allocation.
+func DecodeSnapshotLimited(data []byte, lim SnapshotLimits) (*aggregate.Dump, error) {
+	lim = lim.withDefaults()
+	zd, err := zdecFor(lim.MaxBytes)
+	if err != nil {
+		return nil, err
+	}
 	d := snapshotDecoders.Get().(*snapshotDecoder)
 	defer snapshotDecoders.Put(d)
 	// Nothing decoded points into the decompressed message, so its buffer
-	// is reused.
-	raw, err := zdec.DecodeAll(data, d.raw[:0])
+	// is reused, unless it grew past what a usual snapshot needs.
+	raw, err := zd.DecodeAll(data, d.raw[:0])
+	if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrWindowSizeExceeded) {
+		d.raw = nil
+		return nil, fmt.Errorf("decompress snapshot: over %d bytes: %w", lim.MaxBytes, ErrSnapshotTooLarge)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("decompress snapshot: %w", err)
 	}
 	d.raw = raw[:0]
+	d.maxFields = lim.MaxFields
 	return decodeSnapshotJSON(d, raw)
 }

@@ -31,10 +31,25 @@ func decodeSnapshotReference(raw []byte) (*aggregate.Dump, error) {
 // it decides, with the reference otherwise. Nothing it returns points into
 // raw.
 func decodeSnapshotJSON(d *snapshotDecoder, raw []byte) (*aggregate.Dump, error) {
+	limit := d.maxFields
+	if limit <= 0 {
+		limit = DefaultMaxSnapshotFields
+	}
+	d.maxFields = limit
 	dump, ok := d.decode(raw)
+	over := d.over
 	d.reset()
+	if over {
+		return nil, fmt.Errorf("decode snapshot: over %d fields: %w", limit, ErrSnapshotTooLarge)
+	}
 	if !ok {
-		return decodeSnapshotReference(raw)
+		if dump, err := decodeSnapshotReference(raw); err != nil {
+			return nil, err
+		} else if n := len(dump.Marks) + len(dump.Meta) + len(dump.Series) + len(dump.Rejected); n > limit {
+			return nil, fmt.Errorf("decode snapshot: %d fields, over %d: %w", n, limit, ErrSnapshotTooLarge)
+		} else {
+			return dump, nil
+		}
 	}
 	return dump, nil
 }
@@ -74,10 +89,15 @@ type snapshotDecoder struct {
 	arena []byte // unescaped strings, back to back: the dump's
 	w     int    // arena's length so far
 	spans []span // of arena: map keys and values alternate
+	// maxFields caps the fields of all maps together; over is set when a
+	// message passes it, and the scan stops there.
+	maxFields int
+	over      bool
 }
 
-// span locates one string in arena. A message is at most 1 GiB
-// (zdec's limit), so 32-bit offsets halve the scratch space.
+// span locates one string in arena. A message is at most 4 GiB
+// (decode refuses a longer one), so 32-bit offsets halve the scratch
+// space.
 type span struct{ start, end uint32 }
 
 var snapshotDecoders = sync.Pool{New: func() any { return new(snapshotDecoder) }}
@@ -97,6 +117,7 @@ const (
 // caller's, and into the last dump.
 func (d *snapshotDecoder) reset() {
 	d.s, d.i, d.in, d.arena = "", 0, nil, nil
+	d.maxFields, d.over = 0, false
 }
 
 func (d *snapshotDecoder) decode(raw []byte) (*aggregate.Dump, bool) {
@@ -184,6 +205,10 @@ func (d *snapshotDecoder) hash() bool {
 	more, ok := d.open('{', '}')
 	for ok && more {
 		if !d.str() || !d.colon() || !d.str() {
+			return false
+		}
+		if d.maxFields > 0 && len(d.spans)/2 > d.maxFields {
+			d.over = true
 			return false
 		}
 		more, ok = d.next('}')

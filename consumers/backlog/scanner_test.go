@@ -179,7 +179,7 @@ func TestOrphanDeltas(t *testing.T) {
 	r.publish(subj.Delta("n3", "p1"), 3) // …with three deltas after its last snapshot
 	v4 := r.publish(subj.Delta("n4", "p1"), 2)
 	r.put("n4", v4) // a peer that stopped gracefully, everything applied
-	if err := r.peers.Remove(context.Background(), "n4", v4); err != nil {
+	if _, err := r.peers.Remove(context.Background(), "n4", v4); err != nil {
 		t.Fatal(err)
 	}
 	r.put("n2", 2)

@@ -2,9 +2,11 @@ package broadcast
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,9 +23,36 @@ type Config struct {
 	Node string
 	// Streams names the streams and subjects.
 	Streams streams.Config
+	// MaxTTL is the longest time to live honoured: a snapshot asking for
+	// more is kept only MaxTTL from its publication, so no message can keep
+	// a dead node listed beyond what this node's operator chose (default
+	// DefaultMaxTTL; a node passes twice its own snapshot TTL).
+	MaxTTL time.Duration
+	// Limits bound a snapshot's decompressed size and fields; a snapshot
+	// beyond them is refused before it is decoded whole (zero fields mean
+	// streams' defaults).
+	Limits streams.SnapshotLimits
 	// Logger receives the consumer's logs.
 	Logger zerolog.Logger
 }
+
+// DefaultMaxTTL is the longest snapshot TTL honoured by default: twice the
+// default snapshot TTL (three 5 s intervals).
+const DefaultMaxTTL = 30 * time.Second
+
+// Results of a received snapshot, the label values of
+// jetmetrics_broadcast_snapshots_total.
+const (
+	ResultStored   = "stored"
+	ResultStale    = "stale"
+	ResultRemoved  = "removed"
+	ResultExpired  = "expired"
+	ResultInvalid  = "invalid"
+	ResultForged   = "forged"
+	ResultOversize = "oversize"
+)
+
+var results = []string{ResultStored, ResultStale, ResultRemoved, ResultExpired, ResultInvalid, ResultForged, ResultOversize}
 
 // Consumer stores every node's snapshots as they are published.
 type Consumer struct {
@@ -42,13 +71,19 @@ type Consumer struct {
 // New returns a broadcast consumer storing into peers; metrics go to reg.
 func New(cfg Config, js jetstream.JetStream, peers *aggregate.Peers, reg prometheus.Registerer) (*Consumer, error) {
 	cfg.Streams = cfg.Streams.WithDefaults()
+	if cfg.MaxTTL <= 0 {
+		cfg.MaxTTL = DefaultMaxTTL
+	}
 	c := &Consumer{
 		cfg: cfg, js: js, peers: peers,
 		log: cfg.Logger.With().Str("node", cfg.Node).Str("stream", cfg.Streams.SnapshotStream()).Logger(),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetmetrics_broadcast_snapshots_total",
-			Help: "Snapshots received from the cluster, by result (stored, stale, removed, expired, invalid).",
+			Help: "Snapshots received from the cluster, by result (stored, stale, removed, expired, invalid, forged: naming another node than its subject's, oversize: beyond this node's limits).",
 		}, []string{"result"}),
+	}
+	for _, r := range results {
+		c.received.WithLabelValues(r)
 	}
 	if err := reg.Register(c.received); err != nil {
 		return nil, fmt.Errorf("broadcast metrics: %w", err)
@@ -120,13 +155,23 @@ func (c *Consumer) session(ctx context.Context) error {
 	}
 }
 
-// handle stores one snapshot. A malformed one is counted and skipped; only
-// Redis errors end the session.
+// handle stores one snapshot. A malformed, forged or oversized one is
+// counted and skipped; only Redis errors end the session.
+//
+// The subject's node token is the publishing identity: NATS permissions
+// let only node X publish on <prefix>.snap.X (docs/security.md). So a
+// snapshot is taken only when the node named in its headers and in its
+// data is the subject's, and it is decoded, within Config.Limits, before
+// it is stored: the cluster view never meets one it cannot read.
 func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) error {
 	node := msg.Subject()[strings.LastIndexByte(msg.Subject(), '.')+1:]
 	info, err := streams.ParseSnapshotHeaders(msg.Headers(), node)
 	if err != nil {
-		c.received.WithLabelValues("invalid").Inc()
+		result := ResultInvalid
+		if info.Node != node {
+			result = ResultForged
+		}
+		c.received.WithLabelValues(result).Inc()
 		c.log.Warn().Err(err).Str("subject", msg.Subject()).Msg("snapshot skipped")
 		return nil
 	}
@@ -136,15 +181,20 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) error {
 		if err := c.peers.Expire(ctx, node); err != nil {
 			return err
 		}
-		c.received.WithLabelValues("expired").Inc()
+		c.received.WithLabelValues(ResultExpired).Inc()
 		return nil
 	}
 	if info.Removed {
 		// A graceful stop, or an operator's forget.
-		if err := c.peers.Remove(ctx, node, info.Version); err != nil {
+		removed, err := c.peers.Remove(ctx, node, info.Version)
+		if err != nil {
 			return err
 		}
-		c.received.WithLabelValues("removed").Inc()
+		if !removed {
+			c.received.WithLabelValues(ResultStale).Inc()
+			return nil
+		}
+		c.received.WithLabelValues(ResultRemoved).Inc()
 		c.log.Info().Str("peer", node).Msg("peer removed")
 		return nil
 	}
@@ -152,17 +202,33 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return fmt.Errorf("snapshot metadata: %w", err)
 	}
-	// The TTL runs from publication, not from receipt: a replayed old
-	// snapshot of a dead node is already expired and is not stored.
-	expires := md.Timestamp.Add(info.TTL)
+	d, err := streams.DecodeSnapshotLimited(msg.Data(), c.cfg.Limits)
+	switch {
+	case errors.Is(err, streams.ErrSnapshotTooLarge):
+		c.received.WithLabelValues(ResultOversize).Inc()
+		c.log.Warn().Err(err).Str("subject", msg.Subject()).Uint64("seq", info.Version).Msg("snapshot skipped")
+		return nil
+	case err != nil:
+		c.received.WithLabelValues(ResultInvalid).Inc()
+		c.log.Warn().Err(err).Str("subject", msg.Subject()).Uint64("seq", info.Version).Msg("snapshot skipped")
+		return nil
+	case d.Node != node:
+		c.received.WithLabelValues(ResultForged).Inc()
+		c.log.Warn().Str("subject", msg.Subject()).Str("peer", d.Node).Msg("snapshot skipped: its data names another node than its subject")
+		return nil
+	}
+	// The TTL runs from publication (the server's timestamp), not from
+	// receipt: a replayed old snapshot of a dead node is already expired
+	// and is not stored. It is capped by this node's own setting.
+	expires := md.Timestamp.Add(min(info.TTL, c.cfg.MaxTTL))
 	ok, err := c.peers.Put(ctx, aggregate.Snapshot{Node: node, Version: info.Version, Generated: info.Generated, Expires: expires, Data: msg.Data()})
 	if err != nil {
 		return err
 	}
 	if ok {
-		c.received.WithLabelValues("stored").Inc()
+		c.received.WithLabelValues(ResultStored).Inc()
 	} else {
-		c.received.WithLabelValues("stale").Inc()
+		c.received.WithLabelValues(ResultStale).Inc()
 	}
 	return nil
 }

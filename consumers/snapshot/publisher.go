@@ -61,6 +61,11 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// EffectiveTTL is the TTL the publisher gives its snapshots: TTL, or
+// three intervals when it is zero. Receivers honour at most a small
+// multiple of their own (broadcast.Config.MaxTTL).
+func (c Config) EffectiveTTL() time.Duration { return c.withDefaults().TTL }
+
 // Validate reports the first invalid setting.
 func (c Config) Validate() error {
 	if err := streams.CheckToken("node name", c.Node); err != nil {

@@ -122,14 +122,18 @@ var peerRemoveSource string
 var peerRemoveScript = redis.NewScript(peerRemoveSource)
 
 // Remove forgets node's snapshot, and marks its record removed, unless the
-// stored snapshot is newer than version: the node left on purpose.
-func (p *Peers) Remove(ctx context.Context, node string, version uint64) error {
-	err := peerRemoveScript.Run(ctx, p.rdb, []string{p.key(node), p.record(node)},
-		strconv.FormatUint(version, 10), p.forgetAfter.Milliseconds()).Err()
+// stored snapshot is newer than version: the node left on purpose. removed
+// reports whether it did. The removal's version only decides; it is never
+// stored: the record keeps the version of the newest snapshot seen, so a
+// removal with an absurd version neither shows nor blocks anything, and
+// the next snapshot of the node, of any version, is stored as the first.
+func (p *Peers) Remove(ctx context.Context, node string, version uint64) (removed bool, err error) {
+	n, err := peerRemoveScript.Run(ctx, p.rdb, []string{p.key(node), p.record(node)},
+		strconv.FormatUint(version, 10), p.forgetAfter.Milliseconds()).Int()
 	if err != nil {
-		return fmt.Errorf("remove snapshot of %s: %w", node, err)
+		return false, fmt.Errorf("remove snapshot of %s: %w", node, err)
 	}
-	return nil
+	return n == 1, nil
 }
 
 // Expire drops node's snapshot, whose time to live has passed, and keeps

@@ -67,12 +67,24 @@ func TestPeersRememberDownPeers(t *testing.T) {
 			}
 		}, "version=7 live=false removed=false", false},
 		{"graceful removal", func(p *aggregate.Peers) {
-			if err := p.Remove(ctx, "n2", 9); err != nil {
+			if _, err := p.Remove(ctx, "n2", 9); err != nil {
 				t.Fatal(err)
 			}
-		}, "version=9 live=false removed=true", false},
+		}, "version=7 live=false removed=true", false},
+		{"removal with an absurd version", func(p *aggregate.Peers) {
+			// Honoured, but its version is not kept: the record claims no
+			// more than the newest snapshot seen, and the next snapshot,
+			// of any version, is stored.
+			if _, err := p.Remove(ctx, "n2", 1<<64-1); err != nil {
+				t.Fatal(err)
+			}
+			if got := peerState(t, p, "n2"); got != "version=7 live=false removed=true" {
+				t.Errorf("after the removal: %s", got)
+			}
+			put(p, "n2", 8, time.Minute)
+		}, "version=8 live=true removed=false", true},
 		{"removal older than the snapshot", func(p *aggregate.Peers) {
-			if err := p.Remove(ctx, "n2", 5); err != nil {
+			if _, err := p.Remove(ctx, "n2", 5); err != nil {
 				t.Fatal(err)
 			}
 		}, "version=7 live=true removed=false", true},
@@ -87,12 +99,12 @@ func TestPeersRememberDownPeers(t *testing.T) {
 				t.Fatal(err)
 			}
 			put(p, "n2", 2, time.Minute)
-			if err := p.Remove(ctx, "n2", 3); err != nil {
+			if _, err := p.Remove(ctx, "n2", 3); err != nil {
 				t.Fatal(err)
 			}
-		}, "version=3 live=false removed=true", false},
+		}, "version=2 live=false removed=true", false},
 		{"back after a removal", func(p *aggregate.Peers) {
-			if err := p.Remove(ctx, "n2", 9); err != nil {
+			if _, err := p.Remove(ctx, "n2", 9); err != nil {
 				t.Fatal(err)
 			}
 			put(p, "n2", 9, time.Minute)

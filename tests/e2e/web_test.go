@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/ecdsa"
@@ -25,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/jetmetrics/jetmetrics/cmd/jetmetrics/node"
@@ -139,7 +141,8 @@ func (p *pki) httpClient(withCert bool) *http.Client {
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true, ForceAttemptHTTP2: true}}
 }
 
-// startWebNode runs a node as harness.StartNode does, but waits until
+// startWebNode runs a node as harness.StartNode does, logging to
+// cfg.Logger, but waits until
 // ready, given the node's address, returns nil: the scheme, credentials and
 // expected answer are the test's to choose. It returns the address.
 func startWebNode(t *testing.T, cfg node.Config, ready func(addr string) error) string {
@@ -152,7 +155,6 @@ func startWebNode(t *testing.T, cfg node.Config, ready func(addr string) error) 
 	}
 	cfg.WebListen = "127.0.0.1:0"
 	cfg.NATSListen = "127.0.0.1:0"
-	cfg.Logger = harness.Logger(t)
 	n, err := node.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -265,7 +267,10 @@ func TestWebConfigTLSAndAuth(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := webConfig(t, p.dir, tc.tls+users)
 			withCert := p.httpClient(true)
-			addr := startWebNode(t, node.Config{WebConfigFile: path, WebHealthyWithoutAuth: tc.healthyOpen}, func(addr string) error {
+			// exporter-toolkit's lines are events of the node's logger.
+			var logs lockedBuffer
+			logger := zerolog.New(zerolog.MultiLevelWriter(&logs, zerolog.NewTestWriter(t))).Level(zerolog.DebugLevel)
+			addr := startWebNode(t, node.Config{WebConfigFile: path, WebHealthyWithoutAuth: tc.healthyOpen, Logger: logger}, func(addr string) error {
 				code, _, err := get(withCert, http.MethodGet, "https://"+addr+"/-/ready", "prometheus", "s3cret")
 				if err == nil && code != 200 {
 					err = fmt.Errorf("/-/ready: %d", code)
@@ -285,6 +290,9 @@ func TestWebConfigTLSAndAuth(t *testing.T) {
 				case r.want != 0 && code != r.want:
 					t.Errorf("GET %s (cert %v, user %q, password %q) = %d, want %d", r.path, r.cert, r.user, r.pass, code, r.want)
 				}
+			}
+			if l := logs.String(); !strings.Contains(l, `"component":"http"`) || !strings.Contains(l, "TLS is enabled.") {
+				t.Errorf("the node's log lacks exporter-toolkit's TLS line:\n%s", l)
 			}
 			// Neither a client that does not trust the CA nor a plain HTTP
 			// one gets anything.
@@ -643,7 +651,7 @@ func TestReadyWhileStalled(t *testing.T) {
 func TestReadyWhileBehind(t *testing.T) {
 	rs := harness.Redis(t)
 	rc := harness.RedisClient(t, rs)
-	cfg := node.Config{Name: "behind", DataDir: t.TempDir(), RedisURL: rs.URL(), ReadyStallAfter: time.Hour}
+	cfg := node.Config{Name: "behind", DataDir: t.TempDir(), RedisURL: rs.URL(), ReadyStallAfter: time.Hour, Logger: harness.Logger(t)}
 	rn := harness.StartNode(t, cfg)
 	p, err := producers.New(producers.Config{Node: rn.Name(), Name: "behind", FlushInterval: 20 * time.Millisecond}, rn.Connect(t))
 	if err != nil {
@@ -702,4 +710,22 @@ func TestReadyWhileBehind(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent writers.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -139,7 +139,7 @@ func (n *Node) forgetNode(w http.ResponseWriter, r *http.Request) {
 	}
 	// This node's own store forgets at once; the broadcast consumer of
 	// every node (this one's too) applies the removal as it reads it.
-	if err := n.peers.Load().Remove(ctx, name, peer.Version); err != nil {
+	if _, err := n.peers.Load().Remove(ctx, name, peer.Version); err != nil {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}

@@ -257,7 +257,10 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		return err
 	}
 	g.Go(func() error { return pub.Run(runCtx) })
-	bc, err := broadcast.New(broadcast.Config{Node: n.cfg.Name, Streams: n.cfg.Streams, Logger: n.cfg.Logger}, js, n.peers.Load(), n.reg)
+	// A peer's snapshot is kept at most twice this node's own TTL: no
+	// message can keep a dead node listed for longer (docs/security.md).
+	maxTTL := 2 * snapshot.Config{Interval: n.cfg.SnapshotInterval, TTL: n.cfg.SnapshotTTL}.EffectiveTTL()
+	bc, err := broadcast.New(broadcast.Config{Node: n.cfg.Name, Streams: n.cfg.Streams, MaxTTL: maxTTL, Logger: n.cfg.Logger}, js, n.peers.Load(), n.reg)
 	if err != nil {
 		cancel()
 		g.Wait()
