@@ -32,14 +32,7 @@ func (d *Dump) Mark() uint64 {
 
 // Torn reports whether the dump holds a guard left by an apply or restore
 // that Redis loaded only in part (see Marks.Torn).
-func (d *Dump) Torn() bool {
-	for f := range d.Marks {
-		if strings.HasPrefix(f, guardFieldPrefix) {
-			return true
-		}
-	}
-	return false
-}
+func (d *Dump) Torn() bool { return torn(d.Marks) }
 
 // Position parses the dump's marks.
 func (d *Dump) Position() (Marks, error) {

@@ -57,6 +57,28 @@ const producerFieldPrefix = "p:"
 // restore (restore.lua) hold while they run.
 const guardFieldPrefix = "open:"
 
+// torn reports whether the mark hash all holds the guard of an apply or
+// restore that Redis loaded only in part. A restore's guard (value 0)
+// always is one. An apply's guard holds the mark the apply was writing:
+// while the stored mark is below it, the apply's writes may be ahead of
+// the mark. At or above it, a complete apply after it in the log moved the
+// mark there, writing the same absolute values as the torn one (Redis 7.0
+// can load a torn transaction's fragment from the middle of an AOF it has
+// already repaired once, and the replay that followed the first repair
+// comes after it): the guard is a harmless leftover.
+func torn(all map[string]string) bool {
+	mark, _ := strconv.ParseUint(all[streamField], 10, 64)
+	for f, v := range all {
+		if !strings.HasPrefix(f, guardFieldPrefix) {
+			continue
+		}
+		if g, err := strconv.ParseUint(v, 10, 64); err != nil || g == 0 || g > mark {
+			return true
+		}
+	}
+	return false
+}
+
 // Marks reads the aggregate's position.
 func (s *Store) Marks(ctx context.Context) (Marks, error) {
 	all, err := s.rdb.HGetAll(ctx, s.keys.mark).Result()
@@ -79,13 +101,17 @@ func parseMarks(all map[string]string) (Marks, error) {
 		}
 		switch {
 		case strings.HasPrefix(f, guardFieldPrefix):
-			m.Torn = true
 		case f == streamField:
 			m.Stream = n
+		case f == incarnationField:
+			m.Incarnation = n
+		case f == baseField:
+			m.Base = n
 		case strings.HasPrefix(f, producerFieldPrefix):
 			m.Producers[f[len(producerFieldPrefix):]] = n
 		}
 	}
+	m.Torn = torn(all)
 	return m, nil
 }
 
