@@ -103,10 +103,6 @@ func parseMarks(all map[string]string) (Marks, error) {
 		case strings.HasPrefix(f, guardFieldPrefix):
 		case f == streamField:
 			m.Stream = n
-		case f == incarnationField:
-			m.Incarnation = n
-		case f == baseField:
-			m.Base = n
 		case strings.HasPrefix(f, producerFieldPrefix):
 			m.Producers[f[len(producerFieldPrefix):]] = n
 		}
