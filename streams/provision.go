@@ -154,6 +154,37 @@ func Provision(ctx context.Context, js jetstream.JetStream, c Config) error {
 	return nil
 }
 
+// Ensure creates the stream sc names with its definition when it does not
+// exist, and reports whether this call created it; a stream that exists is
+// left as it is. A node calls it when a stream it uses has gone from under
+// it (an operator deleted it): recreating it is safe from every node at
+// once.
+func Ensure(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig) (created bool, err error) {
+	_, err = js.Stream(ctx, sc.Name)
+	if err == nil {
+		return false, nil
+	}
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return false, fmt.Errorf("look up stream %s: %w", sc.Name, err)
+	}
+	_, err = js.CreateStream(ctx, sc)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNameAlreadyInUse):
+		return false, nil // another node recreated it first
+	case err != nil:
+		return false, fmt.Errorf("recreate stream %s: %w", sc.Name, err)
+	}
+	return true, nil
+}
+
+// Gone reports whether err says a stream is missing: a lookup that found
+// no stream, or a publish nothing answered (no stream takes the subject).
+// Either can also be a stream between leaders in a cluster, so callers
+// confirm with Ensure, which never replaces a stream that exists.
+func Gone(err error) bool {
+	return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
 func provision(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig) error {
 	for {
 		s, err := js.Stream(ctx, sc.Name)

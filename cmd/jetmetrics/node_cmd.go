@@ -31,7 +31,12 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&cfg.NATSClusterListen, "nats.cluster.listen", "", "embedded server's route address (host:port) to join a NATS cluster")
 	routes := fs.String("nats.cluster.routes", "", "comma-separated route URLs of the cluster's nodes (nats://host:port)")
 	fs.StringVar(&cfg.NATSClusterName, "nats.cluster.name", "jetmetrics", "NATS cluster name")
-	fs.StringVar(&cfg.RedisURL, "redis.url", "", "Redis URL (redis://, rediss://, unix://); empty starts a managed redis-server")
+	fs.StringVar(&cfg.RedisURL, "redis.url", "", "Redis URL (redis://, rediss://, unix://), with an ACL user (redis://user@host:6379); empty starts a managed redis-server reachable only by this node")
+	fs.StringVar(&cfg.RedisPasswordFile, "redis.password-file", "", "file holding the password of --redis.url's user, read for each new connection (or set JETMETRICS_REDIS_PASSWORD; never both, nor with a password in the URL)")
+	fs.StringVar(&cfg.RedisTLSCAFile, "redis.tls.ca-file", "", "PEM CA certificates to verify a rediss:// Redis with; empty uses the system's")
+	fs.StringVar(&cfg.RedisTLSCertFile, "redis.tls.cert-file", "", "PEM client certificate for a rediss:// Redis, with --redis.tls.key-file")
+	fs.StringVar(&cfg.RedisTLSKeyFile, "redis.tls.key-file", "", "PEM private key of --redis.tls.cert-file")
+	fs.StringVar(&cfg.RedisTLSServerName, "redis.tls.server-name", "", "name the rediss:// Redis's certificate must carry; empty means the URL's host")
 	fs.StringVar(&cfg.RedisKeyPrefix, "redis.key-prefix", "jetmetrics", "prefix of every Redis key")
 	fs.DurationVar(&cfg.RedisConnectTimeout, "redis.connect-timeout", node.DefaultConnectTimeout, "how long a start waits for the Redis of --redis.url to answer before it fails")
 	fs.StringVar(&cfg.WebListen, "web.listen-address", node.DefaultWebListen, "HTTP address for /metrics and the API")
@@ -68,6 +73,9 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return err
 	}
+	// The password's environment variable has no flag: a flag's value is
+	// on the command line, which every user of the machine can read.
+	cfg.RedisPassword = os.Getenv(redisPasswordEnv)
 	for _, r := range strings.Split(*routes, ",") {
 		if r = strings.TrimSpace(r); r != "" {
 			cfg.NATSClusterRoutes = append(cfg.NATSClusterRoutes, r)
@@ -173,6 +181,9 @@ func checkNodeFlags(cfg node.Config) error {
 	}
 	return nil
 }
+
+// redisPasswordEnv holds the password of --redis.url's user.
+const redisPasswordEnv = "JETMETRICS_REDIS_PASSWORD"
 
 type redisLogger struct{ log zerolog.Logger }
 

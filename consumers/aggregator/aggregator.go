@@ -29,9 +29,13 @@ type Aggregator struct {
 	log      zerolog.Logger
 	subjects streams.Subjects
 	m        *metrics
+	sm       *streamMetrics
 
 	ready atomic.Bool
-	mark  atomic.Uint64
+	// mark is the aggregate's stream mark (its version); seq the delta
+	// stream sequence it stands for, and inc and base the stream
+	// incarnation and its base (aggregate.Marks), of the current session.
+	mark, seq, inc, base atomic.Uint64
 	// caughtUp is set once the session's aggregate in memory holds every
 	// message the stream held for the node at some moment of the session,
 	// and cleared when a session starts.
@@ -51,6 +55,10 @@ func New(cfg Config, js jetstream.JetStream, store *aggregate.Store, reg prometh
 	if err != nil {
 		return nil, fmt.Errorf("aggregator metrics: %w", err)
 	}
+	sm, err := newStreamMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("aggregator metrics: %w", err)
+	}
 	return &Aggregator{
 		cfg:      cfg,
 		js:       js,
@@ -58,6 +66,7 @@ func New(cfg Config, js jetstream.JetStream, store *aggregate.Store, reg prometh
 		log:      cfg.Logger.With().Str("node", cfg.Node).Str("stream", cfg.Streams.DeltaStream()).Logger(),
 		subjects: cfg.Streams.Subjects(),
 		m:        m,
+		sm:       sm,
 	}, nil
 }
 
@@ -79,13 +88,17 @@ func (a *Aggregator) State() *aggregate.State {
 // holds beside it; ok is false when the aggregator is not consuming.
 func (a *Aggregator) Held() (h aggregate.Held, ok bool) {
 	if l := a.live.Load(); l != nil {
-		return l.Held(), true
+		h = l.Held()
+		h.Incarnation, h.Base = a.inc.Load(), a.base.Load()
+		return h, true
 	}
 	return h, false
 }
 
-// Mark is the last stream sequence the aggregator applied.
-func (a *Aggregator) Mark() uint64 { return a.mark.Load() }
+// Mark is the last delta stream sequence the aggregator applied, in the
+// stream as it is now. The aggregate's version (State().Mark) is higher
+// once the stream was replaced under it (see incarnate).
+func (a *Aggregator) Mark() uint64 { return a.seq.Load() }
 
 // CaughtUp reports whether the current session's aggregate (State) holds
 // every message the stream held for the node at some moment since the
@@ -144,7 +157,14 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	if err := a.incarnate(ctx, st); err != nil {
+		return false, err
+	}
+	inc, base := st.marks.Incarnation, st.marks.Base
+	a.inc.Store(inc)
+	a.base.Store(base)
 	a.mark.Store(st.marks.Stream)
+	a.seq.Store(st.marks.Seq())
 	a.m.mark.Set(float64(st.marks.Stream))
 	a.m.series.Set(float64(len(st.live.cells)))
 
@@ -152,13 +172,13 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 		FilterSubjects: []string{a.subjects.DeltaNode(a.cfg.Node)},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	}
-	if st.marks.Stream > 0 {
+	if seq := st.marks.Seq(); seq > 0 {
 		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cc.OptStartSeq = st.marks.Stream + 1
+		cc.OptStartSeq = seq + 1
 	}
 	cons, err := a.js.OrderedConsumer(ctx, a.cfg.Streams.DeltaStream(), cc)
 	if err != nil {
-		return false, fmt.Errorf("consume %s from seq %d: %w", a.cfg.Streams.DeltaStream(), st.marks.Stream+1, err)
+		return false, fmt.Errorf("consume %s from seq %d: %w", a.cfg.Streams.DeltaStream(), st.marks.Seq()+1, err)
 	}
 	// Bounded by bytes, not messages: a backlog of large batches pulled by
 	// count overflows the subscription's pending limit (64 MiB) and the
@@ -173,7 +193,7 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(items)
-		readErr <- a.read(sctx, it, items, queued)
+		readErr <- a.read(sctx, it, items, queued, inc)
 	}()
 	defer func() {
 		cancel()
@@ -182,7 +202,7 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 		}
 	}()
 	a.ready.Store(true)
-	a.log.Info().Uint64("seq", st.marks.Stream).Int("series", len(st.live.cells)).Msg("aggregator consuming")
+	a.log.Info().Uint64("seq", st.marks.Seq()).Uint64("version", st.marks.Stream).Int("series", len(st.live.cells)).Msg("aggregator consuming")
 
 	a.live.Store(st.live)
 	if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
@@ -197,7 +217,7 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 	// expecting the mark the one before leaves.
 	groups := make(chan *group)
 	applied := make(chan error, 1)
-	go func() { applied <- a.applier(ctx, st.live, groups) }()
+	go func() { applied <- a.applier(ctx, st.live, groups, base) }()
 	defer func() {
 		close(groups)
 		if aerr := <-applied; err == nil {
@@ -221,6 +241,11 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 		case <-idle.C:
 			if a.mark.Load() == st.marks.Stream {
 				if err := a.checkMark(ctx, st.marks.Stream); err != nil {
+					return false, err
+				}
+				// A deleted delta stream is recreated, and a replaced one
+				// ends the session, even when nothing arrives.
+				if err := a.sameStream(ctx, inc); err != nil {
 					return false, err
 				}
 			}
@@ -256,7 +281,8 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 				break
 			}
 		}
-		st.seal(g, last.seq)
+		st.seal(g, base+last.seq)
+		g.u.Incarnation = inc
 		g.pending = last.pending
 		a.m.series.Set(float64(len(st.live.cells)))
 		// Dead letters go out before the apply: a crash in between repeats
@@ -283,7 +309,7 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 // applier applies the groups it receives, in order, committing each to
 // live once Redis holds it. It returns at the first error, or nil when
 // groups is closed.
-func (a *Aggregator) applier(ctx context.Context, l *live, groups <-chan *group) error {
+func (a *Aggregator) applier(ctx context.Context, l *live, groups <-chan *group, base uint64) error {
 	for g := range groups {
 		start := time.Now()
 		if err := a.store.Apply(ctx, g.u); err != nil {
@@ -297,6 +323,7 @@ func (a *Aggregator) applier(ctx context.Context, l *live, groups <-chan *group)
 		a.m.groupMessages.Observe(float64(g.msgs))
 		l.commit(g)
 		a.mark.Store(g.mark)
+		a.seq.Store(g.mark - base)
 		a.m.mark.Set(float64(g.mark))
 		a.m.pending.Set(float64(g.pending))
 		if g.pending == 0 {
@@ -335,7 +362,14 @@ func (a *Aggregator) checkMark(ctx context.Context, mine uint64) error {
 
 // read feeds decoded messages to items until ctx ends or the iterator
 // fails, each once queued has room for it.
-func (a *Aggregator) read(ctx context.Context, it jetstream.MessagesContext, items chan<- item, queued *byteGate) error {
+//
+// The first message of each consumer the ordered consumer creates (at
+// the start, and whenever it recreates one after an error) is checked to
+// come from the session's stream incarnation inc: a consumer recreated on
+// a stream deleted and created again would start after the old position
+// and skip the new stream's first messages.
+func (a *Aggregator) read(ctx context.Context, it jetstream.MessagesContext, items chan<- item, queued *byteGate, inc uint64) error {
+	var consumer string
 	for {
 		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
@@ -347,6 +381,12 @@ func (a *Aggregator) read(ctx context.Context, it jetstream.MessagesContext, ite
 		md, err := msg.Metadata()
 		if err != nil {
 			return fmt.Errorf("read %s: message metadata: %w", a.cfg.Streams.DeltaStream(), err)
+		}
+		if md.Consumer != consumer {
+			if err := a.sameStream(ctx, inc); err != nil {
+				return err
+			}
+			consumer = md.Consumer
 		}
 		in := a.decode(item{seq: md.Sequence.Stream, subject: msg.Subject(), data: msg.Data(), pending: md.NumPending})
 		in.size = int64(len(in.data))
@@ -413,9 +453,21 @@ func (a *Aggregator) deadLetter(ctx context.Context, in item, rej *streams.Rejec
 		msg.Header.Set(HeaderBodyOmitted, strconv.Itoa(len(msg.Data)))
 		msg.Data = nil
 	}
-	_, err := a.js.PublishMsg(ctx, msg,
-		jetstream.WithMsgID(a.cfg.Node+":"+strconv.FormatUint(in.seq, 10)+":"+string(rej.Reason)),
-		jetstream.WithExpectStream(a.cfg.Streams.DeadLetterStream()))
+	// The id carries the version, not the stream sequence, which starts
+	// over when the delta stream is replaced.
+	id := a.cfg.Node + ":" + strconv.FormatUint(a.base.Load()+in.seq, 10) + ":" + string(rej.Reason)
+	publish := func() error {
+		_, err := a.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(a.cfg.Streams.DeadLetterStream()))
+		return err
+	}
+	err := publish()
+	if streams.Gone(err) {
+		// Deleted under the node: without it every retry would fail and
+		// the node would stall for good.
+		if err = a.ensure(ctx, a.cfg.Streams.DeadLetterStreamConfig()); err == nil {
+			err = publish()
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("dead-letter seq %d: %w", in.seq, err)
 	}

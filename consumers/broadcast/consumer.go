@@ -34,6 +34,10 @@ type Config struct {
 	Limits streams.SnapshotLimits
 	// Logger receives the consumer's logs.
 	Logger zerolog.Logger
+	// StreamCheck is how often a consumer that receives nothing checks
+	// that the snapshot stream is still the one it reads (default 2 s): a
+	// deleted one is created again, a replaced one read from its start.
+	StreamCheck time.Duration
 }
 
 // DefaultMaxTTL is the longest snapshot TTL honoured by default: twice the
@@ -65,7 +69,8 @@ type Consumer struct {
 	// stream held when it started, and cleared when a session starts.
 	caughtUp atomic.Bool
 
-	received *prometheus.CounterVec
+	received  *prometheus.CounterVec
+	recreated prometheus.Counter
 }
 
 // New returns a broadcast consumer storing into peers; metrics go to reg.
@@ -74,6 +79,9 @@ func New(cfg Config, js jetstream.JetStream, peers *aggregate.Peers, reg prometh
 	if cfg.MaxTTL <= 0 {
 		cfg.MaxTTL = DefaultMaxTTL
 	}
+	if cfg.StreamCheck <= 0 {
+		cfg.StreamCheck = 2 * time.Second
+	}
 	c := &Consumer{
 		cfg: cfg, js: js, peers: peers,
 		log: cfg.Logger.With().Str("node", cfg.Node).Str("stream", cfg.Streams.SnapshotStream()).Logger(),
@@ -81,12 +89,18 @@ func New(cfg Config, js jetstream.JetStream, peers *aggregate.Peers, reg prometh
 			Name: "jetmetrics_broadcast_snapshots_total",
 			Help: "Snapshots received from the cluster, by result (stored, stale, removed, expired, invalid, forged: naming another node than its subject's, oversize: beyond this node's limits).",
 		}, []string{"result"}),
+		recreated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetmetrics_broadcast_stream_recreated_total",
+			Help: "Times the broadcast consumer found the snapshot stream deleted and created it again with its configured definition.",
+		}),
 	}
 	for _, r := range results {
 		c.received.WithLabelValues(r)
 	}
-	if err := reg.Register(c.received); err != nil {
-		return nil, fmt.Errorf("broadcast metrics: %w", err)
+	for _, col := range []prometheus.Collector{c.received, c.recreated} {
+		if err := reg.Register(col); err != nil {
+			return nil, fmt.Errorf("broadcast metrics: %w", err)
+		}
 	}
 	return c, nil
 }
@@ -122,6 +136,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 func (c *Consumer) session(ctx context.Context) error {
 	c.caughtUp.Store(false)
+	created, err := c.incarnation(ctx)
+	if err != nil {
+		return err
+	}
 	cons, err := c.js.OrderedConsumer(ctx, c.cfg.Streams.SnapshotStream(), jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{c.cfg.Streams.Subjects().SnapshotAll()},
 		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
@@ -139,7 +157,20 @@ func (c *Consumer) session(ctx context.Context) error {
 		c.caughtUp.Store(true)
 	}
 	for {
-		msg, err := it.Next(jetstream.NextContext(ctx))
+		msg, err := c.next(ctx, it)
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			// Quiet: is the stream still the one this session reads? The
+			// ordered consumer, recreated on a stream created again, would
+			// wait for sequences it already had.
+			now, err := c.incarnation(ctx)
+			if err != nil {
+				return err
+			}
+			if !now.Equal(created) {
+				return fmt.Errorf("snapshot stream replaced (created %s, was %s): reading it from its start", now, created)
+			}
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -153,6 +184,34 @@ func (c *Consumer) session(ctx context.Context) error {
 			c.caughtUp.Store(true)
 		}
 	}
+}
+
+// next waits up to StreamCheck for the next snapshot.
+func (c *Consumer) next(ctx context.Context, it jetstream.MessagesContext) (jetstream.Msg, error) {
+	nctx, cancel := context.WithTimeout(ctx, c.cfg.StreamCheck)
+	defer cancel()
+	return it.Next(jetstream.NextContext(nctx))
+}
+
+// incarnation is the snapshot stream's creation time, which changes when
+// it is deleted and created again. A missing stream is created again.
+func (c *Consumer) incarnation(ctx context.Context) (time.Time, error) {
+	sc := c.cfg.Streams.SnapshotStreamConfig()
+	s, err := c.js.Stream(ctx, sc.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		var created bool
+		if created, err = streams.Ensure(ctx, c.js, sc); err == nil {
+			if created {
+				c.recreated.Inc()
+				c.log.Error().Str("stream", sc.Name).Msg("stream was deleted under the node: recreated it with its configured definition")
+			}
+			s, err = c.js.Stream(ctx, sc.Name)
+		}
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("snapshot stream %s: %w", sc.Name, err)
+	}
+	return s.CachedInfo().Created, nil
 }
 
 // handle stores one snapshot. A malformed, forged or oversized one is

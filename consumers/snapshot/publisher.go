@@ -91,6 +91,7 @@ type Publisher struct {
 
 	published  prometheus.Counter
 	failures   prometheus.Counter
+	recreated  prometheus.Counter
 	bytes      prometheus.Gauge
 	series     prometheus.Gauge
 	lastCkpt   time.Time
@@ -113,6 +114,9 @@ func New(cfg Config, js jetstream.JetStream, store *aggregate.Store, reg prometh
 		failures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "jetmetrics_snapshot_failures_total", Help: "Snapshot publications that failed (Redis or NATS unavailable).",
 		}),
+		recreated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetmetrics_snapshot_stream_recreated_total", Help: "Times the publisher found the snapshot stream deleted and created it again with its configured definition.",
+		}),
 		bytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "jetmetrics_snapshot_size_bytes", Help: "Size on the wire of the last snapshot published.",
 		}),
@@ -120,7 +124,7 @@ func New(cfg Config, js jetstream.JetStream, store *aggregate.Store, reg prometh
 			Name: "jetmetrics_snapshot_fields", Help: "Series-hash fields in the last snapshot published.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{p.published, p.failures, p.bytes, p.series} {
+	for _, c := range []prometheus.Collector{p.published, p.failures, p.recreated, p.bytes, p.series} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("snapshot metrics: %w", err)
 		}
@@ -164,7 +168,7 @@ func (p *Publisher) Publish(ctx context.Context) error {
 			return nil
 		}
 	}
-	if _, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgTTL(p.cfg.TTL), jetstream.WithExpectStream(p.cfg.Streams.SnapshotStream())); err != nil {
+	if err := p.publish(ctx, msg, jetstream.WithMsgTTL(p.cfg.TTL)); err != nil {
 		return fmt.Errorf("publish snapshot at seq %d: %w", mark, err)
 	}
 	p.published.Inc()
@@ -174,13 +178,37 @@ func (p *Publisher) Publish(ctx context.Context) error {
 	if mark > 0 && now.Sub(p.lastCkpt) >= p.cfg.CheckpointInterval {
 		msg.Subject = p.subjects.Checkpoint(p.cfg.Node)
 		msg.Header.Del(jetstream.MsgTTLHeader)
-		if _, err := p.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(p.cfg.Streams.SnapshotStream())); err != nil {
+		if err := p.publish(ctx, msg); err != nil {
 			return fmt.Errorf("publish checkpoint at seq %d: %w", mark, err)
 		}
 		p.lastCkpt = now
 		p.log.Debug().Uint64("seq", mark).Int("bytes", len(msg.Data)).Msg("checkpoint published")
 	}
 	return nil
+}
+
+// publish publishes msg to the snapshot stream. A stream deleted under the
+// node is created again with its definition, and msg published once more:
+// peers and the node's next restore depend on it.
+func (p *Publisher) publish(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) error {
+	opts = append(opts, jetstream.WithExpectStream(p.cfg.Streams.SnapshotStream()))
+	_, err := p.js.PublishMsg(ctx, msg, opts...)
+	if !streams.Gone(err) {
+		return err
+	}
+	sc := p.cfg.Streams.SnapshotStreamConfig()
+	created, cerr := streams.Ensure(ctx, p.js, sc)
+	if cerr != nil {
+		return fmt.Errorf("%w (%w)", err, cerr)
+	}
+	if created {
+		p.recreated.Inc()
+		p.log.Error().Str("stream", sc.Name).Msg("stream was deleted under the node: recreated it with its configured definition")
+		// The checkpoint went with it: write the next one now.
+		p.lastCkpt = time.Time{}
+	}
+	_, err = p.js.PublishMsg(ctx, msg, opts...)
+	return err
 }
 
 // snapshot builds the snapshot message: from the aggregate in memory when
@@ -211,7 +239,7 @@ func (p *Publisher) publishRemoval(ctx context.Context) error {
 		return nil
 	}
 	msg := streams.RemovalMsg(p.subjects.Snapshot(p.cfg.Node), p.cfg.Node, p.lastMark, time.Now(), p.cfg.TTL)
-	if _, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgTTL(p.cfg.TTL), jetstream.WithExpectStream(p.cfg.Streams.SnapshotStream())); err != nil {
+	if err := p.publish(ctx, msg, jetstream.WithMsgTTL(p.cfg.TTL)); err != nil {
 		return fmt.Errorf("publish removal: %w", err)
 	}
 	p.log.Info().Uint64("seq", p.lastMark).Msg("removal published")

@@ -74,6 +74,9 @@ type Held struct {
 	Producers map[string]uint64
 	// Metas are every metric's metadata, with series or not.
 	Metas map[string]Meta
+	// Incarnation and Base place the state's mark in the delta stream
+	// (see Marks).
+	Incarnation, Base uint64
 }
 
 // Fields calls fn with every series-hash field of h and its value, as
@@ -114,6 +117,10 @@ func (h Held) MarkFields() map[string]string {
 	m[streamField] = strconv.FormatUint(h.State.Mark, 10)
 	for p, seq := range h.Producers {
 		m[producerFieldPrefix+p] = strconv.FormatUint(seq, 10)
+	}
+	if h.Incarnation != 0 {
+		m[incarnationField] = strconv.FormatUint(h.Incarnation, 10)
+		m[baseField] = strconv.FormatUint(h.Base, 10)
 	}
 	return m
 }

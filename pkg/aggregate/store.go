@@ -48,9 +48,26 @@ type Marks struct {
 	// only in part: the aggregate mixes states and cannot be trusted. The
 	// caller resets it (Reset) and rebuilds it from a checkpoint.
 	Torn bool
+	// Incarnation identifies the delta stream the stream mark counts in:
+	// its creation time (Unix ns), 0 before one was recorded. A stream
+	// deleted and created again restarts its sequences, so a mark is only
+	// meaningful with the incarnation it was taken in.
+	Incarnation uint64
+	// Base is the stream mark at which the current incarnation started:
+	// its stream sequence s is mark Base+s. The mark is the aggregate's
+	// version and never goes down, across incarnations too.
+	Base uint64
 }
 
-const streamField = "stream"
+// Seq is the delta stream sequence the stream mark stands for in the
+// current incarnation.
+func (m Marks) Seq() uint64 { return m.Stream - m.Base }
+
+const (
+	streamField      = "stream"
+	incarnationField = "inc"
+	baseField        = "base"
+)
 const producerFieldPrefix = "p:"
 
 // guardFieldPrefix starts the guard field an apply (Store.Apply) and a
@@ -103,6 +120,10 @@ func parseMarks(all map[string]string) (Marks, error) {
 		case strings.HasPrefix(f, guardFieldPrefix):
 		case f == streamField:
 			m.Stream = n
+		case f == incarnationField:
+			m.Incarnation = n
+		case f == baseField:
+			m.Base = n
 		case strings.HasPrefix(f, producerFieldPrefix):
 			m.Producers[f[len(producerFieldPrefix):]] = n
 		}
@@ -194,15 +215,12 @@ var ErrConflict = errors.New("stream mark moved")
 // reports the aggregate torn.
 func (s *Store) Apply(ctx context.Context, u *Update) error {
 	err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
-		cur, err := tx.HGet(ctx, s.keys.mark, streamField).Uint64()
-		switch {
-		case errors.Is(err, redis.Nil):
-			cur = 0
-		case err != nil:
+		cur, inc, err := readMark(ctx, tx, s.keys.mark)
+		if err != nil {
 			return err
 		}
-		if cur != u.Expect {
-			return fmt.Errorf("%w: expected %d, store has %d", ErrConflict, u.Expect, cur)
+		if cur != u.Expect || inc != u.Incarnation {
+			return fmt.Errorf("%w: expected %d of incarnation %d, store has %d of %d", ErrConflict, u.Expect, u.Incarnation, cur, inc)
 		}
 		guard := guardFieldPrefix + nonce()
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
@@ -225,6 +243,53 @@ func (s *Store) Apply(ctx context.Context, u *Update) error {
 	}, s.keys.mark)
 	if err != nil {
 		return fmt.Errorf("apply up to seq %d: %w", u.Mark, err)
+	}
+	return nil
+}
+
+// readMark reads the stream mark and its incarnation (0 when unset).
+func readMark(ctx context.Context, tx *redis.Tx, key string) (mark, inc uint64, err error) {
+	vs, err := tx.HMGet(ctx, key, streamField, incarnationField).Result()
+	if err != nil {
+		return 0, 0, err
+	}
+	var out [2]uint64
+	for i, v := range vs {
+		if s, ok := v.(string); ok {
+			if out[i], err = strconv.ParseUint(s, 10, 64); err != nil {
+				return 0, 0, fmt.Errorf("mark field %d: %w", i, err)
+			}
+		}
+	}
+	return out[0], out[1], nil
+}
+
+// Rebase records that the aggregate at stream mark expect.Stream, of
+// incarnation expect.Incarnation, continues in the delta stream
+// incarnation inc at base (Marks.Base), in one atomic step that leaves the
+// aggregate and the producer marks as they are. It returns ErrConflict
+// (wrapped) and changes nothing when the stored mark or incarnation is
+// not expect's.
+func (s *Store) Rebase(ctx context.Context, expect Marks, inc, base uint64) error {
+	err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+		cur, curInc, err := readMark(ctx, tx, s.keys.mark)
+		if err != nil {
+			return err
+		}
+		if cur != expect.Stream || curInc != expect.Incarnation {
+			return fmt.Errorf("%w: expected %d of incarnation %d, store has %d of %d", ErrConflict, expect.Stream, expect.Incarnation, cur, curInc)
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.HSet(ctx, s.keys.mark, streamField, expect.Stream, incarnationField, inc, baseField, base)
+			return nil
+		})
+		if errors.Is(err, redis.TxFailedErr) {
+			return fmt.Errorf("%w: the mark hash changed while rebasing", ErrConflict)
+		}
+		return err
+	}, s.keys.mark)
+	if err != nil {
+		return fmt.Errorf("rebase %s at seq %d on incarnation %d: %w", s.node, expect.Stream, inc, err)
 	}
 	return nil
 }

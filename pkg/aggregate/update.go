@@ -17,6 +17,10 @@ type Update struct {
 	Expect uint64
 	// Mark is the stream mark after the update.
 	Mark uint64
+	// Incarnation is the delta stream incarnation the store must hold too
+	// (Marks.Incarnation): an aggregator reading a stream that was
+	// replaced never writes over the aggregate of the new one.
+	Incarnation uint64
 
 	// sections hold field/value pairs per hash.
 	sections [4][]any
@@ -38,7 +42,7 @@ func NewUpdate() *Update { return &Update{} }
 
 // Reset empties u for reuse.
 func (u *Update) Reset() {
-	u.Expect, u.Mark = 0, 0
+	u.Expect, u.Mark, u.Incarnation = 0, 0, 0
 	for i := range u.sections {
 		clear(u.sections[i])
 		u.sections[i] = u.sections[i][:0]

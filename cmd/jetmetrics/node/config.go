@@ -47,9 +47,23 @@ type Config struct {
 	// NATSClusterName names the cluster (default "jetmetrics").
 	NATSClusterName string
 
-	// RedisURL uses an existing Redis (redis://, rediss:// or unix://);
-	// empty starts and supervises a redis-server child under DataDir.
+	// RedisURL uses an existing Redis (redis://, rediss:// or unix://),
+	// with an ACL user and password in it or not; empty starts and
+	// supervises a redis-server child under DataDir, reachable only by
+	// this node (a random password and a private unix socket).
 	RedisURL string
+	// RedisPassword is the password of RedisURL's user (the command reads
+	// it from JETMETRICS_REDIS_PASSWORD), and RedisPasswordFile a file
+	// holding it, read again for each new connection; a trailing newline
+	// is ignored. The password is given in one place: the URL, one of
+	// these, or nowhere.
+	RedisPassword, RedisPasswordFile string
+	// RedisTLSCAFile (PEM certificates that sign the server's, default
+	// the system's), RedisTLSCertFile and RedisTLSKeyFile (a client
+	// certificate, read again for each handshake) and RedisTLSServerName
+	// (the name to verify, default the URL's host) configure a rediss://
+	// RedisURL.
+	RedisTLSCAFile, RedisTLSCertFile, RedisTLSKeyFile, RedisTLSServerName string
 	// RedisKeyPrefix starts every Redis key (default "jetmetrics").
 	RedisKeyPrefix string
 	// RedisConnectTimeout bounds how long a start waits for the Redis at
@@ -358,12 +372,10 @@ func (c Config) checkNATS() error {
 
 func (c Config) checkRedis() error {
 	if c.RedisURL == "" {
-		return nil
+		return c.checkManagedRedis()
 	}
-	if err := checkRedisURL(c.RedisURL); err != nil {
-		return invalid("redis.url", redactURL(c.RedisURL), err.Error())
-	}
-	return nil
+	_, err := c.redisOptions()
+	return err
 }
 
 // clusterSize is how many servers the embedded NATS cluster has: this one

@@ -294,9 +294,9 @@ func (n *Node) Run(ctx context.Context) (err error) {
 
 func (n *Node) startRedis(ctx context.Context) (*redisserver.Server, *redis.Client, error) {
 	if n.cfg.RedisURL != "" {
-		opts, err := redis.ParseURL(n.cfg.RedisURL)
+		opts, err := n.cfg.redisOptions()
 		if err != nil {
-			return nil, nil, invalid("redis.url", redactURL(n.cfg.RedisURL), err.Error())
+			return nil, nil, err
 		}
 		if err := n.waitRedis(ctx, opts); err != nil {
 			return nil, nil, err
@@ -309,10 +309,7 @@ func (n *Node) startRedis(ctx context.Context) (*redisserver.Server, *redis.Clie
 	}
 	// The child's output and the supervisor's notices carry the node's
 	// name from n.log; redisserver adds none of its own.
-	rc := redisserver.Config{Dir: dir, Logger: quiet(n.log.With().Str("component", "redis-server").Logger())}
-	if sock := filepath.Join(dir, "redis.sock"); len(sock) <= 100 {
-		rc.Socket = sock
-	}
+	rc := managedRedis(dir, quiet(n.log.With().Str("component", "redis-server").Logger()))
 	rs, err := redisserver.Start(ctx, rc)
 	if err != nil {
 		return nil, nil, fmt.Errorf("start redis-server: %w", err)
