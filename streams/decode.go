@@ -39,6 +39,11 @@ const (
 	// histogram's count (the sum of its buckets) past uint64's. The decoder
 	// decides it too for a histogram whose own counts add up past uint64's.
 	ReasonOverflow Reason = "overflow"
+	// ReasonSeqJump is decided by the aggregator: the batch's seq is more
+	// than the bound above its producer's last applied batch
+	// (docs/wire-format.md), and applying it would make that producer's
+	// next batches duplicates.
+	ReasonSeqJump Reason = "seq_jump"
 )
 
 // Reasons lists every reason, for pre-creating metric series.
@@ -46,7 +51,7 @@ var Reasons = []Reason{
 	ReasonUndecodable, ReasonVersion, ReasonEnvelope, ReasonEntry, ReasonMetricName, ReasonLabelName,
 	ReasonReservedLabel, ReasonTooManyLabels, ReasonLabelValue, ReasonLongLabelValue,
 	ReasonValue, ReasonTypeConflict, ReasonLayoutConflict, ReasonCardinality, ReasonOversize,
-	ReasonOverflow,
+	ReasonOverflow, ReasonSeqJump,
 }
 
 // RejectError is a rejection with its reason.

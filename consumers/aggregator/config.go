@@ -42,6 +42,10 @@ type Config struct {
 	// a fold that falls behind hold GBs. A single message larger than this
 	// still passes when nothing else is queued.
 	MaxQueuedBytes int
+	// MaxSeqJump is how far above its producer's last applied batch a
+	// batch's seq may be (default DefaultMaxSeqJump); a batch beyond it is
+	// rejected as seq_jump (docs/wire-format.md).
+	MaxSeqJump uint64
 	// Checkpoints supplies the node's latest checkpoint, restored when the
 	// aggregate is found empty (Redis lost everything). Nil replays the
 	// whole stream instead.
@@ -89,6 +93,7 @@ const (
 	DefaultMaxMessageBytes    = 8 << 20
 	DefaultMaxGroupOps        = 20_000
 	DefaultMaxQueuedBytes     = 256 << 20
+	DefaultMaxSeqJump         = 1_000_000
 )
 
 func (c Config) withDefaults() Config {
@@ -110,6 +115,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxQueuedBytes <= 0 {
 		c.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
+	if c.MaxSeqJump == 0 {
+		c.MaxSeqJump = DefaultMaxSeqJump
 	}
 	if c.IdleCheck <= 0 {
 		c.IdleCheck = time.Second

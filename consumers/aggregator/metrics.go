@@ -20,6 +20,7 @@ type metrics struct {
 	restarts                                     prometheus.Counter
 	restores                                     prometheus.Counter
 	tornResets                                   prometheus.Counter
+	checkpointsRefused                           prometheus.Counter
 	mark                                         prometheus.Gauge
 	pending                                      prometheus.Gauge
 	series                                       prometheus.Gauge
@@ -61,6 +62,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "jetmetrics_aggregator_checkpoint_restores_total",
 			Help: "Times the aggregate was found empty and restored from the node's checkpoint.",
 		}),
+		checkpointsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetmetrics_aggregator_checkpoints_refused_total",
+			Help: "Checkpoints not restored because the delta stream refutes them (a mark beyond the stream, an absurd producer mark); the aggregate was rebuilt from the stream instead.",
+		}),
 		tornResets: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "jetmetrics_aggregator_torn_resets_total",
 			Help: "Times Redis was found holding part of an apply (a torn AOF transaction) and the aggregate was rebuilt from the checkpoint.",
@@ -78,7 +83,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Series in this node's aggregate.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.messages, m.entries, m.rejectedEntries, m.applies, m.applySeconds, m.groupMessages, m.restarts, m.restores, m.tornResets, m.mark, m.pending, m.series} {
+	for _, c := range []prometheus.Collector{m.messages, m.entries, m.rejectedEntries, m.applies, m.applySeconds, m.groupMessages, m.restarts, m.restores, m.checkpointsRefused, m.tornResets, m.mark, m.pending, m.series} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

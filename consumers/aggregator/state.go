@@ -9,6 +9,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
 	"github.com/jetmetrics/jetmetrics/streams"
@@ -140,6 +143,17 @@ func (a *Aggregator) restore(ctx context.Context) error {
 	if d == nil || d.Mark() == 0 {
 		return nil
 	}
+	if err := a.consistent(ctx, d); err != nil {
+		if !errors.Is(err, errInconsistent) {
+			return fmt.Errorf("restore: %w", err) // the session retries
+		}
+		// A checkpoint is a message: one the stream cannot have produced
+		// would make every later delta look applied. Rebuild from the
+		// stream instead.
+		a.m.checkpointsRefused.Inc()
+		a.log.Error().Err(err).Uint64("seq", d.Mark()).Msg("checkpoint refused: rebuilding the aggregate from the delta stream")
+		return nil
+	}
 	switch err := a.store.Restore(ctx, d); {
 	case err == nil:
 		a.m.restores.Inc()
@@ -152,6 +166,68 @@ func (a *Aggregator) restore(ctx context.Context) error {
 	return nil
 }
 
+// errInconsistent marks a checkpoint the delta stream refutes.
+var errInconsistent = errors.New("checkpoint inconsistent with the delta stream")
+
+// consistent checks a checkpoint against the delta stream: its mark is the
+// sequence of a message of this node the aggregator applied, so it cannot
+// be beyond the last sequence the stream holds for the node (or, when the
+// stream holds none of the node's any more, beyond the stream's last);
+// and no producer mark can be beyond what the batch sequence bound lets
+// that many messages reach (seqJumpOK). A transient error reading the
+// stream is returned as it is, so the session retries.
+func (a *Aggregator) consistent(ctx context.Context, d *aggregate.Dump) error {
+	s, err := a.js.Stream(ctx, a.cfg.Streams.DeltaStream())
+	if err != nil {
+		return fmt.Errorf("check checkpoint: %w", err)
+	}
+	var last uint64
+	m, err := s.GetLastMsgForSubject(ctx, a.cfg.Streams.Subjects().DeltaNode(a.cfg.Node))
+	switch {
+	case err == nil:
+		last = m.Sequence
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		info, err := s.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("check checkpoint: %w", err)
+		}
+		last = info.State.LastSeq
+	default:
+		return fmt.Errorf("check checkpoint: %w", err)
+	}
+	mark := d.Mark()
+	if mark > last {
+		return fmt.Errorf("%w: its mark %d is beyond the stream's last sequence %d for %s", errInconsistent, mark, last, a.cfg.Node)
+	}
+	pos, err := d.Position()
+	if err != nil {
+		return fmt.Errorf("%w: %w", errInconsistent, err)
+	}
+	for p, seq := range pos.Producers {
+		// Each of at most mark messages moved the producer's mark by at
+		// most MaxSeqJump beyond its stream sequence (at most mark).
+		if seq/(a.cfg.MaxSeqJump+1) > mark {
+			return fmt.Errorf("%w: producer %s at batch %d, beyond what %d messages can reach", errInconsistent, p, seq, mark)
+		}
+	}
+	return nil
+}
+
+// seqJumpOK reports whether a batch seq of a producer whose mark is prev
+// (0 when it has none), at stream sequence streamSeq, is within the bound
+// (docs/wire-format.md): at most MaxSeqJump above the producer's mark, or,
+// for a producer with no mark, above the message's own stream sequence,
+// which no producer's sequence can legitimately pass (each of its earlier
+// batches was acknowledged, so stored, before it was sent). Both are
+// decided from the stream alone, so a replay decides the same.
+func (a *Aggregator) seqJumpOK(seq, prev, streamSeq uint64) bool {
+	base := prev
+	if prev == 0 {
+		base = streamSeq
+	}
+	return seq-base <= a.cfg.MaxSeqJump || seq <= base
+}
+
 // add folds one message into the group being built, deciding every
 // rejection; rejected messages are queued in st.letters.
 func (st *sessionState) add(a *Aggregator, in item) {
@@ -162,8 +238,19 @@ func (st *sessionState) add(a *Aggregator, in item) {
 		return
 	}
 	d := in.dec
-	if d.Seq <= st.marks.Producers[d.Producer] {
+	prev := st.marks.Producers[d.Producer]
+	if d.Seq <= prev {
 		a.m.duplicate.Inc()
+		return
+	}
+	if !a.seqJumpOK(d.Seq, prev, in.seq) {
+		// Applied, it would make the producer's next batches duplicates:
+		// whoever sent it under this id could silence the producer.
+		rej := &streams.RejectError{Reason: streams.ReasonSeqJump,
+			Err: fmt.Errorf("producer %s: batch %d is more than %d above its last applied batch %d", d.Producer, d.Seq, a.cfg.MaxSeqJump, prev)}
+		st.live.reject(string(rej.Reason))
+		a.m.rejected.Inc()
+		st.letters = append(st.letters, deadLetter{in: in, rej: rej})
 		return
 	}
 	st.marks.Producers[d.Producer] = d.Seq
@@ -281,7 +368,7 @@ func (st *sessionState) cellOf(key string) *cell {
 // makes that one map lookup per name, and the metric first in stream order
 // keeps the name.
 func (st *sessionState) describe(e *streams.Entry) *streams.RejectError {
-	meta := aggregate.Meta{Kind: aggregate.Kind(e.Type), Help: e.Help, Buckets: e.Buckets}
+	meta := aggregate.Meta{Kind: aggregate.Kind(e.Type), Help: truncateHelp(e.Help), Buckets: e.Buckets}
 	if s, owner, ok := st.exposed.Collision(e.Name, meta.Kind); ok {
 		return &streams.RejectError{Reason: streams.ReasonTypeConflict,
 			Err: fmt.Errorf("%s %s would expose %s, which %s %s already exposes", meta.Kind, e.Name, s, st.metas[owner].Kind, owner)}
@@ -291,6 +378,22 @@ func (st *sessionState) describe(e *streams.Entry) *streams.RejectError {
 	st.metas[name] = meta
 	st.described = append(st.described, name)
 	return nil
+}
+
+// MaxHelpBytes bounds the help text kept of a metric: a longer one is cut
+// at the last whole UTF-8 character within it, the same on every replay.
+// Help is stored once per metric and travels in every snapshot.
+const MaxHelpBytes = 1024
+
+func truncateHelp(h string) string {
+	if len(h) <= MaxHelpBytes {
+		return h
+	}
+	i := MaxHelpBytes
+	for i > 0 && !utf8.RuneStart(h[i]) {
+		i--
+	}
+	return h[:i]
 }
 
 func overflow(key, what string, delta float64) *streams.RejectError {

@@ -1,0 +1,122 @@
+package aggregator_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/jetmetrics/jetmetrics/consumers/aggregator"
+	"github.com/jetmetrics/jetmetrics/consumers/snapshot"
+	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
+	"github.com/jetmetrics/jetmetrics/streams"
+	"github.com/jetmetrics/jetmetrics/tests/harness"
+)
+
+// A checkpoint the delta stream refutes (a mark beyond the stream's last
+// sequence for the node, or a producer mark no number of messages could
+// reach) is refused after Redis lost everything, and counted; the node
+// rebuilds exactly what was published from the stream. Restored, the
+// forged mark would make every delta look applied.
+func TestForgedCheckpointRefused(t *testing.T) {
+	tests := []struct {
+		name  string
+		marks map[string]string
+	}{
+		{"mark beyond the stream", map[string]string{"stream": "1000000"}},
+		{"absurd producer mark", map[string]string{"stream": "2", "p:p": "18446744073709551615"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			ns := harness.NATS(t)
+			nc, err := nats.Connect(ns.ClientURL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(nc.Close)
+			js, err := jetstream.New(nc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc := streams.Config{}.WithDefaults()
+			sc.Replicas = 1
+			if err := streams.Provision(ctx, js, sc); err != nil {
+				t.Fatal(err)
+			}
+			rdb := harness.RedisClient(t, harness.Redis(t))
+			store := aggregate.NewStore(rdb, "", "n1")
+			const batches = 3
+			for seq := 1; seq <= batches; seq++ {
+				raw := fmt.Sprintf(`{"v":1,"node":"n1","producer":"p","seq":%d,"metrics":[{"name":"c_total","type":"counter","value":%d}]}`, seq, seq)
+				if _, err := js.Publish(ctx, sc.Subjects().Delta("n1", "p"), []byte(raw)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			reg := prometheus.NewRegistry()
+			a, err := aggregator.New(aggregator.Config{Node: "n1", Streams: sc, Checkpoints: snapshot.Checkpoints{JS: js, Streams: sc},
+				IdleCheck: 100 * time.Millisecond, Logger: harness.Logger(t)}, js, store, reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rctx, cancel := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- a.Run(rctx) }()
+			t.Cleanup(func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Error(err)
+				}
+			})
+			total := func() error {
+				st, err := store.Load(ctx)
+				if err != nil {
+					return err
+				}
+				if st.Mark != batches || len(st.Families) != 1 || st.Families[0].Series[0].Value != 1+2+3 {
+					return fmt.Errorf("aggregate at mark %d: %+v, want c_total 6 at mark %d", st.Mark, st.Families, batches)
+				}
+				return nil
+			}
+			harness.Eventually(t, 10*time.Second, total)
+
+			forged, err := streams.SnapshotMsg(sc.Subjects().Checkpoint("n1"), &aggregate.Dump{Node: "n1", Marks: tc.marks, Meta: map[string]string{}, Series: map[string]string{}}, time.Now(), time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			forged.Header.Del(jetstream.MsgTTLHeader)
+			if _, err := js.PublishMsg(ctx, forged); err != nil {
+				t.Fatal(err)
+			}
+			if err := rdb.FlushAll(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			harness.Eventually(t, 15*time.Second, func() error {
+				if n := counterValue(t, reg, "jetmetrics_aggregator_checkpoints_refused_total"); n != 1 {
+					return fmt.Errorf("checkpoints refused: %v", n)
+				}
+				return total()
+			})
+		})
+	}
+}
+
+// counterValue is the value of the registered counter name.
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == name {
+			return f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
