@@ -135,6 +135,10 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	}
 }
 
+// maxResetAttempts bounds the ordered consumer's attempts to recreate its
+// consumer (1 s, 2 s, 4 s apart) before the session ends.
+const maxResetAttempts = 3
+
 // pullMaxBytes bounds what the aggregator's consumer buffers.
 const pullMaxBytes = 16 << 20
 
@@ -171,6 +175,11 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 	cc := jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{a.subjects.DeltaNode(a.cfg.Node)},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		// Next does not return while the ordered consumer retries to
+		// recreate its consumer, unbounded by default: on a stream that
+		// stays deleted the read would hang the session and the node's
+		// shutdown. A few attempts, then the session ends and Run retries.
+		MaxResetAttempts: maxResetAttempts,
 	}
 	if seq := st.marks.Seq(); seq > 0 {
 		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy

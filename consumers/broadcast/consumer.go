@@ -143,6 +143,9 @@ func (c *Consumer) session(ctx context.Context) error {
 	cons, err := c.js.OrderedConsumer(ctx, c.cfg.Streams.SnapshotStream(), jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{c.cfg.Streams.Subjects().SnapshotAll()},
 		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+		// Bounded, or Next would not return (nor honour ctx) while the
+		// stream stays deleted; the session's retry takes over.
+		MaxResetAttempts: 3,
 	})
 	if err != nil {
 		return fmt.Errorf("consume snapshots: %w", err)

@@ -229,34 +229,65 @@ const stopBound = 25 * time.Second
 const nodeReadyWait = 60 * time.Second
 
 // TestStopWithStreamsDeleted: the node binary, its three streams deleted
-// under it while a producer keeps publishing, exits 0 within stopBound of
-// SIGTERM, and serves again after a restart with the streams recreated.
+// under it while a producer publishes, exits 0 within stopBound of
+// SIGTERM, and is ready again after a restart. In "squatted" another
+// stream takes the deleted streams' subjects at once, so the node cannot
+// recreate them: its consumers keep failing to recreate their server-side
+// consumers, and must still stop.
 func TestStopWithStreamsDeleted(t *testing.T) {
-	p := harness.StartProcessNode(t, harness.ProcessNodeConfig{Name: nodeName})
-	p.WaitReady(nodeReadyWait)
-	nc := connect(t, p.NATSURL)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
+	for _, squat := range []bool{false, true} {
+		t.Run(map[bool]string{false: "deleted", true: "squatted"}[squat], func(t *testing.T) {
+			p := harness.StartProcessNode(t, harness.ProcessNodeConfig{Name: nodeName})
+			p.WaitReady(nodeReadyWait)
+			nc := connect(t, p.NATSURL)
+			js, err := jetstream.New(nc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			led := newLedger()
+			pub := newPublisher(t, led, nc, nodeName, "stop")
+			ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+			defer cancel()
+			publishSome(ctx, pub, 5)
+			pub.raw(ctx, "", []byte("not a batch"), "")
+			sc := streams.Config{}
+			var subjects []string
+			for _, name := range []string{sc.DeadLetterStream(), sc.SnapshotStream(), sc.DeltaStream()} {
+				s, err := js.Stream(ctx, name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				subjects = append(subjects, s.CachedInfo().Config.Subjects...)
+				deleteStream(t, js, name)
+			}
+			if squat {
+				if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SQUAT", Subjects: subjects, Storage: jetstream.MemoryStorage}); err != nil {
+					t.Fatal(err)
+				}
+				// Long enough for the consumers' recreation attempts to fail.
+				harness.Eventually(t, settleTimeout, func() error {
+					resp, err := http.Get(p.URL + "/-/ready")
+					if err != nil {
+						return err
+					}
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						return fmt.Errorf("/-/ready: %s with the streams gone", resp.Status)
+					}
+					return nil
+				})
+			}
+			start := time.Now()
+			p.Stop()
+			took := time.Since(start)
+			t.Logf("stopped %s after SIGTERM", took.Round(time.Millisecond))
+			if took > stopBound {
+				t.Errorf("the node took %s to stop, over the %s bound", took, stopBound)
+			}
+			// The squatter, in memory, went with the node's embedded server.
+			p.Start()
+			p.WaitReady(nodeReadyWait)
+			p.Stop()
+		})
 	}
-	led := newLedger()
-	pub := newPublisher(t, led, nc, nodeName, "stop")
-	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
-	defer cancel()
-	publishSome(ctx, pub, 5)
-	pub.raw(ctx, "", []byte("not a batch"), "")
-	sc := streams.Config{}
-	for _, name := range []string{sc.DeadLetterStream(), sc.SnapshotStream(), sc.DeltaStream()} {
-		deleteStream(t, js, name)
-	}
-	start := time.Now()
-	p.Stop()
-	took := time.Since(start)
-	t.Logf("stopped %s after SIGTERM with its streams deleted", took.Round(time.Millisecond))
-	if took > stopBound {
-		t.Errorf("the node took %s to stop, over the %s bound", took, stopBound)
-	}
-	p.Start()
-	p.WaitReady(nodeReadyWait)
-	p.Stop()
 }
