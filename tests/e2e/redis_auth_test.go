@@ -14,7 +14,6 @@ import (
 	"io"
 	"math/big"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -361,12 +360,10 @@ func newRedisPKI(t *testing.T) redisPKI {
 // presenting a client certificate, and the Redis asks for a password too.
 // Leaving out any of them fails the start.
 func TestRedisTLS(t *testing.T) {
-	if out, _ := exec.Command("redis-server", "--help").CombinedOutput(); !strings.Contains(string(out), "redis-server") {
-		t.Fatalf("redis-server --help: %s", out)
-	}
 	p := newRedisPKI(t)
 	port := harness.FreePort(t)
-	// The plain socket serves the readiness probe; clients use TLS.
+	// The plain socket serves the readiness probe; clients use TLS. A
+	// redis-server built without TLS refuses --tls-port, failing the test.
 	rs := harness.RedisWith(t, redisserver.Config{ExtraArgs: []string{
 		"--tls-port", fmt.Sprint(port),
 		"--tls-cert-file", p.path("server.crt"), "--tls-key-file", p.path("server.key"),
@@ -405,9 +402,7 @@ func TestRedisTLS(t *testing.T) {
 		})
 	}
 	t.Run("all of them", func(t *testing.T) {
-		n, _, _ := runRedisNode(t, full, true)
-		if err := n.Ready(context.Background()); err != nil && strings.Contains(err.Error(), "redis") {
-			t.Fatalf("ready: %v", err)
-		}
+		// Serving /metrics takes reading the aggregate from Redis.
+		runRedisNode(t, full, true)
 	})
 }
