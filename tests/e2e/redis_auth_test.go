@@ -223,24 +223,26 @@ func TestRedisACLUser(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		cfg  func(pw string) node.Config
+		// source is how the refusal names where the password came from.
+		source string
 	}{
 		{"password in the url", func(pw string) node.Config {
 			return node.Config{RedisURL: "unix://jm:" + pw + "@" + sock}
-		}},
+		}, "unix://jm:xxxxx@"},
 		{"password file", func(pw string) node.Config {
 			return node.Config{RedisURL: "unix://jm@" + sock, RedisPasswordFile: secretFile(t, pw+"\n")}
-		}},
+		}, "password from --redis.password-file"},
 		{"password on its own", func(pw string) node.Config {
 			return node.Config{RedisURL: "unix://jm@" + sock, RedisPassword: pw}
-		}},
+		}, "password from JETMETRICS_REDIS_PASSWORD"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg(wrong)
 			cfg.RedisConnectTimeout = 20 * time.Second
 			start := time.Now()
 			_, logs, err := runRedisNode(t, cfg, false)
-			if err == nil || !strings.Contains(err.Error(), "WRONGPASS") || !strings.Contains(err.Error(), "--redis.url") {
-				t.Fatalf("start with a wrong password: %v, want WRONGPASS naming --redis.url", err)
+			if err == nil || !strings.Contains(err.Error(), "WRONGPASS") || !strings.Contains(err.Error(), "--redis.url") || !strings.Contains(err.Error(), tc.source) {
+				t.Fatalf("start with a wrong password: %v, want WRONGPASS naming --redis.url and %q", err, tc.source)
 			}
 			if took := time.Since(start); took > 10*time.Second {
 				t.Errorf("the refused password failed the start after %s, want at once", took)

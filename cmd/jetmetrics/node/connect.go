@@ -39,7 +39,7 @@ func (n *Node) waitRedis(ctx context.Context, opts *redis.Options) error {
 		}
 		if refused(perr) {
 			// It answers, and says no: waiting changes nothing.
-			return fmt.Errorf("--redis.url %s: %w", redactURL(n.cfg.RedisURL), perr)
+			return fmt.Errorf("--redis.url %s%s: %w", redactURL(n.cfg.RedisURL), n.cfg.redisPasswordSource(), perr)
 		}
 		// The attempt the deadline cut short says less than the one
 		// before it ("connection refused").

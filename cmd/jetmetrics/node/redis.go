@@ -76,6 +76,18 @@ func (c Config) redisOptions() (*redis.Options, error) {
 	return opts, nil
 }
 
+// redisPasswordSource names where the password of RedisURL comes from
+// when not from the URL, for an error that says which one was refused.
+func (c Config) redisPasswordSource() string {
+	switch {
+	case c.RedisPasswordFile != "":
+		return fmt.Sprintf(" (password from --redis.password-file %q)", c.RedisPasswordFile)
+	case c.RedisPassword != "":
+		return " (password from JETMETRICS_REDIS_PASSWORD)"
+	}
+	return ""
+}
+
 // redisTLS applies the --redis.tls.* settings to opts, which have a TLS
 // configuration exactly when the URL is rediss://.
 func (c Config) redisTLS(opts *redis.Options) error {
