@@ -51,9 +51,9 @@ func New(cfg Config) (*Volume, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("new http-json volume: no url")
 	}
-	for name, f := range cfg.Fields.fields() {
+	for _, f := range cfg.Fields.fields() {
 		if f.Path == "" && f.Scale != 0 {
-			return nil, fmt.Errorf("new http-json volume: %s has no path (map it with scale 0 to report 0)", name)
+			return nil, fmt.Errorf("new http-json volume: %s has no path (map it with scale 0 to report 0)", f.name)
 		}
 	}
 	if cfg.Client == nil {
@@ -62,12 +62,19 @@ func New(cfg Config) (*Volume, error) {
 	return &Volume{cfg: cfg}, nil
 }
 
-func (m *Mapping) fields() map[string]*Field {
-	return map[string]*Field{
-		"iops_read": &m.IOPSRead, "iops_write": &m.IOPSWrite,
-		"io_bytes_read": &m.BytesReadPerSec, "io_bytes_write": &m.BytesWritePerSec,
-		"io_usec_read": &m.LatencyUsecRead, "io_usec_write": &m.LatencyUsecWrite,
+func (m *Mapping) fields() []namedField {
+	return []namedField{
+		{"iops_read", &m.IOPSRead}, {"iops_write", &m.IOPSWrite},
+		{"io_bytes_read", &m.BytesReadPerSec}, {"io_bytes_write", &m.BytesWritePerSec},
+		{"io_usec_read", &m.LatencyUsecRead}, {"io_usec_write", &m.LatencyUsecWrite},
 	}
+}
+
+// namedField is a field of a Mapping with its name, in a fixed order, so
+// the first field at fault is the same on every poll.
+type namedField struct {
+	name string
+	*Field
 }
 
 // PerformanceMetric gets the endpoint and maps its answer.
@@ -105,19 +112,19 @@ func (v *Volume) PerformanceMetric(ctx context.Context) (volumes.Metric, error) 
 		"io_usec_read": &m.LatencyUsecRead, "io_usec_write": &m.LatencyUsecWrite,
 	}
 	fields := v.cfg.Fields
-	for name, f := range fields.fields() {
+	for _, f := range fields.fields() {
 		if f.Path == "" {
 			continue // mapped to 0
 		}
 		x, err := lookup(doc, f.Path)
 		if err != nil {
-			return volumes.Metric{}, fmt.Errorf("%w: http-json volume %s: %w", volumes.ErrGarbage, name, err)
+			return volumes.Metric{}, fmt.Errorf("%w: http-json volume %s: %w", volumes.ErrGarbage, f.name, err)
 		}
 		scale := f.Scale
 		if scale == 0 {
 			scale = 1
 		}
-		*out[name] = x * scale
+		*out[f.name] = x * scale
 	}
 	return m, m.Check()
 }
