@@ -159,24 +159,28 @@ func (c *Consumer) session(ctx context.Context) error {
 	if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
 		c.caughtUp.Store(true)
 	}
+	// A session's stream can be deleted or replaced while no snapshot
+	// comes: the ordered consumer, recreated on a stream created again,
+	// would wait for sequences it already had. A watcher checks the stream
+	// beside the reads and ends the session when it changed.
+	sctx, stop := context.WithCancelCause(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		c.watchStream(sctx, created, stop)
+	}()
+	defer func() {
+		stop(nil)
+		<-watched
+	}()
 	for {
-		msg, err := c.next(ctx, it)
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			// Quiet: is the stream still the one this session reads? The
-			// ordered consumer, recreated on a stream created again, would
-			// wait for sequences it already had.
-			now, err := c.incarnation(ctx)
-			if err != nil {
-				return err
-			}
-			if !now.Equal(created) {
-				return fmt.Errorf("snapshot stream replaced (created %s, was %s): reading it from its start", now, created)
-			}
-			continue
-		}
+		msg, err := it.Next(jetstream.NextContext(sctx))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
+			}
+			if cause := context.Cause(sctx); sctx.Err() != nil && cause != nil {
+				return cause
 			}
 			return fmt.Errorf("read snapshots: %w", err)
 		}
@@ -189,11 +193,30 @@ func (c *Consumer) session(ctx context.Context) error {
 	}
 }
 
-// next waits up to StreamCheck for the next snapshot.
-func (c *Consumer) next(ctx context.Context, it jetstream.MessagesContext) (jetstream.Msg, error) {
-	nctx, cancel := context.WithTimeout(ctx, c.cfg.StreamCheck)
-	defer cancel()
-	return it.Next(jetstream.NextContext(nctx))
+// watchStream checks every StreamCheck that the snapshot stream is still
+// the one created at created, and ends the session through stop when it
+// is not (or cannot be read).
+func (c *Consumer) watchStream(ctx context.Context, created time.Time, stop context.CancelCauseFunc) {
+	t := time.NewTicker(c.cfg.StreamCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now, err := c.incarnation(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				stop(err)
+			}
+			return
+		}
+		if !now.Equal(created) {
+			stop(fmt.Errorf("snapshot stream replaced (created %s, was %s): reading it from its start", now, created))
+			return
+		}
+	}
 }
 
 // incarnation is the snapshot stream's creation time, which changes when

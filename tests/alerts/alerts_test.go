@@ -3,6 +3,7 @@ package alerts_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -268,11 +269,18 @@ func TestEveryAlertFires(t *testing.T) {
 	})
 	r.scrape("aggregator resuming", "JetmetricsAggregatorResuming")
 
-	// The snapshot stream is gone: a cannot publish its snapshots.
+	// The snapshot stream's subjects are taken by a stream of someone
+	// else's: a cannot publish its snapshots, nor create its stream again
+	// (a plain deletion it repairs on its own).
 	failures := r.counter("jetmetrics_snapshot_failures_total") // the Redis outage may have failed some
-	if err := js.DeleteStream(ctx, "JETMETRICS_SNAP"); err != nil {
-		t.Fatal(err)
-	}
+	harness.Eventually(t, 30*time.Second, func() error {
+		if err := js.DeleteStream(ctx, "JETMETRICS_SNAP"); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return err
+		}
+		// Loses the race when a has just created its stream again.
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SQUATTER", Subjects: []string{"jetmetrics.snap.>"}})
+		return err
+	})
 	harness.Eventually(t, 30*time.Second, func() error {
 		if r.counter("jetmetrics_snapshot_failures_total") <= failures {
 			return fmt.Errorf("no snapshot failure yet")

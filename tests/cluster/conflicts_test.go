@@ -218,11 +218,11 @@ func lineDiff(a, b []byte) string {
 	return strings.Join(out, "\n")
 }
 
-// TestUnreadablePeerLoggedOnce: a snapshot that cannot be decoded (here
-// garbage under valid headers, which the broadcast consumer stores as it
-// is) leaves its peer out of the cluster view, logged once per version,
-// not on every scrape, and the view still answers.
-func TestUnreadablePeerLoggedOnce(t *testing.T) {
+// TestUnreadablePeerRefused: a snapshot that cannot be decoded (here
+// garbage under valid headers) is refused by the broadcast consumer before
+// it is stored: counted as invalid, logged once (one message, one line),
+// never in the cluster view, and the view still answers, valid.
+func TestUnreadablePeerRefused(t *testing.T) {
 	nd := harness.StartProcessNode(t, harness.ProcessNodeConfig{Name: "n1"})
 	nd.WaitReady(formTimeout)
 	nc, err := nats.Connect(nd.NATSURL)
@@ -245,13 +245,18 @@ func TestUnreadablePeerLoggedOnce(t *testing.T) {
 	if _, err := js.PublishMsg(ctx, m); err != nil {
 		t.Fatal(err)
 	}
-	harness.Eventually(t, converge, func() error {
-		if !strings.Contains(nd.Output(), "peer snapshot unreadable") {
-			_, _, err := get(nd.URL+"/metrics/cluster", "")
-			if err == nil {
-				err = fmt.Errorf("not logged yet")
+	refused := func() int {
+		n := 0
+		for _, l := range strings.Split(nd.Output(), "\n") {
+			if strings.Contains(l, "snapshot skipped") && strings.Contains(l, "jetmetrics.snap.ghost") {
+				n++
 			}
-			return err
+		}
+		return n
+	}
+	harness.Eventually(t, converge, func() error {
+		if refused() == 0 {
+			return fmt.Errorf("not refused yet")
 		}
 		return nil
 	})
@@ -263,8 +268,18 @@ func TestUnreadablePeerLoggedOnce(t *testing.T) {
 		if _, err := expositiontest.Check(b, ct); err != nil {
 			t.Fatal(err)
 		}
+		if strings.Contains(string(b), `node="ghost"`) {
+			t.Fatalf("the refused snapshot's node is in the view:\n%s", b)
+		}
 	}
-	if n := strings.Count(nd.Output(), "peer snapshot unreadable"); n != 1 {
-		t.Errorf("logged %d times over eleven scrapes, want once:\n%s", n, nd.Output())
+	if n := refused(); n != 1 {
+		t.Errorf("refusal logged %d times over ten scrapes, want once:\n%s", n, nd.Output())
+	}
+	fams, err := harness.Scrape(nd.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := harness.Samples(fams)[`jetmetrics_broadcast_snapshots_total{result="invalid"}`]; got != 1 {
+		t.Errorf("jetmetrics_broadcast_snapshots_total{result=\"invalid\"} = %v, want 1", got)
 	}
 }
