@@ -21,6 +21,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetmetrics/jetmetrics/tests/harness"
 )
 
 // runMainEnv makes the test binary run main instead of the tests, so a
@@ -75,21 +77,6 @@ func (l *lines) find(msg string) (map[string]any, bool) {
 		}
 	}
 	return nil, false
-}
-
-func poll(t *testing.T, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
-	}
 }
 
 // checkOneStream fails on every line that is not a zerolog JSON event
@@ -189,7 +176,7 @@ func TestLogsAreOneStream(t *testing.T) {
 	t.Cleanup(stop)
 
 	var running map[string]any
-	poll(t, 60*time.Second, func() error {
+	harness.Eventually(t, 60*time.Second, func() error {
 		var ok bool
 		if running, ok = out.find("node running"); !ok {
 			return errors.New("no \"node running\" line yet")
@@ -209,13 +196,13 @@ func TestLogsAreOneStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 30*time.Second, func() error {
+	harness.Eventually(t, 30*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_, err := js.Publish(ctx, "jetmetrics.delta.logs.bad", []byte("not json"))
 		return err
 	})
-	poll(t, 30*time.Second, func() error {
+	harness.Eventually(t, 30*time.Second, func() error {
 		if _, ok := out.find("dead-lettered"); !ok {
 			return errors.New("no dead-letter line yet")
 		}
@@ -235,7 +222,7 @@ func TestLogsAreOneStream(t *testing.T) {
 			c.Close()
 		}
 	}()
-	poll(t, 30*time.Second, func() error {
+	harness.Eventually(t, 30*time.Second, func() error {
 		for _, l := range out.snapshot() {
 			if strings.Contains(l, "Accept error") { // JSON or not
 				return nil
@@ -281,7 +268,7 @@ func TestStdLogGoesThroughTheLogger(t *testing.T) {
 		done <- run(ctx, []string{"node", "--node.name=stdlog", "--data.dir=" + t.TempDir(), "--web.listen-address=127.0.0.1:0",
 			"--nats.listen=", "--log.format=json"}, &bytes.Buffer{}, &out)
 	}()
-	poll(t, 60*time.Second, func() error {
+	harness.Eventually(t, 60*time.Second, func() error {
 		if _, ok := out.find("node running"); !ok {
 			return errors.New("no \"node running\" line yet")
 		}

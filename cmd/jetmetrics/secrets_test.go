@@ -93,7 +93,7 @@ func TestRedisPasswordNeverShown(t *testing.T) {
 			done := make(chan error, 1)
 			go func() { done <- run(ctx, append(base, tc.args(t, redisSecret)...), &shown, &out) }()
 			var web string
-			poll(t, 60*time.Second, func() error {
+			harness.Eventually(t, 60*time.Second, func() error {
 				select {
 				case err := <-done:
 					t.Fatalf("node stopped: %v\n%s", err, strings.Join(out.snapshot(), "\n"))
@@ -106,7 +106,7 @@ func TestRedisPasswordNeverShown(t *testing.T) {
 				web = "http://" + m["web"].(string)
 				return nil
 			})
-			poll(t, 60*time.Second, func() error {
+			harness.Eventually(t, 60*time.Second, func() error {
 				resp, err := http.Get(web + "/-/ready")
 				if err != nil {
 					return err
