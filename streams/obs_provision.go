@@ -82,12 +82,7 @@ func (c ObsConfig) LeaseBucket() string {
 	return strings.ReplaceAll(c.WithDefaults().Prefix, "-", "_") + "_leases"
 }
 
-func (c ObsConfig) storage() jetstream.StorageType {
-	if c.MemoryStorage {
-		return jetstream.MemoryStorage
-	}
-	return jetstream.FileStorage
-}
+func (c ObsConfig) storage() jetstream.StorageType { return storageType(c.MemoryStorage) }
 
 // ObsStreamConfig is the definition of the observation stream: every
 // observer's results, the newest HistoryDepth per target. It keeps the

@@ -97,8 +97,11 @@ func (c Config) DeltaStream() string { return StreamName(c.WithDefaults().Prefix
 // DeadLetterStream is the name of the dead-letter stream (JETMETRICS_DLQ).
 func (c Config) DeadLetterStream() string { return StreamName(c.WithDefaults().Prefix, "DLQ") }
 
-func (c Config) storage() jetstream.StorageType {
-	if c.MemoryStorage {
+func (c Config) storage() jetstream.StorageType { return storageType(c.MemoryStorage) }
+
+// storageType is where a stream of the project keeps its messages.
+func storageType(memory bool) jetstream.StorageType {
+	if memory {
 		return jetstream.MemoryStorage
 	}
 	return jetstream.FileStorage
