@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -33,21 +32,7 @@ func TestForgedCheckpointRefused(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			ns := harness.NATS(t)
-			nc, err := nats.Connect(ns.ClientURL())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(nc.Close)
-			js, err := jetstream.New(nc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sc := streams.Config{}.WithDefaults()
-			sc.Replicas = 1
-			if err := streams.Provision(ctx, js, sc); err != nil {
-				t.Fatal(err)
-			}
+			js, sc := harness.Streams(t)
 			rdb := harness.RedisClient(t, harness.Redis(t))
 			store := aggregate.NewStore(rdb, "", "n1")
 			const batches = 3

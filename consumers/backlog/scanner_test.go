@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -47,21 +46,7 @@ type rig struct {
 }
 
 func newRig(t *testing.T) *rig {
-	ns := harness.NATS(t)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := streams.Config{}.WithDefaults()
-	cfg.Replicas = 1
-	if err := streams.Provision(context.Background(), js, cfg); err != nil {
-		t.Fatal(err)
-	}
+	js, cfg := harness.Streams(t)
 	return &rig{t: t, js: js, peers: aggregate.NewPeers(harness.RedisClient(t, harness.Redis(t)), ""), cfg: cfg}
 }
 

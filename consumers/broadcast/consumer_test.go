@@ -37,21 +37,7 @@ type rig struct {
 // start runs a broadcast consumer of node n1 with cfg's limits until the
 // test ends.
 func start(t *testing.T, cfg broadcast.Config) *rig {
-	ns := harness.NATS(t)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := streams.Config{}.WithDefaults()
-	sc.Replicas = 1
-	if err := streams.Provision(context.Background(), js, sc); err != nil {
-		t.Fatal(err)
-	}
+	js, sc := harness.Streams(t)
 	r := &rig{t: t, js: js, peers: aggregate.NewPeers(harness.RedisClient(t, harness.Redis(t)), ""), reg: prometheus.NewRegistry(), subj: sc.Subjects()}
 	cfg.Node, cfg.Streams, cfg.Logger = "n1", sc, harness.Logger(t)
 	c, err := broadcast.New(cfg, js, r.peers, r.reg)
