@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"testing"
@@ -55,9 +56,10 @@ func TestNodeAndRedisKilledTogether(t *testing.T) {
 	reader := func(path string) *scraper {
 		return startReader(t, func() (map[string]*dto.MetricFamily, string, error) {
 			fams, unavailable, err := scrape(client, p.URL+path)
-			// While the node is dead nothing answers: that is no answer,
-			// not a wrong one.
-			if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			// While the node is dead nothing answers, and an answer the
+			// kill cuts short ends early: that is no answer, not a wrong
+			// one.
+			if ue := (*url.Error)(nil); errors.As(err, &ue) || errors.Is(err, io.ErrUnexpectedEOF) {
 				return nil, "down: " + err.Error(), nil
 			}
 			return fams, unavailable, err

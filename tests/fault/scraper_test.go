@@ -1,6 +1,7 @@
 package fault_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -73,8 +74,14 @@ func scrape(client *http.Client, url string) (map[string]*dto.MetricFamily, stri
 	if resp.StatusCode != http.StatusOK {
 		return nil, "", fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
+	// Read the whole body first, so a connection cut mid-answer (a node
+	// killed while it answers) reads as that, not as a malformed scrape.
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, "", fmt.Errorf("read %s: %w", url, err)
+	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
+	fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
 	if err != nil {
 		return nil, "", fmt.Errorf("parse %s: %w", url, err)
 	}
