@@ -1,0 +1,116 @@
+package config
+
+import (
+	"time"
+)
+
+// File is the content of a --config.file: what flags express badly.
+// Every field is optional; a node started without a file has none of it.
+type File struct {
+	// Observers holds each observer's settings by kind.
+	Observers Observers `yaml:"observers"`
+	// Volumes are the storage volumes whose performance the volume
+	// observer polls.
+	Volumes []Volume `yaml:"volumes"`
+}
+
+// Observers holds the settings of each observer.
+type Observers struct {
+	Volume Observer `yaml:"volume"`
+}
+
+// Observer is one observer's settings. Zero means the default.
+type Observer struct {
+	// ObserveInterval is the time between two polls of a target (default
+	// 10 s, at least 1 s).
+	ObserveInterval time.Duration `yaml:"observe-interval"`
+	// ObserveTimeout bounds one poll (default 5 s, at most the interval).
+	ObserveTimeout time.Duration `yaml:"observe-timeout"`
+	// CacheTTL is how long after its observation a result is served from
+	// the cache (default 30 s).
+	CacheTTL time.Duration `yaml:"cache-ttl"`
+	// HistoryDepth is how many results per target JETMETRICS_OBS keeps
+	// (default 360: an hour at 10 s).
+	HistoryDepth int64 `yaml:"history-depth"`
+	// MaxConcurrent bounds the polls running at once on one node
+	// (default 64).
+	MaxConcurrent int `yaml:"max-concurrent"`
+}
+
+// Observer defaults.
+const (
+	DefaultObserveInterval = 10 * time.Second
+	MinObserveInterval     = time.Second
+	DefaultObserveTimeout  = 5 * time.Second
+	DefaultCacheTTL        = 30 * time.Second
+	DefaultHistoryDepth    = 360
+	DefaultMaxConcurrent   = 64
+)
+
+// Backend kinds of Volume.Backend.
+const (
+	BackendLocal       = "local"
+	BackendPureStorage = "purestorage"
+	BackendNetApp      = "netapp"
+	BackendHTTPJSON    = "http-json"
+)
+
+// Volume is one storage volume and how to reach its backend.
+type Volume struct {
+	// Name is the volume's name in the API, the metrics and the subjects
+	// (any string of 1 to 255 bytes; names that are not subject tokens are
+	// mapped reversibly).
+	Name string `yaml:"name"`
+	// Backend is the backend kind: local, purestorage, netapp or
+	// http-json.
+	Backend string `yaml:"backend"`
+
+	// Endpoint is the management URL (purestorage, netapp) or the URL to
+	// GET (http-json).
+	Endpoint string `yaml:"endpoint"`
+	// BackendVolume is the volume's name on the backend (purestorage,
+	// netapp; default Name).
+	BackendVolume string `yaml:"backend-volume"`
+	// SVM narrows a NetApp volume name to one SVM.
+	SVM string `yaml:"svm"`
+	// Username (netapp) and Password (netapp), APIToken (purestorage).
+	Username string `yaml:"username"`
+	Password Secret `yaml:"password"`
+	APIToken Secret `yaml:"api-token"`
+	// Headers are sent with every http-json request, each value a secret
+	// (an Authorization header, say).
+	Headers map[string]Secret `yaml:"headers"`
+	// Fields maps the six figures to JSON paths in an http-json answer:
+	// keys iops-read, iops-write, throughput-read, throughput-write,
+	// latency-read, latency-write; values dot-separated paths.
+	Fields map[string]string `yaml:"fields"`
+	// TLS configures HTTPS to the backend.
+	TLS TLS `yaml:"tls"`
+
+	// Device (a block device as /proc/diskstats names it) or Mount (an NFS
+	// mount point) selects what a local volume measures.
+	Device string `yaml:"device"`
+	Mount  string `yaml:"mount"`
+}
+
+// TLS configures a client's TLS.
+type TLS struct {
+	// CAFile holds PEM certificates that sign the server's (default: the
+	// system's).
+	CAFile string `yaml:"ca-file"`
+	// CertFile and KeyFile are a client certificate.
+	CertFile string `yaml:"cert-file"`
+	KeyFile  string `yaml:"key-file"`
+	// ServerName is the name to verify (default the URL's host).
+	ServerName string `yaml:"server-name"`
+	// InsecureSkipVerify turns verification off; say why in a comment.
+	InsecureSkipVerify bool `yaml:"insecure-skip-verify"`
+}
+
+// Secret is a credential read from a file or an environment variable,
+// never written inline in the file (so never in a log or an error).
+// Exactly one of File and Env is set, or neither (no secret).
+type Secret struct {
+	File string `yaml:"file"`
+	Env  string `yaml:"env"`
+}
