@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/jetmetrics/jetmetrics/pkg/config"
 	"github.com/jetmetrics/jetmetrics/pkg/series"
 	"github.com/jetmetrics/jetmetrics/streams"
 )
@@ -121,6 +122,10 @@ type Config struct {
 	// OrphanScanInterval is how often the delta stream is scanned for
 	// deltas no live node will apply (default 30 s).
 	OrphanScanInterval time.Duration
+
+	// File is the decoded --config.file: volumes and observer settings
+	// (zero: none).
+	File config.File
 
 	// Demo also runs a built-in producer publishing demo metrics of every
 	// kind each DemoInterval (default 1 s).
