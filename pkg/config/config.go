@@ -1,6 +1,10 @@
 package config
 
 import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
 	"time"
 )
 
@@ -113,4 +117,65 @@ type TLS struct {
 type Secret struct {
 	File string `yaml:"file"`
 	Env  string `yaml:"env"`
+}
+
+// maxSecretBytes bounds a secret file: a credential, not whatever a wrong
+// path points at.
+const maxSecretBytes = 64 << 10
+
+// IsSet reports whether the secret names a source.
+func (s Secret) IsSet() bool { return s.File != "" || s.Env != "" }
+
+// Value reads the secret from its file (a trailing newline is dropped) or
+// its environment variable. An error names the source, never the value.
+func (s Secret) Value() (string, error) {
+	switch {
+	case s.File != "" && s.Env != "":
+		return "", fmt.Errorf("secret has both file %q and env %q: give one", s.File, s.Env)
+	case s.File != "":
+		f, err := os.Open(s.File)
+		if err != nil {
+			return "", fmt.Errorf("secret file: %w", err)
+		}
+		defer f.Close()
+		b, err := io.ReadAll(io.LimitReader(f, maxSecretBytes+1))
+		if err != nil {
+			return "", fmt.Errorf("secret file %s: %w", s.File, err)
+		}
+		if len(b) > maxSecretBytes {
+			return "", fmt.Errorf("secret file %s: longer than %d bytes", s.File, maxSecretBytes)
+		}
+		v := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		if v == "" {
+			return "", fmt.Errorf("secret file %s is empty", s.File)
+		}
+		return v, nil
+	case s.Env != "":
+		v, ok := os.LookupEnv(s.Env)
+		if !ok || v == "" {
+			return "", fmt.Errorf("secret variable %s is not set", s.Env)
+		}
+		return v, nil
+	}
+	return "", nil
+}
+
+// WithDefaults returns o with every zero field set to its default.
+func (o Observer) WithDefaults() Observer {
+	if o.ObserveInterval == 0 {
+		o.ObserveInterval = DefaultObserveInterval
+	}
+	if o.ObserveTimeout == 0 {
+		o.ObserveTimeout = min(DefaultObserveTimeout, o.ObserveInterval)
+	}
+	if o.CacheTTL == 0 {
+		o.CacheTTL = DefaultCacheTTL
+	}
+	if o.HistoryDepth == 0 {
+		o.HistoryDepth = DefaultHistoryDepth
+	}
+	if o.MaxConcurrent == 0 {
+		o.MaxConcurrent = DefaultMaxConcurrent
+	}
+	return o
 }
