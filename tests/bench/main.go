@@ -39,7 +39,7 @@ func main() {
 }
 
 // figureNames are the figures in the order they run.
-var figureNames = []string{"hotpath", "ingest", "exposition", "snapshot", "memory"}
+var figureNames = []string{"hotpath", "ingest", "exposition", "snapshot", "memory", "observe"}
 
 type config struct {
 	out        string
@@ -49,6 +49,7 @@ type config struct {
 	hot        hotPathConfig
 	expo       expoConfig
 	ingest     ingestConfig
+	observe    observeConfig
 	profileDir string
 	nodeBin    string
 	verbose    bool
@@ -72,6 +73,11 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.ingest.backlog, "ingest.backlog", 1_500_000, "deltas published before a node drains them")
 	fs.Float64Var(&cfg.ingest.latencyAt, "ingest.latency-at", 0, "measure only publish→visible latency, with producers offering this many deltas/s (0: the whole figure)")
 	fs.DurationVar(&cfg.ingest.latencyFlush, "ingest.latency-flush", 250*time.Millisecond, "the producers' flush interval with -ingest.latency-at")
+	fs.IntVar(&cfg.observe.volumes, "observe.volumes", 1000, "volumes of the observe figure")
+	fs.IntVar(&cfg.observe.nodes, "observe.nodes", 3, "nodes sharing the volumes in the observe figure")
+	fs.DurationVar(&cfg.observe.interval, "observe.interval", 10*time.Second, "the observe figure's poll interval")
+	fs.IntVar(&cfg.observe.intervals, "observe.intervals", 3, "intervals the observe figure measures once the leases settled")
+	fs.DurationVar(&cfg.observe.leaseTTL, "observe.lease-ttl", 30*time.Second, "the observe figure's lease TTL")
 	fs.StringVar(&cfg.nodeBin, "node.bin", "", "jetmetrics binary the memory figure runs; empty builds one")
 	fs.StringVar(&cfg.profileDir, "profile", "", "write a CPU profile of this process per figure into this directory")
 	fs.BoolVar(&cfg.verbose, "v", false, "log progress and the servers' warnings to stderr")
@@ -97,6 +103,9 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	cfg.expo.series = cfg.series
 	if cfg.series < 1000 || cfg.expo.scrapes < 1 || cfg.hot.count < 1 || cfg.ingest.producers < 1 || cfg.ingest.series < 1 {
 		return cfg, fmt.Errorf("--series must be at least 1000 and the counts at least 1")
+	}
+	if cfg.observe.volumes < 1 || cfg.observe.nodes < 1 || cfg.observe.intervals < 1 || cfg.observe.interval < time.Second || cfg.observe.leaseTTL < time.Second {
+		return cfg, fmt.Errorf("--observe.volumes, --observe.nodes and --observe.intervals must be at least 1, --observe.interval and --observe.lease-ttl at least 1s")
 	}
 	if cfg.ingest.latencyAt < 0 || cfg.ingest.latencyFlush <= 0 {
 		return cfg, fmt.Errorf("--ingest.latency-at must not be negative and --ingest.latency-flush must be positive")
@@ -182,6 +191,8 @@ func runFigure(ctx context.Context, fig string, cfg config, log zerolog.Logger, 
 		return snapshotFigure(ctx, e, cfg.series, rep)
 	case "memory":
 		return memoryFigure(ctx, e, cfg.series, cfg.nodeBin, rep)
+	case "observe":
+		return observeFigure(ctx, e, cfg.observe, rep)
 	}
 	return fmt.Errorf("unknown figure %q", fig)
 }
