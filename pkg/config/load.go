@@ -29,12 +29,12 @@ const maxFileBytes = 16 << 20
 func Load(path string) (File, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return File{}, fmt.Errorf("config file: %w", err)
+		return File{}, err // names the path
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxFileBytes+1))
 	if err != nil {
-		return File{}, fmt.Errorf("config file: %w", err)
+		return File{}, err
 	}
 	if len(b) > maxFileBytes {
 		return File{}, &Error{File: path, Msg: fmt.Sprintf("larger than %d MiB: is it the configuration file?", maxFileBytes>>20)}
