@@ -249,7 +249,9 @@ func (f File) checkSecret(key string, s Secret, required bool) error {
 		return f.errorf(key, "give file or env, not both")
 	case s.Env != "":
 		if !envVariable.MatchString(s.Env) {
-			return f.errorf(key+".env", "%s is not an environment variable name", quote(s.Env))
+			// Not shown: it may be the credential, written where its
+			// variable's name belongs.
+			return f.errorf(key+".env", "not an environment variable name (letters, digits and _, not starting with a digit): is it the secret itself? Then change it")
 		}
 		return nil
 	}
