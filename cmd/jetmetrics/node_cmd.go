@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jetmetrics/jetmetrics/cmd/jetmetrics/node"
+	"github.com/jetmetrics/jetmetrics/pkg/config"
 	"github.com/jetmetrics/jetmetrics/pkg/exposition"
 	"github.com/jetmetrics/jetmetrics/streams"
 )
@@ -66,12 +68,23 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&cfg.DemoInterval, "demo.interval", time.Second, "how often the demo producer updates its metrics")
 	logLevel := fs.String("log.level", "info", "log level: debug, info, warn or error")
 	logFormat := fs.String("log.format", "console", "log format: console or json")
-	checkConfig := fs.Bool("check-config", false, "validate the flags and exit")
+	configFile := fs.String("config.file", "", "YAML file of volumes and observer settings (docs/configuration.md); empty: none")
+	checkConfig := fs.Bool("check-config", false, "validate the flags and --config.file, and exit")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		if err == flag.ErrHelp {
 			return nil
 		}
 		return err
+	}
+	if *configFile != "" {
+		f, err := config.Load(*configFile)
+		if err != nil {
+			if errors.As(err, new(*config.Error)) {
+				return usageError{err.Error()} // names the file already
+			}
+			return usageError{"--config.file: " + err.Error()}
+		}
+		cfg.File = f
 	}
 	// The password's environment variable has no flag: a flag's value is
 	// on the command line, which every user of the machine can read.

@@ -16,6 +16,9 @@ type File struct {
 	// Volumes are the storage volumes whose performance the volume
 	// observer polls.
 	Volumes []Volume `yaml:"volumes"`
+
+	// src is where Load read the file, for errors to name file and line.
+	src *source
 }
 
 // Observers holds the settings of each observer.
