@@ -52,26 +52,26 @@ func (t *Tracker) Snapshot() Snapshot {
 		ConsecutiveFailures: s.consec,
 		MeanSeconds:         s.mean,
 		EWMASeconds:         s.ewma,
-		MinSeconds:          s.min.Seconds(),
-		MaxSeconds:          s.max.Seconds(),
-		LastSeconds:         s.last.Seconds(),
+		MinSeconds:          seconds(s.min),
+		MaxSeconds:          seconds(s.max),
+		LastSeconds:         seconds(s.last),
 		LastError:           s.lastError,
 		LastSuccess:         unixTime(s.lastSuccess),
 		LastFailure:         unixTime(s.lastFailure),
 		WindowSize:          len(s.window),
-		HalfLifeSeconds:     s.halfLife.Seconds(),
+		HalfLifeSeconds:     seconds(s.halfLife),
 	}
 	window := s.samples(make([]time.Duration, 0, s.n))
 	t.mu.Unlock()
 
 	snap.SamplesSeconds = make([]float64, len(window))
 	for i, d := range window {
-		snap.SamplesSeconds[i] = d.Seconds()
+		snap.SamplesSeconds[i] = seconds(d)
 	}
 	slices.Sort(window)
-	snap.P50Seconds = nearestRank(window, 50).Seconds()
-	snap.P90Seconds = nearestRank(window, 90).Seconds()
-	snap.P99Seconds = nearestRank(window, 99).Seconds()
+	snap.P50Seconds = seconds(nearestRank(window, 50))
+	snap.P90Seconds = seconds(nearestRank(window, 90))
+	snap.P99Seconds = seconds(nearestRank(window, 99))
 	return snap
 }
 

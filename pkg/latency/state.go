@@ -284,7 +284,8 @@ func (s *state) check(samples []time.Duration) *DecodeError {
 		}
 		return nil
 	}
-	lo, hi := s.min.Seconds(), s.max.Seconds()
+	s.minS, s.maxS = seconds(s.min), seconds(s.max)
+	lo, hi := s.minS, s.maxS
 	switch {
 	case uint64(len(samples)) > s.count:
 		return bad("%d samples of a count of %d", len(samples), s.count)

@@ -19,10 +19,9 @@ var (
 	ErrTime = errors.New("latency: check time outside 1970..2262; pass the time the check happened")
 )
 
-var (
-	minTime = time.Unix(0, 1)
-	maxTime = time.Unix(0, math.MaxInt64)
-)
+// maxUnixSec is the first second whose times Unix nanoseconds cannot
+// all hold.
+const maxUnixSec = math.MaxInt64 / int64(time.Second)
 
 // Tracker keeps one service's latency statistics. Create one with New,
 // Decode or Restore. It is safe for concurrent use.
@@ -35,7 +34,10 @@ type Tracker struct {
 // fields (docs/latency.md).
 type state struct {
 	halfLife time.Duration
-	invHalf  float64 // 1 / halfLife in nanoseconds
+	// decayRate is -ln 2 / halfLife in nanoseconds: a weight decays by
+	// e^(decayRate·Δt) = 2^(-Δt/halfLife). (math.Exp has an assembly
+	// version on amd64 and arm64; math.Exp2 does not.)
+	decayRate float64
 
 	count    uint64 // latency samples, which is also the successes
 	failures uint64
@@ -46,6 +48,7 @@ type state struct {
 	weight float64 // decayed number of samples behind ewma
 
 	min, max, last time.Duration
+	minS, maxS     float64 // min and max in seconds
 
 	lastSuccess int64 // Unix nanoseconds of the latest success; 0: none
 	lastFailure int64 // Unix nanoseconds of the latest failure; 0: none
@@ -70,16 +73,17 @@ func New(cfg Config) (*Tracker, error) {
 
 func (s *state) setHalfLife(h time.Duration) {
 	s.halfLife = h
-	s.invHalf = 1 / float64(h)
+	s.decayRate = -math.Ln2 / float64(h)
 }
 
-// unixNano returns at in Unix nanoseconds, or false when at is outside
-// (1970, 2262].
+// unixNano returns at in Unix nanoseconds, or false when at is not after
+// the Unix epoch or not before 2262-04-11T23:47:16Z.
 func unixNano(at time.Time) (int64, bool) {
-	if at.Before(minTime) || at.After(maxTime) {
+	if sec := at.Unix(); sec < 0 || sec >= maxUnixSec {
 		return 0, false
 	}
-	return at.UnixNano(), true
+	ns := at.UnixNano()
+	return ns, ns > 0
 }
 
 // Observe records a successful check at time at that took d.
@@ -92,7 +96,9 @@ func unixNano(at time.Time) (int64, bool) {
 // oldest when it is full; min, max and the last sample follow, and the
 // consecutive failures drop to zero.
 //
-// A negative d returns ErrNegative and a time outside 1970..2262 ErrTime;
+// A negative d returns ErrNegative and a time outside 1970..2262
+// (precisely: not after the Unix epoch, or from 2262-04-11T23:47:16Z on)
+// ErrTime;
 // neither changes anything. Observe allocates nothing.
 func (t *Tracker) Observe(at time.Time, d time.Duration) error {
 	if d < 0 {
@@ -102,30 +108,32 @@ func (t *Tracker) Observe(at time.Time, d time.Duration) error {
 	if !ok {
 		return ErrTime
 	}
-	x := d.Seconds()
+	x := seconds(d)
 	t.mu.Lock()
 	s := &t.s
 	if s.count == 0 {
 		s.mean, s.ewma, s.weight = x, x, 1
-		s.min, s.max = d, d
+		s.min, s.max, s.minS, s.maxS = d, d, x, x
 		s.lastSuccess = ns
 	} else {
 		n := float64(s.count)
-		s.mean = (s.mean*n + x) / (n + 1)
+		mean := (s.mean*n + x) / (n + 1)
 		w := s.weight
 		if ns > s.lastSuccess {
-			w *= math.Exp2(-float64(ns-s.lastSuccess) * s.invHalf)
+			w *= math.Exp(float64(ns-s.lastSuccess) * s.decayRate)
 			s.lastSuccess = ns
 		}
-		s.ewma = (s.ewma*w + x) / (w + 1)
+		ewma := (s.ewma*w + x) / (w + 1)
 		s.weight = w + 1
-		s.min = min(s.min, d)
-		s.max = max(s.max, d)
+		if d < s.min {
+			s.min, s.minS = d, x
+		} else if d > s.max {
+			s.max, s.maxS = d, x
+		}
 		// Both are averages of samples, so within [min, max]; clamping
 		// only undoes a rounding step past either end.
-		lo, hi := s.min.Seconds(), s.max.Seconds()
-		s.mean = min(max(s.mean, lo), hi)
-		s.ewma = min(max(s.ewma, lo), hi)
+		s.mean = clamp(mean, s.minS, s.maxS)
+		s.ewma = clamp(ewma, s.minS, s.maxS)
 	}
 	if s.count < math.MaxUint64 {
 		s.count++
@@ -168,6 +176,22 @@ func (t *Tracker) Fail(at time.Time, reason string) error {
 	s.lastError = reason
 	t.mu.Unlock()
 	return nil
+}
+
+// seconds is d in seconds, correctly rounded (float64(d) is exact below
+// 2^53 ns, about 104 days), the one conversion the tracker, its snapshots
+// and the decoder's checks use.
+func seconds(d time.Duration) float64 { return float64(d) / 1e9 }
+
+// clamp is v limited to [lo, hi], for v, lo and hi not NaN.
+func clamp(v, lo, hi float64) float64 {
+	if v < lo {
+		return lo
+	}
+	if v > hi {
+		return hi
+	}
+	return v
 }
 
 // cleanReason makes reason valid UTF-8 of at most MaxReasonBytes.
