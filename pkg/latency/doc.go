@@ -20,6 +20,6 @@
 // statistics and the state layout.
 //
 // Concurrency: a Tracker, a Set and Resets are safe for concurrent use.
-// Observe and Fail take the tracker's mutex for a few arithmetic steps and
-// allocate nothing.
+// Observe and Fail take the tracker's mutex for a few arithmetic steps;
+// Observe never allocates, Fail only to repair a reason that is not UTF-8.
 package latency
