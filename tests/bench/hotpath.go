@@ -86,15 +86,16 @@ func median(v []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// hotPath runs the producers' paired benchmarks (or reads their output)
-// and compares each of ours with client_golang's from the same run.
+// hotPath runs the producers' paired benchmarks and the latency
+// tracker's (or reads their output) and compares each of ours with
+// client_golang's from the same run.
 func hotPath(ctx context.Context, cfg hotPathConfig, log io.Writer) ([]row, error) {
 	var out []byte
 	if cfg.output != "" {
 		out = []byte(cfg.output)
 	} else {
 		args := []string{"test", "-run", "^$", "-bench", ".", "-benchmem",
-			"-benchtime", cfg.benchtime, "-count", strconv.Itoa(cfg.count), hotPathPackage}
+			"-benchtime", cfg.benchtime, "-count", strconv.Itoa(cfg.count), hotPathPackage, trackerPackage}
 		fmt.Fprintf(log, "hot path: go %s\n", strings.Join(args, " "))
 		cmd := exec.CommandContext(ctx, "go", args...)
 		var stderr bytes.Buffer
@@ -141,6 +142,14 @@ func hotPath(ctx context.Context, cfg hotPathConfig, log io.Writer) ([]row, erro
 	}
 	if len(rows) == 0 {
 		return nil, fmt.Errorf("hot path: no paired benchmarks in the output of %s", hotPathPackage)
+	}
+	tracker, trackerAllocs, err := trackerRows(res, cfg.output != "")
+	if err != nil {
+		return nil, err
+	}
+	rows = append(rows, tracker...)
+	if trackerAllocs > worstAllocs {
+		worstAllocs, worstName = trackerAllocs, "latency Tracker.Observe"
 	}
 	rows = append(rows, newRow("hot path: allocations, worst operation", "allocs/op", worstAllocs, math.NaN(),
 		goal{kind: atMost, value: 0, unit: "allocs/op"}, worstName))

@@ -60,7 +60,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	var cfg config
 	figures := fs.String("figures", strings.Join(figureNames, ","), "figures to run, comma separated: "+strings.Join(figureNames, ", "))
-	hotOutput := fs.String("hotpath.from", "", "read `go test -bench` output of ./producers from this file instead of running it")
+	hotOutput := fs.String("hotpath.from", "", "read `go test -bench` output of ./producers and ./pkg/latency from this file instead of running it")
 	fs.StringVar(&cfg.out, "out", "", "also write the table as JSON to this file")
 	fs.StringVar(&cfg.markdown, "markdown", "", "also write the table as Markdown to this file")
 	fs.IntVar(&cfg.series, "series", 100_000, "series per node in the exposition, snapshot and memory figures")
