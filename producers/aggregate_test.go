@@ -55,7 +55,7 @@ func aggregateAll(t testing.TB, msgs []stored) aggregate {
 		if s.msgID != wantID {
 			t.Fatalf("message %d: Nats-Msg-Id %q, want %q", s.streamSeq, s.msgID, wantID)
 		}
-		if want := (streams.Subjects{}).Delta(b.Node, b.Producer); s.subject != want {
+		if want := (streams.Subjects{}).OwnedDelta(b.Node, strings.SplitN(b.Producer, "-", 2)[0], b.Producer); s.subject != want {
 			t.Fatalf("message %d: subject %q, want %q", s.streamSeq, s.subject, want)
 		}
 		if prev, ok := seen[wantID]; ok {

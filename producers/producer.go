@@ -86,7 +86,7 @@ func New(cfg Config, nc *nats.Conn) (*Producer, error) {
 	p := &Producer{
 		cfg:       cfg,
 		id:        id,
-		subject:   streams.Subjects{Prefix: cfg.Prefix}.Delta(cfg.Node, id),
+		subject:   streams.Subjects{Prefix: cfg.Prefix}.OwnedDelta(cfg.Node, cfg.Name, id),
 		stream:    streams.Config{Prefix: cfg.Prefix}.DeltaStream(),
 		nc:        nc,
 		js:        js,
@@ -115,7 +115,9 @@ func newID(name string) (string, error) {
 }
 
 // ID is the producer id: Config.Name plus the incarnation id. It is the
-// last token of the subject and the prefix of every message id.
+// last token of the subject, <prefix>.delta.<node>.<name>.<id>, whose
+// <name> token is what a NATS credential may be allowed to publish under
+// (docs/security.md), and the prefix of every message id.
 func (p *Producer) ID() string { return p.id }
 
 // Flush cuts everything recorded before the call and returns once JetStream

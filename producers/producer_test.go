@@ -635,7 +635,7 @@ func TestPrefix(t *testing.T) {
 		t.Fatal(err)
 	}
 	msgs := readAll(t, st)
-	if len(msgs) != 1 || msgs[0].subject != "acme.delta.node1."+p.ID() {
+	if len(msgs) != 1 || msgs[0].subject != "acme.delta.node1.svc."+p.ID() {
 		t.Fatalf("stream %s holds %+v", sc.Name, msgs)
 	}
 }

@@ -3,6 +3,7 @@ package streams
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // DefaultPrefix is the first token of every jetmetrics subject and the
@@ -44,14 +45,67 @@ func (s Subjects) prefix() string {
 	return s.Prefix
 }
 
-// Delta is the subject a producer publishes its batches for node on.
+// Delta is the legacy subject of a producer's batches for node:
+// <prefix>.delta.<node>.<producer>. The aggregator still accepts it, but
+// NATS permissions cannot tell whose producer id it carries; producers
+// publish on OwnedDelta.
 func (s Subjects) Delta(node, producer string) string {
 	return s.prefix() + ".delta." + node + "." + producer
 }
 
-// DeltaNode is the filter that matches every producer of one node.
+// OwnedDelta is the subject a producer publishes its batches for node on:
+// <prefix>.delta.<node>.<owner>.<producer>, where owner is the producer's
+// name and the producer id starts with owner and "-". The owner token is
+// what a NATS permission (DeltaOwner) grants a credential.
+func (s Subjects) OwnedDelta(node, owner, producer string) string {
+	return s.prefix() + ".delta." + node + "." + owner + "." + producer
+}
+
+// DeltaOwner matches every producer id of one owner publishing to node:
+// the publish permission of a producer credential.
+func (s Subjects) DeltaOwner(node, owner string) string {
+	return s.prefix() + ".delta." + node + "." + owner + ".*"
+}
+
+// DeltaNode is the filter that matches every delta subject of one node,
+// in both forms (and malformed longer ones, which the aggregator
+// dead-letters).
 func (s Subjects) DeltaNode(node string) string {
-	return s.prefix() + ".delta." + node + ".*"
+	return s.prefix() + ".delta." + node + ".>"
+}
+
+// DeltaSubject is a delta subject taken apart.
+type DeltaSubject struct {
+	Node string
+	// Owner is empty in the legacy four-token form.
+	Owner    string
+	Producer string
+}
+
+// ErrDeltaSubject is wrapped by ParseDelta's errors.
+var ErrDeltaSubject = errors.New("malformed delta subject")
+
+// ParseDelta takes a delta subject of this prefix apart. Both forms are
+// accepted; in the owned form the producer id must start with the owner
+// and "-", so a credential owning "billing" cannot write the marks of a
+// "payments-…" producer.
+func (s Subjects) ParseDelta(subject string) (DeltaSubject, error) {
+	rest, ok := strings.CutPrefix(subject, s.prefix()+".delta.")
+	if !ok {
+		return DeltaSubject{}, fmt.Errorf("%w: %s is not under %s.delta", ErrDeltaSubject, subject, s.prefix())
+	}
+	t := strings.Split(rest, ".")
+	switch len(t) {
+	case 2:
+		return DeltaSubject{Node: t[0], Producer: t[1]}, nil
+	case 3:
+		if !strings.HasPrefix(t[2], t[1]+"-") {
+			return DeltaSubject{}, fmt.Errorf("%w: producer id %q on %s does not start with its owner token %q and \"-\"", ErrDeltaSubject, t[2], subject, t[1])
+		}
+		return DeltaSubject{Node: t[0], Owner: t[1], Producer: t[2]}, nil
+	default:
+		return DeltaSubject{}, fmt.Errorf("%w: %s has %d tokens after %s.delta, want <node>.<owner>.<producer> (or the legacy <node>.<producer>)", ErrDeltaSubject, subject, len(t), s.prefix())
+	}
 }
 
 // DeltaAll matches every delta subject.

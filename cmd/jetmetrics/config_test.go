@@ -26,6 +26,8 @@ func TestConfigMistakesRefusedAtCheckAndStart(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	plainUsers := writeSecret(t, "users:\n  - user: billing\n    password: "+secret+"\n    role: producer\n    owners: [billing]\n")
+	unknownKey := writeSecret(t, "users:\n  - user: billing\n    pasword: x\n    role: producer\n")
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -71,6 +73,14 @@ func TestConfigMistakesRefusedAtCheckAndStart(t *testing.T) {
 		{"data dir a file", []string{"--data.dir=" + file}, "--data.dir"},
 		{"data dir under a file", []string{"--data.dir=" + file + "/data"}, "--data.dir"},
 		{"data dir empty", []string{"--data.dir="}, "--data.dir"},
+		{"nats listen on every interface without users", []string{"--nats.listen=0.0.0.0:14222"}, "--nats.listen"},
+		{"nats listen on an empty host without users", []string{"--nats.listen=:14222"}, "--nats.listen"},
+		{"cluster listen on every interface without route credentials", []string{"--nats.cluster.listen=0.0.0.0:16222", "--nats.cluster.routes=nats://10.0.0.2:6222"}, "--nats.cluster.listen"},
+		{"cluster user without password", []string{"--nats.cluster.listen=127.0.0.1:16222", "--nats.cluster.routes=nats://10.0.0.2:6222", "--nats.cluster.user=route"}, "--nats.cluster.user"},
+		{"users file with a plain password", []string{"--nats.users.file=" + plainUsers}, "--nats.users.file"},
+		{"users file with an unknown key", []string{"--nats.users.file=" + unknownKey}, "--nats.users.file"},
+		{"client credentials without nats.url", []string{"--nats.user=u", "--nats.password-file=" + file}, "--nats.user"},
+		{"users file with nats.url", []string{"--nats.url=nats://10.0.0.2:4222", "--nats.users.file=" + plainUsers}, "--nats.users.file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			base := []string{"node", "--data.dir=" + t.TempDir(), "--web.listen-address=127.0.0.1:0", "--nats.listen="}
@@ -103,8 +113,15 @@ func TestConfigMistakesRefusedAtCheckAndStart(t *testing.T) {
 
 // Configurations close to the mistakes above stay valid.
 func TestConfigCheckAcceptsValid(t *testing.T) {
+	pwFile := writeSecret(t, "route-secret\n")
+	usersFile := writeSecret(t, "users:\n  - user: admin\n    password: $2a$11$abcdefghijklmnopqrstuu7SxQnTg1L8sEpVwwfTE8E5eRPd0YV7e\n    role: admin\n")
 	for _, args := range [][]string{
-		{"--nats.cluster.listen=0.0.0.0:6222", "--nats.cluster.routes=nats://a:6222,nats://b:6222,nats://c:6222", "--streams.replicas=3"},
+		{"--nats.cluster.listen=0.0.0.0:6222", "--nats.cluster.routes=nats://a:6222,nats://b:6222,nats://c:6222", "--streams.replicas=3", "--nats.insecure"},
+		{"--nats.cluster.listen=0.0.0.0:6222", "--nats.cluster.routes=nats://a:6222,nats://b:6222", "--nats.cluster.user=route", "--nats.cluster.password-file=" + pwFile},
+		{"--nats.listen=0.0.0.0:4222", "--nats.users.file=" + usersFile},
+		{"--nats.listen=0.0.0.0:4222", "--nats.insecure"},
+		{"--nats.listen=localhost:4222"},
+		{"--nats.url=nats://a:4222", "--nats.user=node-a", "--nats.password-file=" + pwFile},
 		{"--nats.cluster.listen=127.0.0.1:16222", "--nats.cluster.routes=nats://127.0.0.1:16222,nats://127.0.0.1:16223"},
 		{"--nats.url=nats://a:4222,nats://user:pw@b:4222,tls://c", "--streams.replicas=3"},
 		{"--nats.url=localhost"},

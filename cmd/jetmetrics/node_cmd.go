@@ -33,6 +33,21 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&cfg.NATSClusterListen, "nats.cluster.listen", "", "embedded server's route address (host:port) to join a NATS cluster")
 	routes := fs.String("nats.cluster.routes", "", "comma-separated route URLs of the cluster's nodes (nats://host:port)")
 	fs.StringVar(&cfg.NATSClusterName, "nats.cluster.name", "jetmetrics", "NATS cluster name")
+	fs.StringVar(&cfg.NATSClusterUser, "nats.cluster.user", "", "user every route must authenticate as, and this node's routes do; with --nats.cluster.password-file")
+	fs.StringVar(&cfg.NATSClusterPasswordFile, "nats.cluster.password-file", "", "file holding the route password (or set JETMETRICS_NATS_CLUSTER_PASSWORD)")
+	fs.StringVar(&cfg.NATSClusterTLSCertFile, "nats.cluster.tls.cert-file", "", "PEM certificate of this node's routes, both ways (mutual TLS, with --nats.cluster.tls.key-file and --nats.cluster.tls.ca-file)")
+	fs.StringVar(&cfg.NATSClusterTLSKeyFile, "nats.cluster.tls.key-file", "", "PEM private key of --nats.cluster.tls.cert-file")
+	fs.StringVar(&cfg.NATSClusterTLSCAFile, "nats.cluster.tls.ca-file", "", "PEM CA certificates that sign the other nodes' route certificates")
+	fs.StringVar(&cfg.NATSUsersFile, "nats.users.file", "", "YAML users file of the embedded NATS: each user's bcrypt password or nkey and role (producer, node, admin), enforced as NATS permissions (docs/security.md)")
+	fs.BoolVar(&cfg.NATSInsecure, "nats.insecure", false, "allow --nats.listen or --nats.cluster.listen on a non-loopback address without authentication")
+	fs.StringVar(&cfg.NATSTLSCertFile, "nats.tls.cert-file", "", "PEM certificate of the embedded client listener; with --nats.url a client certificate")
+	fs.StringVar(&cfg.NATSTLSKeyFile, "nats.tls.key-file", "", "PEM private key of --nats.tls.cert-file")
+	fs.StringVar(&cfg.NATSTLSCAFile, "nats.tls.ca-file", "", "PEM CA certificates: of client certificates the embedded listener then requires; with --nats.url, of the server's certificate")
+	fs.StringVar(&cfg.NATSCredsFile, "nats.creds", "", "JWT credentials file for --nats.url")
+	fs.StringVar(&cfg.NATSNkeyFile, "nats.nkey", "", "nkey seed file for --nats.url")
+	fs.StringVar(&cfg.NATSUser, "nats.user", "", "user for --nats.url, with --nats.password-file (or JETMETRICS_NATS_PASSWORD)")
+	fs.StringVar(&cfg.NATSPasswordFile, "nats.password-file", "", "file holding --nats.user's password")
+	fs.StringVar(&cfg.NATSTokenFile, "nats.token-file", "", "file holding a token for --nats.url")
 	fs.StringVar(&cfg.RedisURL, "redis.url", "", "Redis URL (redis://, rediss://, unix://), with an ACL user (redis://user@host:6379); empty starts a managed redis-server reachable only by this node")
 	fs.StringVar(&cfg.RedisPasswordFile, "redis.password-file", "", "file holding the password of --redis.url's user, read for each new connection (or set JETMETRICS_REDIS_PASSWORD; never both, nor with a password in the URL)")
 	fs.StringVar(&cfg.RedisTLSCAFile, "redis.tls.ca-file", "", "PEM CA certificates to verify a rediss:// Redis with; empty uses the system's")
@@ -89,6 +104,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// The password's environment variable has no flag: a flag's value is
 	// on the command line, which every user of the machine can read.
 	cfg.RedisPassword = os.Getenv(redisPasswordEnv)
+	cfg.NATSPassword = os.Getenv(natsPasswordEnv)
+	cfg.NATSClusterPassword = os.Getenv(natsClusterPasswordEnv)
 	for _, r := range strings.Split(*routes, ",") {
 		if r = strings.TrimSpace(r); r != "" {
 			cfg.NATSClusterRoutes = append(cfg.NATSClusterRoutes, r)
@@ -197,6 +214,13 @@ func checkNodeFlags(cfg node.Config) error {
 
 // redisPasswordEnv holds the password of --redis.url's user.
 const redisPasswordEnv = "JETMETRICS_REDIS_PASSWORD"
+
+// natsPasswordEnv and natsClusterPasswordEnv hold the passwords of
+// --nats.user and --nats.cluster.user.
+const (
+	natsPasswordEnv        = "JETMETRICS_NATS_PASSWORD"
+	natsClusterPasswordEnv = "JETMETRICS_NATS_CLUSTER_PASSWORD"
+)
 
 type redisLogger struct{ log zerolog.Logger }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -428,11 +427,20 @@ func (a *Aggregator) decode(in item) item {
 			rej = &streams.RejectError{Reason: streams.ReasonUndecodable, Err: err}
 		}
 		in.reject = rej
-	case !strings.HasSuffix(in.subject, "."+dec.Producer):
-		in.reject = &streams.RejectError{Reason: streams.ReasonEnvelope,
-			Err: fmt.Errorf("batch names producer %q but was published on %s", dec.Producer, in.subject)}
 	default:
-		in.dec = dec
+		// The subject's owner token is what a producer's NATS permission
+		// names: a batch whose producer id is not the owner's would write
+		// another credential's producer marks.
+		ds, err := a.subjects.ParseDelta(in.subject)
+		switch {
+		case err != nil:
+			in.reject = &streams.RejectError{Reason: streams.ReasonEnvelope, Err: err}
+		case ds.Producer != dec.Producer:
+			in.reject = &streams.RejectError{Reason: streams.ReasonEnvelope,
+				Err: fmt.Errorf("batch names producer %q but was published on %s", dec.Producer, in.subject)}
+		default:
+			in.dec = dec
+		}
 	}
 	return in
 }

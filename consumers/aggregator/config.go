@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
@@ -16,6 +17,10 @@ import (
 // Config configures an Aggregator. The zero value of every field but Node
 // means the default documented on it.
 type Config struct {
+	// Admin recreates a stream deleted under the node: a connection
+	// allowed to create streams, when the one given to New is not
+	// (docs/security.md). Default: the one given to New.
+	Admin jetstream.JetStream
 	// Node is the node whose deltas are aggregated (required).
 	Node string
 	// Streams names the streams and subjects (default prefix jetmetrics).

@@ -44,7 +44,7 @@ func newStreamMetrics(reg prometheus.Registerer) (*streamMetrics, error) {
 // ensure recreates the stream sc defines if it is missing, saying so once
 // per recreation.
 func (a *Aggregator) ensure(ctx context.Context, sc jetstream.StreamConfig) error {
-	created, err := streams.Ensure(ctx, a.js, sc)
+	created, err := streams.Ensure(ctx, a.admin(), sc)
 	if err != nil {
 		return err
 	}
@@ -127,4 +127,12 @@ func (a *Aggregator) incarnate(ctx context.Context, st *sessionState) error {
 	a.log.Error().Uint64("seq", m.Seq()).Uint64("stream_last_seq", last).Uint64("incarnation", inc).Uint64("was", m.Incarnation).
 		Msg("delta stream was deleted and created again under the aggregate: keeping the aggregate and its producer marks, applying the new stream from its first message; deltas the old stream held beyond the mark are lost")
 	return nil
+}
+
+// admin is the connection that recreates deleted streams.
+func (a *Aggregator) admin() jetstream.JetStream {
+	if a.cfg.Admin != nil {
+		return a.cfg.Admin
+	}
+	return a.js
 }

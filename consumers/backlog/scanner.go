@@ -22,8 +22,10 @@ const (
 	// ReasonNoLiveNode: the subject names a node that is neither this node
 	// nor a live peer.
 	ReasonNoLiveNode = "no_live_node"
-	// ReasonMalformedSubject: the subject is not <prefix>.delta.<node>.<producer>,
-	// so no aggregator's filter matches it whatever the node.
+	// ReasonMalformedSubject: the subject is neither
+	// <prefix>.delta.<node>.<owner>.<owner>-<id> nor the legacy
+	// <prefix>.delta.<node>.<producer>, so no aggregator applies it
+	// whatever the node (a live node's dead-letters it).
 	ReasonMalformedSubject = "malformed_subject"
 )
 
@@ -189,14 +191,15 @@ func (s *Scanner) scan(ctx context.Context) error {
 	examples := map[group]string{}
 	candidates := map[string]bool{}
 	prefix := s.cfg.Streams.Prefix + ".delta."
+	parser := s.cfg.Streams.Subjects()
 	for subj, n := range subjects {
 		rest, ok := strings.CutPrefix(subj, prefix)
 		if !ok || n == 0 {
 			continue
 		}
-		tokens := strings.Split(rest, ".")
-		g := group{node: tokens[0], reason: ReasonMalformedSubject}
-		if len(tokens) == 2 {
+		node, _, _ := strings.Cut(rest, ".")
+		g := group{node: node, reason: ReasonMalformedSubject}
+		if _, err := parser.ParseDelta(subj); err == nil {
 			if g.node == s.cfg.Node || peers[g.node].Live {
 				continue
 			}
@@ -273,7 +276,7 @@ func (s *Scanner) publish(counts map[group]uint64, examples map[group]string, pe
 		ev := s.log.Warn().Str("delta_node", g.node).Str("reason", g.reason).Uint64("messages", counts[g]).Str("subject", examples[g])
 		switch p, ok := peers[g.node]; {
 		case g.reason == ReasonMalformedSubject:
-			ev.Msg("deltas on a subject no node consumes: publish to <prefix>.delta.<node>.<producer>")
+			ev.Msg("deltas on a subject no node consumes: publish to <prefix>.delta.<node>.<owner>.<owner>-<id>")
 		case ok && p.Removed:
 			ev.Msg("deltas for a node that was removed: no node will apply them")
 		case ok:

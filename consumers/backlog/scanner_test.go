@@ -151,13 +151,15 @@ func waitScans(t *testing.T, reg *prometheus.Registry, n float64) {
 func TestOrphanDeltas(t *testing.T) {
 	r := newRig(t)
 	subj := r.cfg.Subjects()
-	r.publish(subj.Delta("n1", "p1"), 3)              // this node
-	r.publish(subj.Delta("n2", "p1"), 2)              // a live peer
-	r.publish(subj.Delta("node-A", "p1"), 4)          // a typo
-	r.publish(subj.Delta("node-A", "p2"), 1)          // the same typo, another producer
-	r.publish(subj.Delta("n1", "p1")+".x", 2)         // a token too many
-	r.publish(r.cfg.Prefix+".delta.n2", 1)            // the producer missing
-	r.put("n3", r.publish(subj.Delta("n3", "p1"), 2)) // a peer that went down…
+	r.publish(subj.Delta("n1", "p1"), 3)                 // this node
+	r.publish(subj.Delta("n2", "p1"), 2)                 // a live peer
+	r.publish(subj.Delta("node-A", "p1"), 4)             // a typo
+	r.publish(subj.Delta("node-A", "p2"), 1)             // the same typo, another producer
+	r.publish(subj.Delta("n1", "p1")+".x", 2)            // an owner token whose producer id is not its
+	r.publish(subj.OwnedDelta("n2", "p", "p-1")+".y", 1) // a token too many
+	r.publish(subj.OwnedDelta("node-A", "p", "p-1"), 1)  // the typo, in the owned form
+	r.publish(r.cfg.Prefix+".delta.n2", 1)               // the producer missing
+	r.put("n3", r.publish(subj.Delta("n3", "p1"), 2))    // a peer that went down…
 	if err := r.peers.Expire(context.Background(), "n3"); err != nil {
 		t.Fatal(err)
 	}
@@ -174,8 +176,8 @@ func TestOrphanDeltas(t *testing.T) {
 		maxNames int
 		want     string
 	}{
-		{"every name", 0, "n1/malformed_subject=2 n2/malformed_subject=1 n3/no_live_node=3 node-A/no_live_node=5"},
-		{"names beyond the bound summed", 2, "*/malformed_subject=3 n3/no_live_node=3 node-A/no_live_node=5"},
+		{"every name", 0, "n1/malformed_subject=2 n2/malformed_subject=2 n3/no_live_node=3 node-A/no_live_node=6"},
+		{"names beyond the bound summed", 2, "*/malformed_subject=4 n3/no_live_node=3 node-A/no_live_node=6"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

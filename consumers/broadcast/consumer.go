@@ -19,6 +19,10 @@ import (
 
 // Config configures a Consumer.
 type Config struct {
+	// Admin recreates a stream deleted under the node: a connection
+	// allowed to create streams, when the one given to New is not
+	// (docs/security.md). Default: the one given to New.
+	Admin jetstream.JetStream
 	// Node is this node's name, for logs.
 	Node string
 	// Streams names the streams and subjects.
@@ -226,7 +230,11 @@ func (c *Consumer) incarnation(ctx context.Context) (time.Time, error) {
 	s, err := c.js.Stream(ctx, sc.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		var created bool
-		if created, err = streams.Ensure(ctx, c.js, sc); err == nil {
+		admin := c.cfg.Admin
+		if admin == nil {
+			admin = c.js
+		}
+		if created, err = streams.Ensure(ctx, admin, sc); err == nil {
 			if created {
 				c.recreated.Inc()
 				c.log.Error().Str("stream", sc.Name).Msg("stream was deleted under the node: recreated it with its configured definition")

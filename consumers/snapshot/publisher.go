@@ -17,6 +17,10 @@ import (
 
 // Config configures a Publisher. Zero values mean the documented defaults.
 type Config struct {
+	// Admin recreates a stream deleted under the node: a connection
+	// allowed to create streams, when the one given to New is not
+	// (docs/security.md). Default: the one given to New.
+	Admin jetstream.JetStream
 	// Node is the node whose aggregate is published (required).
 	Node string
 	// Streams names the streams and subjects.
@@ -197,7 +201,11 @@ func (p *Publisher) publish(ctx context.Context, msg *nats.Msg, opts ...jetstrea
 		return err
 	}
 	sc := p.cfg.Streams.SnapshotStreamConfig()
-	created, cerr := streams.Ensure(ctx, p.js, sc)
+	admin := p.cfg.Admin
+	if admin == nil {
+		admin = p.js
+	}
+	created, cerr := streams.Ensure(ctx, admin, sc)
 	if cerr != nil {
 		return fmt.Errorf("%w (%w)", err, cerr)
 	}

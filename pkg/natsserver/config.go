@@ -2,6 +2,7 @@ package natsserver
 
 import (
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/rs/zerolog"
 )
 
@@ -51,6 +53,27 @@ type Config struct {
 	// itself): a new cluster sizes its JetStream meta group, and so its
 	// quorum, from the number of routes.
 	Routes []string
+	// ClusterUser and ClusterPassword, when set, are the credentials every
+	// route connecting to ClusterListen must present, and the ones this
+	// server's own routes carry (added to each of Routes that has none).
+	// nats-server redacts them from its log lines.
+	ClusterUser, ClusterPassword string
+	// ClusterTLS, when set, secures the routes in both directions: the
+	// listener serves it and requires a client certificate its ClientCAs
+	// verify, and this server's routes present its certificate and verify
+	// the peers' with the same CAs.
+	ClusterTLS *tls.Config
+	// Users and Nkeys authenticate clients, each with its permissions
+	// (nil: everything) and allowed connection types (such as
+	// IN_PROCESS only); both empty means clients need no credentials.
+	// Passwords may be bcrypt hashes ("$2a$…"). In-process connections
+	// authenticate too.
+	Users []*server.User
+	Nkeys []*server.NkeyUser
+	// TLS, when set, serves TLS on the client listener; with ClientAuth
+	// tls.RequireAndVerifyClientCert clients must present a certificate
+	// ClientCAs verify. In-process connections need none.
+	TLS *tls.Config
 	// MaxPayload is the largest message accepted, in bytes. Default: the
 	// NATS default (1 MiB).
 	MaxPayload int32
@@ -86,6 +109,9 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("config: max payload %d is negative", c.MaxPayload)
 	}
 	c.Routes = append([]string(nil), c.Routes...)
+	if (c.ClusterUser == "") != (c.ClusterPassword == "") {
+		return c, errors.New("config: cluster user and cluster password go together")
+	}
 	if c.ClusterListen == "" {
 		if len(c.Routes) > 0 {
 			return c, errors.New("config: routes need a cluster listen address")
@@ -105,7 +131,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	for _, r := range c.Routes {
 		if _, err := url.Parse(r); err != nil {
-			return c, fmt.Errorf("config: route %q: %w", r, err)
+			return c, errors.New("config: a route is not a URL")
 		}
 	}
 	return c, nil

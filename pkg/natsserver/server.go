@@ -2,6 +2,7 @@ package natsserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +14,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 )
+
+// tlsTimeout bounds a TLS handshake on the client and route listeners.
+const tlsTimeout = 2 * time.Second
 
 // pollInterval paces the readiness checks in Start and WaitJetStreamReady.
 const pollInterval = 20 * time.Millisecond
@@ -67,6 +71,13 @@ func serverOptions(cfg Config) (*server.Options, error) {
 		StoreDir:   cfg.StoreDir,
 		SyncAlways: cfg.SyncAlways,
 		MaxPayload: cfg.MaxPayload,
+		Users:      cfg.Users,
+		Nkeys:      cfg.Nkeys,
+	}
+	if cfg.TLS != nil {
+		opts.TLSConfig = cfg.TLS
+		opts.TLSVerify = cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert
+		opts.TLSTimeout = tlsTimeout.Seconds()
 	}
 	if cfg.ClusterListen == "" {
 		return opts, nil
@@ -79,11 +90,27 @@ func serverOptions(cfg Config) (*server.Options, error) {
 		// Port 0 would mean "no cluster" to the server.
 		port = server.RANDOM_PORT
 	}
-	opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: host, Port: port}
+	opts.Cluster = server.ClusterOpts{
+		Name: cfg.ClusterName, Host: host, Port: port,
+		Username: cfg.ClusterUser, Password: cfg.ClusterPassword,
+	}
+	if cfg.ClusterTLS != nil {
+		t := cfg.ClusterTLS.Clone()
+		// The same CAs verify the peers this server dials.
+		if t.RootCAs == nil {
+			t.RootCAs = t.ClientCAs
+		}
+		opts.Cluster.TLSConfig = t
+		opts.Cluster.TLSTimeout = tlsTimeout.Seconds()
+	}
 	for _, r := range cfg.Routes {
 		u, err := url.Parse(r)
 		if err != nil {
-			return nil, fmt.Errorf("route %q: %w", r, err)
+			// url's error quotes the URL, which may hold a password.
+			return nil, errors.New("a route is not a URL")
+		}
+		if u.User == nil && cfg.ClusterUser != "" {
+			u.User = url.UserPassword(cfg.ClusterUser, cfg.ClusterPassword)
 		}
 		opts.Routes = append(opts.Routes, u)
 	}

@@ -3,6 +3,8 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,8 +15,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/jetmetrics/jetmetrics/pkg/exposition"
+	"github.com/jetmetrics/jetmetrics/pkg/natsauth"
 	"github.com/jetmetrics/jetmetrics/producers"
 	"github.com/jetmetrics/jetmetrics/tests/harness"
 )
@@ -30,8 +34,44 @@ type cluster struct {
 	nodes []*harness.ProcessNode
 }
 
+// The cluster's credentials: the secure setup of docs/security.md is the
+// tested one. The tests' own connection is an admin (they step down
+// leaders and read stream state); workloads publish as a producer.
+var (
+	adminUser    = clusterUser{"tester", "tester-pw", "admin", ""}
+	producerUser = clusterUser{"load", "load-pw", "producer", "    owners: [\"*\"]\n"}
+)
+
+const routePassword = "route-pw-s3cret"
+
+type clusterUser struct{ name, password, role, extra string }
+
+// securityArgs writes the users file and the route password file and
+// returns the flags that use them.
+func securityArgs(t *testing.T) []string {
+	t.Helper()
+	dir := t.TempDir()
+	users := "users:\n"
+	for _, u := range []clusterUser{adminUser, producerUser} {
+		h, err := bcrypt.GenerateFromPassword([]byte(u.password), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		users += fmt.Sprintf("  - user: %s\n    password: %q\n    role: %s\n%s", u.name, h, u.role, u.extra)
+	}
+	usersFile, pwFile := filepath.Join(dir, "users.yaml"), filepath.Join(dir, "route-password")
+	if err := os.WriteFile(usersFile, []byte(users), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pwFile, []byte(routePassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--nats.users.file=" + usersFile, "--nats.cluster.user=route", "--nats.cluster.password-file=" + pwFile}
+}
+
 // startCluster starts three nodes whose embedded NATS servers route to
-// each other, and waits until every one is ready.
+// each other, with a users file and route credentials, and waits until
+// every one is ready.
 func startCluster(t *testing.T, extra ...string) *cluster {
 	t.Helper()
 	const n = 3
@@ -41,16 +81,17 @@ func startCluster(t *testing.T, extra ...string) *cluster {
 		ports[i] = harness.FreePort(t)
 		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", ports[i])
 	}
+	security := securityArgs(t)
 	c := &cluster{}
 	for i := range n {
 		c.nodes = append(c.nodes, harness.StartProcessNode(t, harness.ProcessNodeConfig{
 			Name: fmt.Sprintf("n%d", i+1),
-			ExtraArgs: append([]string{
+			ExtraArgs: append(append([]string{
 				fmt.Sprintf("--nats.cluster.listen=127.0.0.1:%d", ports[i]),
 				"--nats.cluster.routes=" + strings.Join(routes, ","),
 				"--snapshot.interval=" + snapshotInterval.String(),
 				"--snapshot.ttl=" + snapshotTTL.String(),
-			}, extra...),
+			}, security...), extra...),
 		}))
 	}
 	start := time.Now()
@@ -61,15 +102,25 @@ func startCluster(t *testing.T, extra ...string) *cluster {
 	return c
 }
 
-// connect returns a connection that knows every node's NATS, so it fails
-// over when one goes away.
+// connect returns an admin connection that knows every node's NATS, so it
+// fails over when one goes away.
 func (c *cluster) connect(t *testing.T) *nats.Conn {
+	t.Helper()
+	return c.connectAs(t, adminUser)
+}
+
+// connectAs is connect as u, with the client options the SDK documents.
+func (c *cluster) connectAs(t *testing.T, u clusterUser) *nats.Conn {
 	t.Helper()
 	urls := make([]string, len(c.nodes))
 	for i, nd := range c.nodes {
 		urls[i] = nd.NATSURL
 	}
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.RetryOnFailedConnect(true))
+	auth, err := natsauth.ClientOptions{User: u.name, Password: u.password}.NATSOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(strings.Join(urls, ","), append(auth, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.RetryOnFailedConnect(true))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,9 +226,10 @@ func consistent(fams map[string]*dto.MetricFamily) error {
 func TestClusterConverges(t *testing.T) {
 	c := startCluster(t)
 	nc := c.connect(t)
+	pnc := c.connectAs(t, producerUser)
 	counts := map[string]int{}
 	for i, nd := range c.nodes {
-		w := newWorkload(t, nc, nd.Name)
+		w := newWorkload(t, pnc, nd.Name)
 		w.add(1000 * (i + 1))
 		w.flush(t)
 		counts[nd.Name] = w.count

@@ -38,7 +38,7 @@ func listNodes(t *testing.T, url string) string {
 	}
 	var out []string
 	for _, n := range a.Nodes {
-		if n.DeltaSubject != "jetmetrics.delta."+n.Name+".<producer>" {
+		if n.DeltaSubject != "jetmetrics.delta."+n.Name+".<name>.<name>-<id>" {
 			t.Errorf("node %s: delta_subject %q", n.Name, n.DeltaSubject)
 		}
 		if n.Role == "peer" && (n.LastSeen == nil || n.AgeSeconds < 0) {

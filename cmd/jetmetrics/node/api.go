@@ -44,7 +44,7 @@ func (n *Node) serveNodes(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	subjects := n.cfg.Streams.Subjects()
-	self := nodeEntry{Name: n.cfg.Name, Role: "self", Up: true, DeltaSubject: subjects.Delta(n.cfg.Name, "<producer>")}
+	self := nodeEntry{Name: n.cfg.Name, Role: "self", Up: true, DeltaSubject: subjects.OwnedDelta(n.cfg.Name, "<name>", "<name>-<id>")}
 	if a := n.agg.Load(); a != nil {
 		if st := a.State(); st != nil {
 			self.SnapshotVersion = st.Mark
@@ -55,7 +55,7 @@ func (n *Node) serveNodes(w http.ResponseWriter, r *http.Request) {
 		if p.Removed {
 			continue
 		}
-		e := nodeEntry{Name: p.Node, Role: "peer", Up: p.Live, SnapshotVersion: p.Version, DeltaSubject: subjects.Delta(p.Node, "<producer>")}
+		e := nodeEntry{Name: p.Node, Role: "peer", Up: p.Live, SnapshotVersion: p.Version, DeltaSubject: subjects.OwnedDelta(p.Node, "<name>", "<name>-<id>")}
 		if !p.Generated.IsZero() {
 			seen := p.Generated.UTC()
 			e.LastSeen = &seen

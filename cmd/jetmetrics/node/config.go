@@ -47,6 +47,33 @@ type Config struct {
 	NATSClusterRoutes []string
 	// NATSClusterName names the cluster (default "jetmetrics").
 	NATSClusterName string
+	// NATSClusterUser and NATSClusterPassword (or NATSClusterPasswordFile,
+	// a file holding it) are the credentials every route to
+	// NATSClusterListen must present, and this node's routes carry.
+	NATSClusterUser, NATSClusterPassword, NATSClusterPasswordFile string
+	// NATSClusterTLSCertFile, NATSClusterTLSKeyFile and
+	// NATSClusterTLSCAFile secure the routes with mutual, verified TLS:
+	// the certificate this node presents both ways and the CAs that sign
+	// the peers'.
+	NATSClusterTLSCertFile, NATSClusterTLSKeyFile, NATSClusterTLSCAFile string
+
+	// NATSUsersFile is the embedded server's users file (docs/security.md):
+	// each user's credential and role, enforced as NATS permissions.
+	// Empty: clients need no credentials, which only a loopback
+	// NATSListen allows unless NATSInsecure.
+	NATSUsersFile string
+	// NATSInsecure lets the embedded server's client or route listener
+	// bind a non-loopback address without authentication.
+	NATSInsecure bool
+	// NATSTLSCertFile and NATSTLSKeyFile are the embedded client
+	// listener's certificate, and NATSTLSCAFile the CAs that verify client
+	// certificates (then required). With NATSURL they are the client side
+	// instead: the CAs that verify the server and a client certificate.
+	NATSTLSCertFile, NATSTLSKeyFile, NATSTLSCAFile string
+	// NATSCredsFile (a JWT credentials file), NATSNkeyFile (an nkey
+	// seed), NATSUser with NATSPassword or NATSPasswordFile, or
+	// NATSTokenFile authenticate the node to NATSURL: one of them.
+	NATSCredsFile, NATSNkeyFile, NATSUser, NATSPassword, NATSPasswordFile, NATSTokenFile string
 
 	// RedisURL uses an existing Redis (redis://, rediss:// or unix://),
 	// with an ACL user and password in it or not; empty starts and
@@ -323,7 +350,7 @@ func (c Config) checkNATS() error {
 				return invalid("nats.url", redactURL(c.NATSURL), err.Error())
 			}
 		}
-		return nil
+		return c.checkNATSAuth()
 	}
 	var listens []listener
 	if c.NATSListen != "" {
@@ -373,7 +400,7 @@ func (c Config) checkNATS() error {
 			}
 		}
 	}
-	return nil
+	return c.checkNATSAuth()
 }
 
 func (c Config) checkRedis() error {

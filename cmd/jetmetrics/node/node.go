@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -170,7 +171,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		}
 	}()
 
-	ns, nc, err := n.startNATS(ctx)
+	ns, nc, adminNC, err := n.startNATS(ctx)
 	if err != nil {
 		return err
 	}
@@ -179,12 +180,20 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		if derr := drain(nc, 10*time.Second); derr != nil {
 			n.log.Warn().Err(derr).Msg("drain nats connection")
 		}
+		if adminNC != nc {
+			adminNC.Close()
+		}
 		if ns != nil {
 			ns.Shutdown()
 			n.log.Info().Msg("embedded nats-server stopped")
 		}
 	}()
 	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	// admin creates and recreates the streams; nc may not (docs/security.md).
+	admin, err := jetstream.New(adminNC)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
@@ -212,7 +221,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	if n.cfg.Streams.Replicas == 0 {
 		n.cfg.Streams.Replicas = autoReplicas(nc, len(n.cfg.NATSClusterRoutes))
 	}
-	if err := n.provision(runCtx, js); err != nil {
+	if err := n.provision(runCtx, admin); err != nil {
 		cancel()
 		g.Wait()
 		return err
@@ -232,6 +241,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		MaxSeriesPerMetric: n.cfg.MaxSeriesPerMetric,
 		MaxMessageBytes:    n.cfg.MaxBatchBytes,
 		Checkpoints:        snapshot.Checkpoints{JS: js, Streams: n.cfg.Streams},
+		Admin:              admin,
 		Logger:             n.cfg.Logger, // the aggregator adds the node itself
 	}, js, aggregate.NewStore(rdb, n.cfg.RedisKeyPrefix, n.cfg.Name), n.reg)
 	if err != nil {
@@ -250,6 +260,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		Logger:   n.cfg.Logger,
 		Memory:   agg,
 		Floor:    n.publishFloor,
+		Admin:    admin,
 	}, js, store, n.reg)
 	if err != nil {
 		cancel()
@@ -260,7 +271,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	// A peer's snapshot is kept at most twice this node's own TTL: no
 	// message can keep a dead node listed for longer (docs/security.md).
 	maxTTL := 2 * snapshot.Config{Interval: n.cfg.SnapshotInterval, TTL: n.cfg.SnapshotTTL}.EffectiveTTL()
-	bc, err := broadcast.New(broadcast.Config{Node: n.cfg.Name, Streams: n.cfg.Streams, MaxTTL: maxTTL, Logger: n.cfg.Logger}, js, n.peers.Load(), n.reg)
+	bc, err := broadcast.New(broadcast.Config{Node: n.cfg.Name, Streams: n.cfg.Streams, MaxTTL: maxTTL, Logger: n.cfg.Logger, Admin: admin}, js, n.peers.Load(), n.reg)
 	if err != nil {
 		cancel()
 		g.Wait()
@@ -318,7 +329,10 @@ func (n *Node) startRedis(ctx context.Context) (*redisserver.Server, *redis.Clie
 	return rs, redis.NewClient(rs.Options()), nil
 }
 
-func (n *Node) startNATS(ctx context.Context) (*natsserver.Server, *nats.Conn, error) {
+// startNATS starts the embedded server, or connects to --nats.url. It
+// returns the node's connection and the one that creates streams: the
+// same with --nats.url or without a users file, else an in-process admin.
+func (n *Node) startNATS(ctx context.Context) (*natsserver.Server, *nats.Conn, *nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name("jetmetrics-node-" + n.cfg.Name),
 		nats.MaxReconnects(-1),
@@ -332,15 +346,36 @@ func (n *Node) startNATS(ctx context.Context) (*natsserver.Server, *nats.Conn, e
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			n.log.Info().Str("url", c.ConnectedUrlRedacted()).Msg("nats reconnected")
 		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			// Permission violations land here: a denied subject names what
+			// this node's credential lacks.
+			n.log.Warn().Err(err).Msg("nats error")
+		}),
 	}
 	if n.cfg.NATSURL != "" {
-		nc, err := n.connectNATS(ctx, opts)
+		auth, err := n.cfg.clientOptions().NATSOptions()
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, fmt.Errorf("--nats.url credentials: %w", err)
+		}
+		nc, err := n.connectNATS(ctx, append(opts, auth...))
+		if err != nil {
+			return nil, nil, nil, err
 		}
 		url := n.cfg.NATSURL
 		n.natsURL.Store(&url)
-		return nil, nc, nil
+		return nil, nc, nc, nil
+	}
+	auth, err := n.cfg.embeddedAuth()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	clientTLS, err := n.cfg.clientTLS()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	routeTLS, err := n.cfg.routeTLS()
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	sc := natsserver.Config{
 		Name:       n.cfg.Name,
@@ -354,11 +389,28 @@ func (n *Node) startNATS(ctx context.Context) (*natsserver.Server, *nats.Conn, e
 		ClusterName:   n.cfg.NATSClusterName,
 		ClusterListen: n.cfg.NATSClusterListen,
 		Routes:        n.cfg.NATSClusterRoutes,
+		TLS:           clientTLS,
+		ClusterTLS:    routeTLS,
+	}
+	if n.cfg.NATSClusterUser != "" {
+		pw, err := n.cfg.clusterPassword()
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		sc.ClusterUser, sc.ClusterPassword = n.cfg.NATSClusterUser, pw
+	}
+	var nodeAuth, adminAuth []nats.Option
+	if auth != nil {
+		sc.Users, sc.Nkeys = auth.users, auth.nkeys
+		nodeAuth, adminAuth = []nats.Option{auth.node}, []nats.Option{auth.admin, nats.Name("jetmetrics-node-" + n.cfg.Name + "-admin")}
+	}
+	for _, l := range n.cfg.insecureListeners() {
+		n.log.Warn().Str("listen", l).Msg("--nats.insecure: this listener leaves loopback without authentication; anyone who reaches it can read, write and delete every stream")
 	}
 	if !sc.DontListen {
 		host, port, err := splitHostPort(n.cfg.NATSListen)
 		if err != nil {
-			return nil, nil, fmt.Errorf("--nats.listen %q: %w", n.cfg.NATSListen, err)
+			return nil, nil, nil, fmt.Errorf("--nats.listen %q: %w", n.cfg.NATSListen, err)
 		}
 		sc.Host, sc.Port = host, port
 	}
@@ -366,17 +418,25 @@ func (n *Node) startNATS(ctx context.Context) (*natsserver.Server, *nats.Conn, e
 	if err != nil {
 		// A port in use or an address that is not this machine's: say
 		// which flags set the listeners.
-		return nil, nil, fmt.Errorf("start embedded nats-server (--nats.listen %q, --nats.cluster.listen %q): %w", n.cfg.NATSListen, n.cfg.NATSClusterListen, err)
+		return nil, nil, nil, fmt.Errorf("start embedded nats-server (--nats.listen %q, --nats.cluster.listen %q): %w", n.cfg.NATSListen, n.cfg.NATSClusterListen, err)
 	}
 	url := ns.ClientURL()
 	n.natsURL.Store(&url)
-	nc, err := ns.Connect(opts...)
+	nc, err := ns.Connect(append(opts, nodeAuth...)...)
 	if err != nil {
 		ns.Shutdown()
-		return nil, nil, fmt.Errorf("connect to embedded nats-server: %w", err)
+		return nil, nil, nil, fmt.Errorf("connect to embedded nats-server: %w", err)
 	}
-	n.log.Info().Str("url", url).Str("store", sc.StoreDir).Msg("embedded nats-server started")
-	return ns, nc, nil
+	adminNC := nc
+	if auth != nil {
+		if adminNC, err = ns.Connect(append(opts, adminAuth...)...); err != nil {
+			nc.Close()
+			ns.Shutdown()
+			return nil, nil, nil, fmt.Errorf("connect to embedded nats-server as admin: %w", err)
+		}
+	}
+	n.log.Info().Str("url", url).Str("store", sc.StoreDir).Bool("auth", auth != nil).Msg("embedded nats-server started")
+	return ns, nc, adminNC, nil
 }
 
 // splitHostPort parses "host:port"; port 0 asks for a free one.
@@ -412,12 +472,41 @@ func (n *Node) provision(ctx context.Context, js jetstream.JetStream) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("provision streams: %w", err)
 		}
+		if denied := js.Conn().LastError(); errors.Is(denied, nats.ErrPermissionViolation) {
+			// A node credential of an external NATS may not create or
+			// update streams: streams an admin made are enough.
+			missing, lerr := n.missingStreams(ctx, js)
+			if lerr == nil && len(missing) == 0 {
+				n.log.Warn().Err(denied).Msg("provision streams: not allowed to update them; using them as they are")
+				return nil
+			}
+			if lerr == nil {
+				return fmt.Errorf("streams %s are missing and the --nats.url credential may not create them (%v): create them once with an admin credential (jetmetrics node with an admin's --nats.creds, or nats stream add; docs/security.md)", strings.Join(missing, ", "), denied)
+			}
+		}
 		wait := retry.Next()
 		n.log.Warn().Err(err).Dur("backoff", wait).Msg("provision streams: retrying")
 		if !backoff.Sleep(ctx, wait) {
 			return fmt.Errorf("provision streams: %w", err)
 		}
 	}
+}
+
+// missingStreams lists the streams Provision makes that do not exist.
+func (n *Node) missingStreams(ctx context.Context, js jetstream.JetStream) ([]string, error) {
+	var missing []string
+	for _, name := range []string{n.cfg.Streams.DeltaStream(), n.cfg.Streams.DeadLetterStream(), n.cfg.Streams.SnapshotStream()} {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := js.Stream(sctx, name)
+		cancel()
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			missing = append(missing, name)
+		case err != nil:
+			return nil, err
+		}
+	}
+	return missing, nil
 }
 
 // drain drains nc and waits for it to close.
