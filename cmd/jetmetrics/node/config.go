@@ -202,6 +202,7 @@ func (c Config) Validate() error {
 		c.checkWeb,
 		c.checkNATS,
 		c.checkRedis,
+		c.checkVolumes,
 	} {
 		if err := check(); err != nil {
 			return err
