@@ -386,7 +386,8 @@ func TestLiveCallsAndRedisOutage(t *testing.T) {
 
 // Three nodes, each with its own Redis, observe five volumes: scraping
 // every node's /metrics yields each volume's gauges once, and so does one
-// node's /metrics/cluster, labelled with the node that polled.
+// node's /metrics/cluster, labelled with the node that polled, in the
+// Prometheus formats and in JSON.
 func TestGaugesOnceAcrossNodes(t *testing.T) {
 	ns := harness.NATS(t)
 	var vols []config.Volume
@@ -442,6 +443,30 @@ func TestGaugesOnceAcrossNodes(t *testing.T) {
 				if seen[v.Name] != 1 {
 					return fmt.Errorf("%s /metrics/cluster: %v", rn.Name(), seen)
 				}
+			}
+		}
+		// The JSON form carries them too, the polling node as the series'.
+		var view struct {
+			Metrics []struct {
+				Name   string `json:"name"`
+				Series []struct {
+					Node   string            `json:"node"`
+					Labels map[string]string `json:"labels"`
+				} `json:"series"`
+			} `json:"metrics"`
+		}
+		get(t, nodes[0].URL+"/metrics/cluster?format=json&name=jetmetrics_volume_iops_read", &view)
+		seen := map[string]int{}
+		for _, f := range view.Metrics {
+			for _, s := range f.Series {
+				if f.Name == "jetmetrics_volume_iops_read" && s.Node != "" {
+					seen[s.Labels["volume"]]++
+				}
+			}
+		}
+		for _, v := range vols {
+			if seen[v.Name] != 1 {
+				return fmt.Errorf("/metrics/cluster?format=json: %v", seen)
 			}
 		}
 		return nil
