@@ -197,7 +197,7 @@ func (n *Node) servePerformance(w http.ResponseWriter, r *http.Request) {
 	o, hit, err := volumecache.Get(cctx, s.cache, name)
 	ccancel()
 	if err != nil {
-		s.log.Warn().Err(err).Str("volume", name).Msg("volume cache unreadable: calling the backend")
+		s.log.Debug().Err(err).Str("volume", name).Msg("volume cache unreadable: calling the backend")
 	}
 	if hit {
 		s.remember(o, sourceCache)
