@@ -34,6 +34,8 @@ type Collector struct {
 	timeout time.Duration
 	log     zerolog.Logger
 	descs   [7]*prometheus.Desc
+	// nodeLabel adds node="<the node that polled>" (NewClusterCollector).
+	nodeLabel bool
 }
 
 var _ prometheus.Collector = (*Collector)(nil)
@@ -41,10 +43,26 @@ var _ prometheus.Collector = (*Collector)(nil)
 // NewCollector returns the collector of volumes from cache; timeout bounds
 // the Redis read of one scrape (default 2 s).
 func NewCollector(cache *obscache.Cache, volumes []string, leads Leads, timeout time.Duration, log zerolog.Logger) (*Collector, error) {
+	return newCollector(cache, volumes, leads, timeout, log, false)
+}
+
+// NewClusterCollector returns the collector of a cluster view: every
+// volume's gauges from this node's cache, whoever leads it, each labelled
+// node="<the node whose poll the result is>". Every node caches every
+// volume, so one node's view holds each volume once.
+func NewClusterCollector(cache *obscache.Cache, volumes []string, timeout time.Duration, log zerolog.Logger) (*Collector, error) {
+	return newCollector(cache, volumes, func(string) bool { return true }, timeout, log, true)
+}
+
+func newCollector(cache *obscache.Cache, volumes []string, leads Leads, timeout time.Duration, log zerolog.Logger, nodeLabel bool) (*Collector, error) {
 	if timeout <= 0 {
 		timeout = 2 * time.Second
 	}
-	c := &Collector{cache: cache, volumes: volumes, leads: leads, timeout: timeout, log: log}
+	c := &Collector{cache: cache, volumes: volumes, leads: leads, timeout: timeout, log: log, nodeLabel: nodeLabel}
+	labels := []string{"volume"}
+	if nodeLabel {
+		labels = append(labels, "node")
+	}
 	for _, v := range volumes {
 		tok, err := streams.TargetToken(v)
 		if err != nil {
@@ -61,7 +79,7 @@ func NewCollector(cache *obscache.Cache, volumes []string, leads Leads, timeout 
 		{"jetmetrics_volume_latency_usec_write", "Mean latency of a write to the volume in microseconds, as last observed."},
 		{"jetmetrics_volume_metric_last_updated_timestamp_seconds", "When the volume's exposed figures were observed, in Unix seconds."},
 	} {
-		c.descs[i] = prometheus.NewDesc(n.name, n.help, []string{"volume"}, nil)
+		c.descs[i] = prometheus.NewDesc(n.name, n.help, labels, nil)
 	}
 	return c, nil
 }
@@ -103,9 +121,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		m := o.Metric
+		labels := []string{v}
+		if c.nodeLabel {
+			labels = append(labels, o.Node)
+		}
 		for j, x := range []float64{m.IOPSRead, m.IOPSWrite, m.ThroughputBytesRead, m.ThroughputBytesWrite, m.LatencyUsecRead, m.LatencyUsecWrite,
 			float64(o.ObservedAt.UnixNano()) / 1e9} {
-			ch <- prometheus.MustNewConstMetric(c.descs[j], prometheus.GaugeValue, x, v)
+			ch <- prometheus.MustNewConstMetric(c.descs[j], prometheus.GaugeValue, x, labels...)
 		}
 	}
 }

@@ -102,3 +102,25 @@ func helpless(s string) string {
 	}
 	return s
 }
+
+// The cluster collector exposes every cached, successful volume, led
+// here or not, each labelled with the node whose poll it is.
+func TestClusterCollector(t *testing.T) {
+	r := newRig(t)
+	w := r.start()
+	at := time.Now().UTC().Truncate(time.Second)
+	metric := streams.VolumeMetric{IOPSRead: 7}
+	r.publishObs(streams.Observation{Volume: "svm1/a", ObservedAt: at, Status: streams.ObsStatusOK, Node: "n1", LeaseRevision: 3, Metric: metric})
+	r.publishObs(streams.Observation{Volume: "b", ObservedAt: at, Status: streams.ObsStatusOK, Node: "n2", LeaseRevision: 4, Metric: metric})
+	r.publishObs(streams.Observation{Volume: "failed", ObservedAt: at, Status: streams.ObsStatusError, Error: "503", Node: "n2", LeaseRevision: 5})
+	w.waitRead(t, 3)
+	c, err := volumecache.NewClusterCollector(r.cache, []string{"svm1/a", "b", "failed"}, 0, harness.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "# HELP jetmetrics_volume_iops_read x\n# TYPE jetmetrics_volume_iops_read gauge\n" +
+		"jetmetrics_volume_iops_read{node=\"n1\",volume=\"svm1/a\"} 7\njetmetrics_volume_iops_read{node=\"n2\",volume=\"b\"} 7\n"
+	if err := testutil.CollectAndCompare(c, strings.NewReader(helpless(want)), "jetmetrics_volume_iops_read"); err != nil {
+		t.Error(err)
+	}
+}

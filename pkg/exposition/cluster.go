@@ -131,21 +131,37 @@ func (f jsonFloat) MarshalJSON() ([]byte, error) {
 // series naming its node, and under "conflicts" every node's family the
 // view leaves out (see resolve), whole.
 func WriteJSON(w io.Writer, nodes []NodeInfo, states []*aggregate.State, f Filter) error {
-	_, err := writeJSON(w, nodes, states, f, nil)
+	_, err := writeJSON(w, nodes, states, f, nil, nil)
 	return err
 }
 
 // WriteJSON is the package's WriteJSON, logging each conflict once as the
 // handler's other views do.
+//
+// With NodeLabel, it adds the gatherer's counter, gauge and untyped
+// families whose series carry a node label (such as the volume gauges of
+// the node that polled each), the label as the series' node, as the
+// Prometheus formats serve them.
 func (h *Handler) WriteJSON(w io.Writer, nodes []NodeInfo, states []*aggregate.State, f Filter) error {
-	conflicts, err := writeJSON(w, nodes, states, f, h.cfg.Reasons)
+	var gathered []*dto.MetricFamily
+	if h.cfg.Gatherer != nil && h.cfg.NodeLabel {
+		var err error
+		if gathered, err = h.cfg.Gatherer.Gather(); err != nil {
+			h.logf("error gathering metrics: %v", err)
+		}
+	}
+	conflicts, err := writeJSON(w, nodes, states, f, h.cfg.Reasons, gathered)
 	h.logConflicts(conflicts, f.keep() == nil)
 	return err
 }
 
-func writeJSON(w io.Writer, nodes []NodeInfo, states []*aggregate.State, f Filter, reasons []string) ([]Conflict, error) {
+func writeJSON(w io.Writer, nodes []NodeInfo, states []*aggregate.State, f Filter, reasons []string, gathered []*dto.MetricFamily) ([]Conflict, error) {
 	keep := f.keep()
-	fams, conflicts := resolve(states, viewReserved(), keep)
+	reserved := viewReserved()
+	for _, mf := range gathered {
+		reserved.addDTO(mf)
+	}
+	fams, conflicts := resolve(states, reserved, keep)
 	view := jsonView{Nodes: nodes, Metrics: make([]jsonFamily, 0, len(fams)), Conflicts: []jsonConflict{}}
 	for _, of := range fams {
 		jf := newJSONFamily(of.name, &of.members[0].fam.Meta)
@@ -154,6 +170,12 @@ func writeJSON(w io.Writer, nodes []NodeInfo, states []*aggregate.State, f Filte
 		}
 		view.Metrics = append(view.Metrics, jf)
 	}
+	for _, mf := range gathered {
+		if jf, ok := gatheredJSON(mf, keep); ok {
+			view.Metrics = append(view.Metrics, jf)
+		}
+	}
+	slices.SortStableFunc(view.Metrics, func(a, b jsonFamily) int { return strings.Compare(a.Name, b.Name) })
 	for _, c := range conflicts {
 		if keep != nil && !keep(c.Node, c.Metric) {
 			continue
@@ -200,4 +222,31 @@ func (jf *jsonFamily) addSeries(node string, fam *aggregate.Family) {
 		}
 		jf.Series = append(jf.Series, js)
 	}
+}
+
+// gatheredJSON is the JSON family of a gathered counter, gauge or untyped
+// family's series that carry a node label and that keep selects.
+func gatheredJSON(mf *dto.MetricFamily, keep func(node, name string) bool) (jsonFamily, bool) {
+	kind := map[dto.MetricType]string{dto.MetricType_COUNTER: "counter", dto.MetricType_GAUGE: "gauge", dto.MetricType_UNTYPED: "untyped"}[mf.GetType()]
+	if kind == "" {
+		return jsonFamily{}, false
+	}
+	jf := jsonFamily{Name: mf.GetName(), Type: kind, Help: mf.GetHelp(), Series: []jsonSeries{}}
+	for _, m := range mf.GetMetric() {
+		js := jsonSeries{Labels: map[string]string{}}
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "node" {
+				js.Node = l.GetValue()
+				continue
+			}
+			js.Labels[l.GetName()] = l.GetValue()
+		}
+		if js.Node == "" || (keep != nil && !keep(js.Node, jf.Name)) {
+			continue
+		}
+		v := jsonFloat(m.GetGauge().GetValue() + m.GetCounter().GetValue() + m.GetUntyped().GetValue())
+		js.Value = &v
+		jf.Series = append(jf.Series, js)
+	}
+	return jf, len(jf.Series) > 0
 }

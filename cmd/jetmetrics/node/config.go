@@ -230,6 +230,7 @@ func (c Config) Validate() error {
 		c.checkNATS,
 		c.checkRedis,
 		c.File.Validate,
+		c.checkVolumes,
 	} {
 		if err := check(); err != nil {
 			return err

@@ -25,7 +25,7 @@ func (n *Node) routes() http.Handler {
 	}
 	n.localExpo = mustHandler(exposition.HandlerConfig{Gatherer: n.reg, StateGauges: servedGauges, Reasons: reasons,
 		EnableOpenMetrics: true, ErrorLog: promLogger{n}})
-	n.clusterExpo = mustHandler(exposition.HandlerConfig{NodeLabel: true, Reasons: reasons, EnableOpenMetrics: true, ErrorLog: promLogger{n}})
+	n.clusterExpo = mustHandler(exposition.HandlerConfig{NodeLabel: true, Gatherer: n.clusterVolumeGatherer(), Reasons: reasons, EnableOpenMetrics: true, ErrorLog: promLogger{n}})
 	rejected := n.rejectedRequests()
 	metrics := newLimiter("metrics", "web.max-requests.metrics", n.cfg.WebMaxMetricsRequests, rejected)
 	mux.Handle("GET /metrics", metrics.wrap(promhttp.InstrumentMetricHandler(n.reg, http.HandlerFunc(n.serveMetrics))))
@@ -42,23 +42,29 @@ func (n *Node) routes() http.Handler {
 	})
 	mux.HandleFunc("GET /api/v1/nodes", n.serveNodes)
 	mux.HandleFunc("DELETE /api/v1/nodes/{name}", n.forgetNode)
+	n.volumeRoutes(mux)
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "jetmetrics is healthy.")
 	})
 	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if err := n.Ready(ctx); err != nil {
-			http.Error(w, "jetmetrics is not ready: "+err.Error(), http.StatusServiceUnavailable)
+		report, err := n.Readiness(ctx)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "jetmetrics is not ready: %v\n\n%s", err, report)
 			return
 		}
-		fmt.Fprintln(w, "jetmetrics is ready.")
+		fmt.Fprintf(w, "jetmetrics is ready.\n\n%s", report)
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprintf(w, `<html><head><title>jetmetrics</title></head><body><h1>jetmetrics node %s</h1>
 <ul><li><a href="/metrics">/metrics</a>: this node's aggregate and the process's own metrics</li>
 <li><a href="/metrics/cluster">/metrics/cluster</a>: every live node, each series with node="…" (?node=, ?name=, ?format=json)</li>
+<li><a href="/api/v1/volumes">/api/v1/volumes</a>: the storage volumes observed, with their last results</li>
 <li><a href="/-/healthy">/-/healthy</a></li><li><a href="/-/ready">/-/ready</a></li></ul></body></html>`, n.cfg.Name)
 	})
 	return mux
@@ -150,7 +156,7 @@ func (n *Node) servable(ctx context.Context) error {
 func (n *Node) applying(ctx context.Context) error {
 	a := n.agg.Load()
 	if a == nil {
-		return errors.New("aggregator: not consuming yet")
+		return errors.New("not consuming yet")
 	}
 	mark := a.Mark()
 	if still := n.stall.still(mark, time.Now()); still >= n.cfg.ReadyStallAfter {
@@ -164,7 +170,7 @@ func (n *Node) applying(ctx context.Context) error {
 			return fmt.Errorf("delta stream: read this node's last sequence: %w", err)
 		}
 		if last > mark {
-			return fmt.Errorf("aggregator: not applying deltas: applied up to stream seq %d for %s while the stream holds this node's deltas up to seq %d", mark, still.Round(time.Second), last)
+			return fmt.Errorf("not applying deltas: applied up to stream seq %d for %s while the stream holds this node's deltas up to seq %d", mark, still.Round(time.Second), last)
 		}
 	}
 	if err := n.servable(ctx); err != nil {

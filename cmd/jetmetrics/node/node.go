@@ -18,11 +18,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jetmetrics/jetmetrics/consumers/aggregator"
-	"github.com/jetmetrics/jetmetrics/consumers/backlog"
 	"github.com/jetmetrics/jetmetrics/consumers/broadcast"
-	"github.com/jetmetrics/jetmetrics/consumers/snapshot"
 	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
 	"github.com/jetmetrics/jetmetrics/pkg/backoff"
+	"github.com/jetmetrics/jetmetrics/pkg/config"
 	"github.com/jetmetrics/jetmetrics/pkg/datadir"
 	"github.com/jetmetrics/jetmetrics/pkg/exposition"
 	"github.com/jetmetrics/jetmetrics/pkg/natsserver"
@@ -59,6 +58,17 @@ type Node struct {
 	// keeping what they rendered of each node at each version.
 	localExpo, clusterExpo *exposition.Handler
 	broadcast              atomic.Pointer[broadcast.Consumer]
+	// runner runs the components once Run has made them; running is set
+	// once all are started.
+	runner  atomic.Pointer[runner]
+	running atomic.Bool
+	// vols are the volumes observed: the configuration file's, or with
+	// Demo and none there, the machine's disks. volumes serves them once
+	// the volume components run; clusterVolumes gathers their gauges for
+	// /metrics/cluster.
+	vols           []config.Volume
+	volumes        atomic.Pointer[volumeService]
+	clusterVolumes atomic.Pointer[prometheus.Registry]
 	// stall is since when the readiness checks have seen the
 	// aggregator's mark stand still.
 	stall     progress
@@ -84,6 +94,14 @@ func New(cfg Config) (*Node, error) {
 	}
 	if err := reg.Register(newPeerCollector(n)); err != nil {
 		return nil, fmt.Errorf("peer metrics: %w", err)
+	}
+	n.vols = cfg.File.Volumes
+	if cfg.Demo && len(n.vols) == 0 {
+		vols, err := demoVolumes()
+		if err != nil {
+			n.log.Warn().Err(err).Msg("demo: no local volumes")
+		}
+		n.vols = vols
 	}
 	return n, nil
 }
@@ -112,31 +130,47 @@ func (n *Node) NATSURL() string {
 	return ""
 }
 
-// Ready reports whether NATS is connected, the streams exist and the
-// aggregator is consuming. Redis is checked by the aggregator: it is not
-// ready while Redis is unreachable.
+// Ready reports whether NATS is connected, the streams exist, Redis
+// answers and every component is ready (see Readiness); the error names
+// the first check or component that is not.
 func (n *Node) Ready(ctx context.Context) error {
-	nc := n.nc.Load()
-	if nc == nil || !nc.IsConnected() {
-		return errors.New("nats: not connected")
+	_, err := n.Readiness(ctx)
+	return err
+}
+
+// Readiness is Ready with a line per check and component, "name: ok" or
+// "name: why not", as /-/ready shows them.
+func (n *Node) Readiness(ctx context.Context) (string, error) {
+	checks := []componentState{{Name: "nats", Err: n.natsReady()}, {Name: "streams", Err: n.streamsReady()}, {Name: "redis", Err: n.redisReady(ctx)}}
+	if r := n.runner.Load(); r != nil {
+		checks = append(checks, r.states(ctx)...)
 	}
+	if !n.running.Load() {
+		checks = append(checks, componentState{Name: "components", Err: errors.New("starting")})
+	}
+	return readyReport(checks)
+}
+
+func (n *Node) natsReady() error {
+	if nc := n.nc.Load(); nc == nil || !nc.IsConnected() {
+		return errors.New("not connected")
+	}
+	return nil
+}
+
+func (n *Node) streamsReady() error {
 	if !n.provisioned.Load() {
-		return errors.New("streams: not provisioned yet")
+		return errors.New("not provisioned yet")
 	}
+	return nil
+}
+
+func (n *Node) redisReady(ctx context.Context) error {
 	rdb := n.rdb.Load()
 	if rdb == nil {
-		return errors.New("redis: not connected")
+		return errors.New("not connected")
 	}
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis: %w", err)
-	}
-	if a := n.agg.Load(); a == nil || !a.Ready() {
-		return errors.New("aggregator: not consuming yet")
-	}
-	if b := n.broadcast.Load(); b == nil || !b.Ready() {
-		return errors.New("broadcast: not consuming snapshots yet")
-	}
-	return n.applying(ctx)
+	return rdb.Ping(ctx).Err()
 }
 
 // Run starts the node and blocks until ctx ends or a part fails for good;
@@ -233,65 +267,18 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	agg, err := aggregator.New(aggregator.Config{
-		Node:               n.cfg.Name,
-		Streams:            n.cfg.Streams,
-		Limits:             n.cfg.Limits,
-		MaxSeries:          n.cfg.MaxSeries,
-		MaxSeriesPerMetric: n.cfg.MaxSeriesPerMetric,
-		MaxMessageBytes:    n.cfg.MaxBatchBytes,
-		Checkpoints:        snapshot.Checkpoints{JS: js, Streams: n.cfg.Streams},
-		Admin:              admin,
-		Logger:             n.cfg.Logger, // the aggregator adds the node itself
-	}, js, aggregate.NewStore(rdb, n.cfg.RedisKeyPrefix, n.cfg.Name), n.reg)
+	comps, err := n.components(runCtx, js, admin, rdb, rs, nc)
 	if err != nil {
 		cancel()
 		g.Wait()
 		return err
 	}
-	n.agg.Store(agg)
-	g.Go(func() error { return agg.Run(runCtx) })
-	store := aggregate.NewStore(rdb, n.cfg.RedisKeyPrefix, n.cfg.Name)
-	pub, err := snapshot.New(snapshot.Config{
-		Node:     n.cfg.Name,
-		Streams:  n.cfg.Streams,
-		Interval: n.cfg.SnapshotInterval,
-		TTL:      n.cfg.SnapshotTTL,
-		Logger:   n.cfg.Logger,
-		Memory:   agg,
-		Floor:    n.publishFloor,
-		Admin:    admin,
-	}, js, store, n.reg)
-	if err != nil {
-		cancel()
-		g.Wait()
-		return err
+	r := &runner{g: g, ctx: runCtx}
+	n.runner.Store(r)
+	for _, c := range comps {
+		r.start(c)
 	}
-	g.Go(func() error { return pub.Run(runCtx) })
-	// A peer's snapshot is kept at most twice this node's own TTL: no
-	// message can keep a dead node listed for longer (docs/security.md).
-	maxTTL := 2 * snapshot.Config{Interval: n.cfg.SnapshotInterval, TTL: n.cfg.SnapshotTTL}.EffectiveTTL()
-	bc, err := broadcast.New(broadcast.Config{Node: n.cfg.Name, Streams: n.cfg.Streams, MaxTTL: maxTTL, Logger: n.cfg.Logger, Admin: admin}, js, n.peers.Load(), n.reg)
-	if err != nil {
-		cancel()
-		g.Wait()
-		return err
-	}
-	n.broadcast.Store(bc)
-	g.Go(func() error { return bc.Run(runCtx) })
-	scan, err := backlog.New(backlog.Config{Node: n.cfg.Name, Streams: n.cfg.Streams, Interval: n.cfg.OrphanScanInterval, Applied: appliedBy(agg), Logger: n.cfg.Logger}, js, n.peers.Load(), n.reg)
-	if err != nil {
-		cancel()
-		g.Wait()
-		return err
-	}
-	g.Go(func() error { return scan.Run(runCtx) })
-	if rs != nil {
-		g.Go(func() error { return rs.Supervise(runCtx) })
-	}
-	if n.cfg.Demo {
-		g.Go(func() error { return runDemo(runCtx, nc, n.cfg) })
-	}
+	n.running.Store(true)
 	n.log.Info().Str("web", n.WebAddr()).Str("nats", redactURL(n.NATSURL())).Msg("node running")
 
 	select {
