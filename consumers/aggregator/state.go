@@ -169,18 +169,24 @@ func (a *Aggregator) restore(ctx context.Context) error {
 // errInconsistent marks a checkpoint the delta stream refutes.
 var errInconsistent = errors.New("checkpoint inconsistent with the delta stream")
 
-// consistent checks a checkpoint against the delta stream: its mark is the
-// sequence of a message of this node the aggregator applied, so it cannot
-// be beyond the last sequence the stream holds for the node (or, when the
-// stream holds none of the node's any more, beyond the stream's last);
-// and no producer mark can be beyond what the batch sequence bound lets
-// that many messages reach (seqJumpOK). A transient error reading the
+// consistent checks a checkpoint against the delta stream. Its version is
+// base + the sequence of a message of this node the aggregator applied,
+// in the stream incarnation the checkpoint records, so in the stream as it
+// is now that sequence cannot be beyond the last sequence the stream holds
+// for the node (or, when the stream holds none of the node's any more,
+// beyond the stream's last). A checkpoint of an earlier incarnation counts
+// in a stream that is gone: there is nothing to compare it with, and once
+// restored the reset rule (incarnate) applies the stream from its start
+// above it. One of a later incarnation than the stream's cannot have been
+// taken. And no producer mark can be beyond what the batch sequence bound
+// lets that many messages reach (seqJumpOK). A transient error reading the
 // stream is returned as it is, so the session retries.
 func (a *Aggregator) consistent(ctx context.Context, d *aggregate.Dump) error {
 	s, err := a.js.Stream(ctx, a.cfg.Streams.DeltaStream())
 	if err != nil {
 		return fmt.Errorf("check checkpoint: %w", err)
 	}
+	inc := Incarnation(s.CachedInfo())
 	var last uint64
 	m, err := s.GetLastMsgForSubject(ctx, a.cfg.Streams.Subjects().DeltaNode(a.cfg.Node))
 	switch {
@@ -195,17 +201,27 @@ func (a *Aggregator) consistent(ctx context.Context, d *aggregate.Dump) error {
 	default:
 		return fmt.Errorf("check checkpoint: %w", err)
 	}
-	mark := d.Mark()
-	if mark > last {
-		return fmt.Errorf("%w: its mark %d is beyond the stream's last sequence %d for %s", errInconsistent, mark, last, a.cfg.Node)
-	}
 	pos, err := d.Position()
 	if err != nil {
 		return fmt.Errorf("%w: %w", errInconsistent, err)
 	}
+	mark := d.Mark()
+	switch {
+	case pos.Base > mark:
+		return fmt.Errorf("%w: its base %d is above its version %d", errInconsistent, pos.Base, mark)
+	case pos.Incarnation == inc || pos.Incarnation == 0:
+		// 0: taken before incarnations were recorded, its base 0.
+		if seq := pos.Seq(); seq > last {
+			return fmt.Errorf("%w: its stream sequence %d (version %d, base %d) is beyond the stream's last sequence %d for %s",
+				errInconsistent, seq, mark, pos.Base, last, a.cfg.Node)
+		}
+	case pos.Incarnation > inc:
+		return fmt.Errorf("%w: it was taken in stream incarnation %d, later than the stream's %d", errInconsistent, pos.Incarnation, inc)
+	}
 	for p, seq := range pos.Producers {
 		// Each of at most mark messages moved the producer's mark by at
-		// most MaxSeqJump beyond its stream sequence (at most mark).
+		// most MaxSeqJump beyond its stream sequence (at most mark): the
+		// version counts every message applied, across incarnations too.
 		if seq/(a.cfg.MaxSeqJump+1) > mark {
 			return fmt.Errorf("%w: producer %s at batch %d, beyond what %d messages can reach", errInconsistent, p, seq, mark)
 		}
