@@ -81,6 +81,9 @@ const (
 )
 
 // Checkpoints finds a node's latest checkpoint; nil, nil when it has none.
+// A checkpoint found but not valid is an error wrapping
+// streams.ErrBadCheckpoint, refused and counted; any other error is
+// retried.
 type Checkpoints interface {
 	LatestCheckpoint(ctx context.Context, node string) (*aggregate.Dump, error)
 }

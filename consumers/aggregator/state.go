@@ -137,6 +137,14 @@ func newSession(d *aggregate.Dump) (*sessionState, error) {
 // stream no longer holds are not lost).
 func (a *Aggregator) restore(ctx context.Context) error {
 	d, err := a.cfg.Checkpoints.LatestCheckpoint(ctx, a.cfg.Node)
+	if errors.Is(err, streams.ErrBadCheckpoint) {
+		// Not what the node's publisher writes: retrying would stall the
+		// node for good, and restoring it could make every later delta
+		// look applied.
+		a.m.checkpointsRefused.Inc()
+		a.log.Error().Err(err).Msg("checkpoint refused: rebuilding the aggregate from the delta stream")
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
