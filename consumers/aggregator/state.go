@@ -34,6 +34,10 @@ type sessionState struct {
 	// the group being built.
 	producers map[string]uint64
 	described []string
+	// applied are the times of the group's producer marks, and forgotten
+	// the producers whose marks it prunes.
+	applied   map[string]uint64
+	forgotten []string
 	// prev is the cell of the last entry folded from the current message.
 	prev *cell
 	// letters are the dead letters of the group being built, published
@@ -125,6 +129,7 @@ func newSession(d *aggregate.Dump) (*sessionState, error) {
 		live:      newLive(agg, marks, metas),
 		perMetric: map[string]int{},
 		producers: map[string]uint64{},
+		applied:   map[string]uint64{},
 	}
 	for _, f := range agg.Families {
 		st.perMetric[f.Name] = len(f.Series)
@@ -255,6 +260,7 @@ func (a *Aggregator) seqJumpOK(seq, prev, streamSeq uint64) bool {
 // add folds one message into the group being built, deciding every
 // rejection; rejected messages are queued in st.letters.
 func (st *sessionState) add(a *Aggregator, in item) {
+	st.tick(a, in.at)
 	if in.reject != nil {
 		st.live.reject(string(in.reject.Reason))
 		a.m.rejected.Inc()
@@ -277,8 +283,25 @@ func (st *sessionState) add(a *Aggregator, in item) {
 		st.letters = append(st.letters, deadLetter{in: in, rej: rej})
 		return
 	}
+	if prev == 0 && len(st.marks.Producers) >= a.cfg.MaxProducers {
+		// Its mark would be one more than the node holds: marks travel in
+		// every snapshot, which must stay within the server's payload limit.
+		rej := &streams.RejectError{Reason: streams.ReasonProducerLimit,
+			Err: fmt.Errorf("producer %s: the node holds the marks of %d producers, its limit (--limits.max-producers)", d.Producer, a.cfg.MaxProducers)}
+		st.live.reject(string(rej.Reason))
+		a.m.rejected.Inc()
+		st.letters = append(st.letters, deadLetter{in: in, rej: rej})
+		return
+	}
 	st.marks.Producers[d.Producer] = d.Seq
 	st.producers[d.Producer] = d.Seq
+	if prev == 0 {
+		a.m.producers.Set(float64(len(st.marks.Producers)))
+	}
+	if in.at != 0 {
+		st.marks.Applied[d.Producer] = in.at
+		st.applied[d.Producer] = in.at
+	}
 
 	st.rejected = st.rejected[:0]
 	st.prev = nil
@@ -301,6 +324,39 @@ func (st *sessionState) add(a *Aggregator, in item) {
 	}
 	a.m.partlyRejected.Inc()
 	st.letters = lettersPerReason(st.letters, in, st.rejected)
+}
+
+// pruneTick is the stream time between two prunings of producer marks,
+// in ms.
+const pruneTick = 60_000
+
+// tick advances the session's stream clock to at, the time of the message
+// about to be folded, and each time it enters a new minute forgets the
+// batch marks of the producers whose last applied message is older than
+// the mark horizon. What is pruned, and when, depends only on the
+// aggregate (its clock and marks) and the message, so a replay decides the
+// same; why a pruned mark is never needed again: docs/design.md.
+func (st *sessionState) tick(a *Aggregator, at uint64) {
+	prev := st.marks.Clock
+	if at <= prev {
+		return
+	}
+	st.marks.Clock = at
+	if a.cfg.MarkHorizon < 0 || at/pruneTick == prev/pruneTick {
+		return
+	}
+	horizon := uint64(a.cfg.MarkHorizon.Milliseconds())
+	for p, t := range st.marks.Applied {
+		if at-min(t, at) > horizon {
+			delete(st.marks.Producers, p)
+			delete(st.marks.Applied, p)
+			delete(st.producers, p)
+			delete(st.applied, p)
+			st.forgotten = append(st.forgotten, p)
+			a.m.producersPruned.Inc()
+		}
+	}
+	a.m.producers.Set(float64(len(st.marks.Producers)))
 }
 
 // apply folds one valid entry into the group being built, or says why it
@@ -436,6 +492,25 @@ func (st *sessionState) seal(g *group, mark uint64) {
 	for p, seq := range st.producers {
 		g.u.ProducerMark(p, seq)
 		g.producers[p] = seq
+	}
+	clear(g.applied)
+	for p, ms := range st.applied {
+		g.u.ProducerApplied(p, ms)
+		g.applied[p] = ms
+	}
+	g.forgotten = g.forgotten[:0]
+	for _, p := range st.forgotten {
+		// A producer pruned and back within the group keeps its new mark.
+		if _, back := st.producers[p]; !back {
+			g.u.ForgetProducer(p)
+			g.forgotten = append(g.forgotten, p)
+		}
+	}
+	st.forgotten = st.forgotten[:0]
+	clear(st.applied)
+	g.clock = st.marks.Clock
+	if g.clock != 0 {
+		g.u.Clock(g.clock)
 	}
 	clear(g.described)
 	for _, name := range st.described {

@@ -230,6 +230,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		Limits:             n.cfg.Limits,
 		MaxSeries:          n.cfg.MaxSeries,
 		MaxSeriesPerMetric: n.cfg.MaxSeriesPerMetric,
+		MaxProducers:       n.cfg.MaxProducers,
 		MaxMessageBytes:    n.cfg.MaxBatchBytes,
 		Checkpoints:        snapshot.Checkpoints{JS: js, Streams: n.cfg.Streams},
 		Logger:             n.cfg.Logger, // the aggregator adds the node itself
