@@ -44,6 +44,10 @@ const (
 	// (docs/wire-format.md), and applying it would make that producer's
 	// next batches duplicates.
 	ReasonSeqJump Reason = "seq_jump"
+	// ReasonProducerLimit is decided by the aggregator: the batch is the
+	// first of a producer id the node holds no mark of, and the node holds
+	// the most producer marks it may (--limits.max-producers).
+	ReasonProducerLimit Reason = "producer_limit"
 )
 
 // Reasons lists every reason, for pre-creating metric series.
@@ -51,7 +55,7 @@ var Reasons = []Reason{
 	ReasonUndecodable, ReasonVersion, ReasonEnvelope, ReasonEntry, ReasonMetricName, ReasonLabelName,
 	ReasonReservedLabel, ReasonTooManyLabels, ReasonLabelValue, ReasonLongLabelValue,
 	ReasonValue, ReasonTypeConflict, ReasonLayoutConflict, ReasonCardinality, ReasonOversize,
-	ReasonOverflow, ReasonSeqJump,
+	ReasonOverflow, ReasonSeqJump, ReasonProducerLimit,
 }
 
 // RejectError is a rejection with its reason.

@@ -69,7 +69,7 @@ func SnapshotMsg(subject string, d *aggregate.Dump, gen time.Time, ttl time.Dura
 	msg := nats.NewMsg(subject)
 	msg.Data = zenc.EncodeAll(raw, make([]byte, 0, len(raw)/8))
 	setSnapshotHeaders(msg, d.Node, d.Mark(), gen, ttl)
-	msg.Header.Set(HeaderContentEncoding, "zstd")
+	msg.Header.Set(HeaderContentEncoding, SnapshotEncoding)
 	return msg, nil
 }
 
@@ -126,6 +126,46 @@ func ParseSnapshotHeaders(h nats.Header, node string) (SnapshotInfo, error) {
 	}
 	info.TTL = time.Duration(ttl) * time.Millisecond
 	return info, nil
+}
+
+// ErrBadCheckpoint reports a checkpoint that is not what node's snapshot
+// publisher writes (CheckCheckpoint): forged, damaged or not a checkpoint
+// at all. It is refused for good, unlike a stream that does not answer.
+var ErrBadCheckpoint = errors.New("checkpoint refused")
+
+// SnapshotEncoding is the Content-Encoding of every snapshot and
+// checkpoint the publisher writes.
+const SnapshotEncoding = "zstd"
+
+// CheckCheckpoint decodes node's checkpoint message (its headers h and
+// data) and checks that it says of itself what the snapshot publisher
+// writes: headers naming node, a version, generation time and TTL, zstd
+// encoding, no removal and no server marker; data naming node at the
+// version of the headers. Anything else is ErrBadCheckpoint (wrapped,
+// saying what is wrong).
+func CheckCheckpoint(h nats.Header, data []byte, node string) (*aggregate.Dump, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: checkpoint of %s: %s", ErrBadCheckpoint, node, fmt.Sprintf(format, args...))
+	}
+	info, err := ParseSnapshotHeaders(h, node)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", ErrBadCheckpoint, err)
+	case info.Removed:
+		return nil, bad("it is a removal, not a snapshot")
+	case h.Get(HeaderContentEncoding) != SnapshotEncoding:
+		return nil, bad("encoding %q, not %s", h.Get(HeaderContentEncoding), SnapshotEncoding)
+	}
+	d, err := DecodeSnapshot(data)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%w: checkpoint of %s: %w", ErrBadCheckpoint, node, err)
+	case d.Node != node:
+		return nil, bad("its data names node %q", d.Node)
+	case d.Mark() != info.Version:
+		return nil, bad("its headers say version %d, its data %d", info.Version, d.Mark())
+	}
+	return d, nil
 }
 
 // SnapshotLimits bound what decoding one snapshot may cost a receiver. A

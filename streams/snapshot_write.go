@@ -57,7 +57,7 @@ func SnapshotMsgOf(subject string, h aggregate.Held, gen time.Time, ttl time.Dur
 	msg = nats.NewMsg(subject)
 	msg.Data = zenc.EncodeAll(b, make([]byte, 0, len(b)/8))
 	setSnapshotHeaders(msg, h.State.Node, h.State.Mark, gen, ttl)
-	msg.Header.Set(HeaderContentEncoding, "zstd")
+	msg.Header.Set(HeaderContentEncoding, SnapshotEncoding)
 	return msg, fields, nil
 }
 

@@ -72,6 +72,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&cfg.Streams.Duplicates, "streams.duplicate-window", streams.DefaultDuplicates, "broker deduplication window on Nats-Msg-Id")
 	fs.IntVar(&cfg.MaxSeries, "limits.max-series", 1_000_000, "most series a node holds; new series beyond are refused")
 	fs.IntVar(&cfg.MaxSeriesPerMetric, "limits.max-series-per-metric", 100_000, "most series one metric holds")
+	fs.IntVar(&cfg.MaxProducers, "limits.max-producers", 100_000, "most producer ids whose batch marks a node holds; the first batch of one more is rejected as producer_limit")
 	fs.IntVar(&cfg.MaxBatchBytes, "limits.max-batch-bytes", 8<<20, "largest delta message accepted; larger ones are rejected as oversize")
 	fs.IntVar(&cfg.Limits.MaxLabels, "limits.max-labels", 16, "most labels a series may have")
 	fs.IntVar(&cfg.Limits.MaxLabelValueBytes, "limits.max-label-value-bytes", 256, "longest label value in bytes")
@@ -170,6 +171,8 @@ func checkNodeFlags(cfg node.Config) error {
 		return flagError("limits.max-series", fmt.Sprint(cfg.MaxSeries), "want at least 1")
 	case cfg.MaxSeriesPerMetric < 1:
 		return flagError("limits.max-series-per-metric", fmt.Sprint(cfg.MaxSeriesPerMetric), "want at least 1")
+	case cfg.MaxProducers < 1:
+		return flagError("limits.max-producers", fmt.Sprint(cfg.MaxProducers), "want at least 1")
 	case cfg.MaxBatchBytes < 1024:
 		return flagError("limits.max-batch-bytes", fmt.Sprint(cfg.MaxBatchBytes), "want at least 1024")
 	case cfg.Limits.MaxLabels < 1:

@@ -144,6 +144,7 @@ const pullMaxBytes = 16 << 20
 // item is one message read from the stream, decoded off the apply path.
 type item struct {
 	seq     uint64
+	at      uint64 // the message's stream time, Unix ms (0: unknown)
 	subject string
 	data    []byte
 	pending uint64
@@ -170,6 +171,7 @@ func (a *Aggregator) session(ctx context.Context) (progressed bool, err error) {
 	a.seq.Store(st.marks.Seq())
 	a.m.mark.Set(float64(st.marks.Stream))
 	a.m.series.Set(float64(len(st.live.cells)))
+	a.m.producers.Set(float64(len(st.marks.Producers)))
 
 	cc := jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{a.subjects.DeltaNode(a.cfg.Node)},
@@ -396,7 +398,7 @@ func (a *Aggregator) read(ctx context.Context, it jetstream.MessagesContext, ite
 			}
 			consumer = md.Consumer
 		}
-		in := a.decode(item{seq: md.Sequence.Stream, subject: msg.Subject(), data: msg.Data(), pending: md.NumPending})
+		in := a.decode(item{seq: md.Sequence.Stream, at: uint64(md.Timestamp.UnixMilli()), subject: msg.Subject(), data: msg.Data(), pending: md.NumPending})
 		in.size = int64(len(in.data))
 		if in.dec != nil {
 			in.size += int64(in.dec.Size())

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -18,16 +19,28 @@ import (
 
 // A checkpoint the delta stream refutes (a mark beyond the stream's last
 // sequence for the node, or a producer mark no number of messages could
-// reach) is refused after Redis lost everything, and counted; the node
-// rebuilds exactly what was published from the stream. Restored, the
-// forged mark would make every delta look applied.
+// reach), or whose headers are not what the node's publisher writes (a
+// version or node other than its data's, another encoding, a removal, data
+// that does not decode), is refused after Redis lost everything, and
+// counted; the node rebuilds exactly what was published from the stream.
+// Restored, a forged mark would make every delta look applied; and an
+// undecodable checkpoint retried would stall the node for good. The header
+// forgeries carry a mark the stream could hold, so only the header check
+// refuses them.
 func TestForgedCheckpointRefused(t *testing.T) {
 	tests := []struct {
 		name  string
 		marks map[string]string
+		forge func(m *nats.Msg)
 	}{
-		{"mark beyond the stream", map[string]string{"stream": "1000000"}},
-		{"absurd producer mark", map[string]string{"stream": "2", "p:p": "18446744073709551615"}},
+		{"mark beyond the stream", map[string]string{"stream": "1000000"}, nil},
+		{"absurd producer mark", map[string]string{"stream": "2", "p:p": "18446744073709551615"}, nil},
+		{"version header not its data's", map[string]string{"stream": "2"}, func(m *nats.Msg) { m.Header.Set(streams.HeaderSnapshotVersion, "3") }},
+		{"node header names another node", map[string]string{"stream": "2"}, func(m *nats.Msg) { m.Header.Set(streams.HeaderSnapshotNode, "n2") }},
+		{"no node header", map[string]string{"stream": "2"}, func(m *nats.Msg) { m.Header.Del(streams.HeaderSnapshotNode) }},
+		{"another encoding", map[string]string{"stream": "2"}, func(m *nats.Msg) { m.Header.Set(streams.HeaderContentEncoding, "gzip") }},
+		{"a removal", map[string]string{"stream": "2"}, func(m *nats.Msg) { m.Header.Set(streams.HeaderSnapshotRemoved, "true") }},
+		{"undecodable data", map[string]string{"stream": "2"}, func(m *nats.Msg) { m.Data = []byte("not zstd") }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -74,6 +87,9 @@ func TestForgedCheckpointRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			forged.Header.Del(jetstream.MsgTTLHeader)
+			if tc.forge != nil {
+				tc.forge(forged)
+			}
 			if _, err := js.PublishMsg(ctx, forged); err != nil {
 				t.Fatal(err)
 			}

@@ -51,6 +51,18 @@ type Config struct {
 	// batch's seq may be (default DefaultMaxSeqJump); a batch beyond it is
 	// rejected as seq_jump (docs/wire-format.md).
 	MaxSeqJump uint64
+	// MaxProducers caps the producer ids whose batch marks the node holds
+	// (default DefaultMaxProducers): the first batch of one more is
+	// rejected as producer_limit. Marks travel in every snapshot and
+	// checkpoint, so without a cap a client inventing ids could push them
+	// past the server's payload limit.
+	MaxProducers int
+	// MarkHorizon is how long, in stream time, a producer's batch mark is
+	// kept after the last message that moved it (default: the delta
+	// stream's max age plus its duplicate window plus DefaultMarkMargin;
+	// negative keeps marks for ever). Pruning is safe only beyond the
+	// replay horizon (docs/design.md, "Producer marks are bounded").
+	MarkHorizon time.Duration
 	// Checkpoints supplies the node's latest checkpoint, restored when the
 	// aggregate is found empty (Redis lost everything). Nil replays the
 	// whole stream instead.
@@ -86,6 +98,9 @@ const (
 )
 
 // Checkpoints finds a node's latest checkpoint; nil, nil when it has none.
+// A checkpoint found but not valid is an error wrapping
+// streams.ErrBadCheckpoint, refused and counted; any other error is
+// retried.
 type Checkpoints interface {
 	LatestCheckpoint(ctx context.Context, node string) (*aggregate.Dump, error)
 }
@@ -99,6 +114,10 @@ const (
 	DefaultMaxGroupOps        = 20_000
 	DefaultMaxQueuedBytes     = 256 << 20
 	DefaultMaxSeqJump         = 1_000_000
+	DefaultMaxProducers       = 100_000
+	// DefaultMarkMargin is added to the replay horizon before a mark is
+	// pruned.
+	DefaultMarkMargin = time.Hour
 )
 
 func (c Config) withDefaults() Config {
@@ -120,6 +139,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxQueuedBytes <= 0 {
 		c.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
+	if c.MaxProducers <= 0 {
+		c.MaxProducers = DefaultMaxProducers
+	}
+	if c.MarkHorizon == 0 {
+		c.MarkHorizon = c.Streams.DeltaMaxAge + c.Streams.Duplicates + DefaultMarkMargin
 	}
 	if c.MaxSeqJump == 0 {
 		c.MaxSeqJump = DefaultMaxSeqJump

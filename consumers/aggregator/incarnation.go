@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
 	"github.com/jetmetrics/jetmetrics/streams"
 )
 
@@ -69,7 +70,32 @@ func (a *Aggregator) deltaIncarnation(ctx context.Context) (inc, lastSeq uint64,
 		return 0, 0, fmt.Errorf("delta stream %s: %w", sc.Name, err)
 	}
 	info := s.CachedInfo()
-	return uint64(info.Created.UnixNano()), info.State.LastSeq, nil
+	return Incarnation(info), info.State.LastSeq, nil
+}
+
+// Incarnation identifies the delta stream described by info as it is
+// now: its creation time, in Unix ns, which the server keeps and every
+// replica shares (aggregate.Marks.Incarnation).
+func Incarnation(info *jetstream.StreamInfo) uint64 {
+	return uint64(info.Created.UnixNano())
+}
+
+// Base is the base (aggregate.Marks.Base) an aggregate at marks m takes
+// in the delta stream incarnation inc, whose last sequence is streamLast:
+// the rule incarnate follows. The aggregate's version after applying the
+// stream's message at sequence s is Base + s.
+func Base(m aggregate.Marks, inc, streamLast uint64) uint64 {
+	switch {
+	case m.Incarnation == inc:
+		return m.Base
+	case m.Incarnation == 0 && m.Seq() <= streamLast:
+		// Recorded before incarnations were: the stream is taken as the
+		// mark's own.
+		return m.Base
+	default:
+		// Replaced under the aggregate: the new stream starts above it.
+		return m.Stream
+	}
 }
 
 // sameStream ends the session (errStreamReplaced) when the delta stream
@@ -107,14 +133,10 @@ func (a *Aggregator) incarnate(ctx context.Context, st *sessionState) error {
 		return err
 	}
 	m := st.marks
-	base := m.Base
-	switch {
-	case m.Incarnation == inc:
+	if m.Incarnation == inc {
 		return nil
-	case m.Incarnation == 0 && m.Seq() <= last:
-	default:
-		base = m.Stream
 	}
+	base := Base(m, inc, last)
 	if err := a.store.Rebase(ctx, m, inc, base); err != nil {
 		return err
 	}

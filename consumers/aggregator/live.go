@@ -41,6 +41,8 @@ type live struct {
 	families      map[string]*family
 	committedRejs map[string]uint64
 	producers     map[string]uint64         // batch marks
+	applied       map[string]uint64         // their times (aggregate.Marks.Applied)
+	clock         uint64                    // aggregate.Marks.Clock
 	metas         map[string]aggregate.Meta // every metric's, with series or not
 	built         *aggregate.State          // the state at mark, once built
 }
@@ -87,11 +89,16 @@ func newLive(st *aggregate.State, marks aggregate.Marks, metas map[string]aggreg
 		families:      make(map[string]*family, len(st.Families)),
 		committedRejs: st.Rejected,
 		producers:     maps.Clone(marks.Producers),
+		applied:       maps.Clone(marks.Applied),
+		clock:         marks.Clock,
 		metas:         maps.Clone(metas),
 		built:         st,
 	}
 	if l.producers == nil {
 		l.producers = map[string]uint64{}
+	}
+	if l.applied == nil {
+		l.applied = map[string]uint64{}
 	}
 	if l.metas == nil {
 		l.metas = map[string]aggregate.Meta{}
@@ -175,16 +182,20 @@ type group struct {
 	fresh   []*cell
 	metas   []aggregate.Meta // of the fresh cells' metrics
 	// producers and described are the batch marks and new metrics the
-	// group writes.
+	// group writes; applied the marks' times, forgotten the producers
+	// whose marks it deletes, and clock the stream time it reaches.
 	producers map[string]uint64
 	described map[string]aggregate.Meta
+	applied   map[string]uint64
+	forgotten []string
+	clock     uint64
 	// rejected is every rejection count after the group, nil when it
 	// changes none.
 	rejected map[string]uint64
 }
 
 func newGroup() *group {
-	return &group{u: aggregate.NewUpdate(), producers: map[string]uint64{}, described: map[string]aggregate.Meta{}}
+	return &group{u: aggregate.NewUpdate(), producers: map[string]uint64{}, described: map[string]aggregate.Meta{}, applied: map[string]uint64{}}
 }
 
 // change is a cell's values after a group.
@@ -251,7 +262,13 @@ func (l *live) commit(g *group) {
 	if g.rejected != nil {
 		l.committedRejs = g.rejected
 	}
+	for _, p := range g.forgotten {
+		delete(l.producers, p)
+		delete(l.applied, p)
+	}
 	maps.Copy(l.producers, g.producers)
+	maps.Copy(l.applied, g.applied)
+	l.clock = g.clock
 	maps.Copy(l.metas, g.described)
 	l.mark = g.mark
 	l.built = nil
@@ -270,7 +287,7 @@ func (l *live) State() *aggregate.State {
 func (l *live) Held() aggregate.Held {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return aggregate.Held{State: l.stateLocked(), Producers: maps.Clone(l.producers), Metas: maps.Clone(l.metas)}
+	return aggregate.Held{State: l.stateLocked(), Producers: maps.Clone(l.producers), Applied: maps.Clone(l.applied), Clock: l.clock, Metas: maps.Clone(l.metas)}
 }
 
 func (l *live) stateLocked() *aggregate.State {

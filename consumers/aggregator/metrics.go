@@ -24,6 +24,8 @@ type metrics struct {
 	mark                                         prometheus.Gauge
 	pending                                      prometheus.Gauge
 	series                                       prometheus.Gauge
+	producers                                    prometheus.Gauge
+	producersPruned                              prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -82,8 +84,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "jetmetrics_aggregator_series",
 			Help: "Series in this node's aggregate.",
 		}),
+		producers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jetmetrics_aggregator_producers",
+			Help: "Producer ids whose batch marks this node's aggregate holds (capped by --limits.max-producers).",
+		}),
+		producersPruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetmetrics_aggregator_producers_pruned_total",
+			Help: "Producer batch marks forgotten because their producer applied nothing for longer than the replay horizon.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.messages, m.entries, m.rejectedEntries, m.applies, m.applySeconds, m.groupMessages, m.restarts, m.restores, m.checkpointsRefused, m.tornResets, m.mark, m.pending, m.series} {
+	for _, c := range []prometheus.Collector{m.messages, m.entries, m.rejectedEntries, m.applies, m.applySeconds, m.groupMessages, m.restarts, m.restores, m.checkpointsRefused, m.tornResets, m.mark, m.pending, m.series, m.producers, m.producersPruned} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

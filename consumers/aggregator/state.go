@@ -34,6 +34,10 @@ type sessionState struct {
 	// the group being built.
 	producers map[string]uint64
 	described []string
+	// applied are the times of the group's producer marks, and forgotten
+	// the producers whose marks it prunes.
+	applied   map[string]uint64
+	forgotten []string
 	// prev is the cell of the last entry folded from the current message.
 	prev *cell
 	// letters are the dead letters of the group being built, published
@@ -125,6 +129,7 @@ func newSession(d *aggregate.Dump) (*sessionState, error) {
 		live:      newLive(agg, marks, metas),
 		perMetric: map[string]int{},
 		producers: map[string]uint64{},
+		applied:   map[string]uint64{},
 	}
 	for _, f := range agg.Families {
 		st.perMetric[f.Name] = len(f.Series)
@@ -137,6 +142,14 @@ func newSession(d *aggregate.Dump) (*sessionState, error) {
 // stream no longer holds are not lost).
 func (a *Aggregator) restore(ctx context.Context) error {
 	d, err := a.cfg.Checkpoints.LatestCheckpoint(ctx, a.cfg.Node)
+	if errors.Is(err, streams.ErrBadCheckpoint) {
+		// Not what the node's publisher writes: retrying would stall the
+		// node for good, and restoring it could make every later delta
+		// look applied.
+		a.m.checkpointsRefused.Inc()
+		a.log.Error().Err(err).Msg("checkpoint refused: rebuilding the aggregate from the delta stream")
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
@@ -169,18 +182,24 @@ func (a *Aggregator) restore(ctx context.Context) error {
 // errInconsistent marks a checkpoint the delta stream refutes.
 var errInconsistent = errors.New("checkpoint inconsistent with the delta stream")
 
-// consistent checks a checkpoint against the delta stream: its mark is the
-// sequence of a message of this node the aggregator applied, so it cannot
-// be beyond the last sequence the stream holds for the node (or, when the
-// stream holds none of the node's any more, beyond the stream's last);
-// and no producer mark can be beyond what the batch sequence bound lets
-// that many messages reach (seqJumpOK). A transient error reading the
+// consistent checks a checkpoint against the delta stream. Its version is
+// base + the sequence of a message of this node the aggregator applied,
+// in the stream incarnation the checkpoint records, so in the stream as it
+// is now that sequence cannot be beyond the last sequence the stream holds
+// for the node (or, when the stream holds none of the node's any more,
+// beyond the stream's last). A checkpoint of an earlier incarnation counts
+// in a stream that is gone: there is nothing to compare it with, and once
+// restored the reset rule (incarnate) applies the stream from its start
+// above it. One of a later incarnation than the stream's cannot have been
+// taken. And no producer mark can be beyond what the batch sequence bound
+// lets that many messages reach (seqJumpOK). A transient error reading the
 // stream is returned as it is, so the session retries.
 func (a *Aggregator) consistent(ctx context.Context, d *aggregate.Dump) error {
 	s, err := a.js.Stream(ctx, a.cfg.Streams.DeltaStream())
 	if err != nil {
 		return fmt.Errorf("check checkpoint: %w", err)
 	}
+	inc := Incarnation(s.CachedInfo())
 	var last uint64
 	m, err := s.GetLastMsgForSubject(ctx, a.cfg.Streams.Subjects().DeltaNode(a.cfg.Node))
 	switch {
@@ -195,17 +214,27 @@ func (a *Aggregator) consistent(ctx context.Context, d *aggregate.Dump) error {
 	default:
 		return fmt.Errorf("check checkpoint: %w", err)
 	}
-	mark := d.Mark()
-	if mark > last {
-		return fmt.Errorf("%w: its mark %d is beyond the stream's last sequence %d for %s", errInconsistent, mark, last, a.cfg.Node)
-	}
 	pos, err := d.Position()
 	if err != nil {
 		return fmt.Errorf("%w: %w", errInconsistent, err)
 	}
+	mark := d.Mark()
+	switch {
+	case pos.Base > mark:
+		return fmt.Errorf("%w: its base %d is above its version %d", errInconsistent, pos.Base, mark)
+	case pos.Incarnation == inc || pos.Incarnation == 0:
+		// 0: taken before incarnations were recorded, its base 0.
+		if seq := pos.Seq(); seq > last {
+			return fmt.Errorf("%w: its stream sequence %d (version %d, base %d) is beyond the stream's last sequence %d for %s",
+				errInconsistent, seq, mark, pos.Base, last, a.cfg.Node)
+		}
+	case pos.Incarnation > inc:
+		return fmt.Errorf("%w: it was taken in stream incarnation %d, later than the stream's %d", errInconsistent, pos.Incarnation, inc)
+	}
 	for p, seq := range pos.Producers {
 		// Each of at most mark messages moved the producer's mark by at
-		// most MaxSeqJump beyond its stream sequence (at most mark).
+		// most MaxSeqJump beyond its stream sequence (at most mark): the
+		// version counts every message applied, across incarnations too.
 		if seq/(a.cfg.MaxSeqJump+1) > mark {
 			return fmt.Errorf("%w: producer %s at batch %d, beyond what %d messages can reach", errInconsistent, p, seq, mark)
 		}
@@ -231,6 +260,7 @@ func (a *Aggregator) seqJumpOK(seq, prev, streamSeq uint64) bool {
 // add folds one message into the group being built, deciding every
 // rejection; rejected messages are queued in st.letters.
 func (st *sessionState) add(a *Aggregator, in item) {
+	st.tick(a, in.at)
 	if in.reject != nil {
 		st.live.reject(string(in.reject.Reason))
 		a.m.rejected.Inc()
@@ -253,8 +283,25 @@ func (st *sessionState) add(a *Aggregator, in item) {
 		st.letters = append(st.letters, deadLetter{in: in, rej: rej})
 		return
 	}
+	if prev == 0 && len(st.marks.Producers) >= a.cfg.MaxProducers {
+		// Its mark would be one more than the node holds: marks travel in
+		// every snapshot, which must stay within the server's payload limit.
+		rej := &streams.RejectError{Reason: streams.ReasonProducerLimit,
+			Err: fmt.Errorf("producer %s: the node holds the marks of %d producers, its limit (--limits.max-producers)", d.Producer, a.cfg.MaxProducers)}
+		st.live.reject(string(rej.Reason))
+		a.m.rejected.Inc()
+		st.letters = append(st.letters, deadLetter{in: in, rej: rej})
+		return
+	}
 	st.marks.Producers[d.Producer] = d.Seq
 	st.producers[d.Producer] = d.Seq
+	if prev == 0 {
+		a.m.producers.Set(float64(len(st.marks.Producers)))
+	}
+	if in.at != 0 {
+		st.marks.Applied[d.Producer] = in.at
+		st.applied[d.Producer] = in.at
+	}
 
 	st.rejected = st.rejected[:0]
 	st.prev = nil
@@ -277,6 +324,39 @@ func (st *sessionState) add(a *Aggregator, in item) {
 	}
 	a.m.partlyRejected.Inc()
 	st.letters = lettersPerReason(st.letters, in, st.rejected)
+}
+
+// pruneTick is the stream time between two prunings of producer marks,
+// in ms.
+const pruneTick = 60_000
+
+// tick advances the session's stream clock to at, the time of the message
+// about to be folded, and each time it enters a new minute forgets the
+// batch marks of the producers whose last applied message is older than
+// the mark horizon. What is pruned, and when, depends only on the
+// aggregate (its clock and marks) and the message, so a replay decides the
+// same; why a pruned mark is never needed again: docs/design.md.
+func (st *sessionState) tick(a *Aggregator, at uint64) {
+	prev := st.marks.Clock
+	if at <= prev {
+		return
+	}
+	st.marks.Clock = at
+	if a.cfg.MarkHorizon < 0 || at/pruneTick == prev/pruneTick {
+		return
+	}
+	horizon := uint64(a.cfg.MarkHorizon.Milliseconds())
+	for p, t := range st.marks.Applied {
+		if at-min(t, at) > horizon {
+			delete(st.marks.Producers, p)
+			delete(st.marks.Applied, p)
+			delete(st.producers, p)
+			delete(st.applied, p)
+			st.forgotten = append(st.forgotten, p)
+			a.m.producersPruned.Inc()
+		}
+	}
+	a.m.producers.Set(float64(len(st.marks.Producers)))
 }
 
 // apply folds one valid entry into the group being built, or says why it
@@ -412,6 +492,25 @@ func (st *sessionState) seal(g *group, mark uint64) {
 	for p, seq := range st.producers {
 		g.u.ProducerMark(p, seq)
 		g.producers[p] = seq
+	}
+	clear(g.applied)
+	for p, ms := range st.applied {
+		g.u.ProducerApplied(p, ms)
+		g.applied[p] = ms
+	}
+	g.forgotten = g.forgotten[:0]
+	for _, p := range st.forgotten {
+		// A producer pruned and back within the group keeps its new mark.
+		if _, back := st.producers[p]; !back {
+			g.u.ForgetProducer(p)
+			g.forgotten = append(g.forgotten, p)
+		}
+	}
+	st.forgotten = st.forgotten[:0]
+	clear(st.applied)
+	g.clock = st.marks.Clock
+	if g.clock != 0 {
+		g.u.Clock(g.clock)
 	}
 	clear(g.described)
 	for _, name := range st.described {

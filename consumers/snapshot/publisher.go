@@ -261,7 +261,10 @@ type Checkpoints struct {
 }
 
 // LatestCheckpoint fetches node's newest checkpoint, or nil when it has
-// none.
+// none. A checkpoint whose headers or data are not what the publisher
+// writes for node (streams.CheckCheckpoint) is an error wrapping
+// streams.ErrBadCheckpoint: the caller refuses it and rebuilds from the
+// delta stream rather than retry.
 func (c Checkpoints) LatestCheckpoint(ctx context.Context, node string) (*aggregate.Dump, error) {
 	cfg := c.Streams.WithDefaults()
 	s, err := c.JS.Stream(ctx, cfg.SnapshotStream())
@@ -275,12 +278,9 @@ func (c Checkpoints) LatestCheckpoint(ctx context.Context, node string) (*aggreg
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint of %s: %w", node, err)
 	}
-	d, err := streams.DecodeSnapshot(m.Data)
+	d, err := streams.CheckCheckpoint(m.Header, m.Data, node)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint of %s: %w", node, err)
-	}
-	if d.Node != node {
-		return nil, fmt.Errorf("checkpoint of %s names node %q", node, d.Node)
+		return nil, fmt.Errorf("%w (stream seq %d)", err, m.Sequence)
 	}
 	return d, nil
 }

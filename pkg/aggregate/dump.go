@@ -70,8 +70,11 @@ func (d *Dump) State() (*State, error) {
 // what Redis holds beside it, at the state's mark.
 type Held struct {
 	State *State
-	// Producers are the producers' batch marks.
-	Producers map[string]uint64
+	// Producers are the producers' batch marks, and Applied their times
+	// (Marks.Applied).
+	Producers, Applied map[string]uint64
+	// Clock is Marks.Clock.
+	Clock uint64
 	// Metas are every metric's metadata, with series or not.
 	Metas map[string]Meta
 	// Incarnation and Base place the state's mark in the delta stream
@@ -117,6 +120,12 @@ func (h Held) MarkFields() map[string]string {
 	m[streamField] = strconv.FormatUint(h.State.Mark, 10)
 	for p, seq := range h.Producers {
 		m[producerFieldPrefix+p] = strconv.FormatUint(seq, 10)
+	}
+	for p, ms := range h.Applied {
+		m[appliedFieldPrefix+p] = strconv.FormatUint(ms, 10)
+	}
+	if h.Clock != 0 {
+		m[clockField] = strconv.FormatUint(h.Clock, 10)
 	}
 	if h.Incarnation != 0 {
 		m[incarnationField] = strconv.FormatUint(h.Incarnation, 10)

@@ -57,6 +57,14 @@ type Marks struct {
 	// its stream sequence s is mark Base+s. The mark is the aggregate's
 	// version and never goes down, across incarnations too.
 	Base uint64
+	// Applied is, per producer, the stream time (Unix ms) of the message
+	// that last moved its batch mark; a producer whose mark was written
+	// before times were recorded has none. The aggregator prunes the marks
+	// of producers idle beyond the replay horizon by it.
+	Applied map[string]uint64
+	// Clock is the stream time (Unix ms) of the last message applied, 0
+	// before one was recorded.
+	Clock uint64
 }
 
 // Seq is the delta stream sequence the stream mark stands for in the
@@ -67,8 +75,12 @@ const (
 	streamField      = "stream"
 	incarnationField = "inc"
 	baseField        = "base"
+	clockField       = "clock"
 )
-const producerFieldPrefix = "p:"
+const (
+	producerFieldPrefix = "p:"
+	appliedFieldPrefix  = "t:"
+)
 
 // guardFieldPrefix starts the guard field an apply (Store.Apply) and a
 // restore (restore.lua) hold while they run.
@@ -110,7 +122,7 @@ func (s *Store) Marks(ctx context.Context) (Marks, error) {
 }
 
 func parseMarks(all map[string]string) (Marks, error) {
-	m := Marks{Producers: make(map[string]uint64, len(all))}
+	m := Marks{Producers: make(map[string]uint64, len(all)/2), Applied: make(map[string]uint64, len(all)/2)}
 	for f, v := range all {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
@@ -124,8 +136,12 @@ func parseMarks(all map[string]string) (Marks, error) {
 			m.Incarnation = n
 		case f == baseField:
 			m.Base = n
+		case f == clockField:
+			m.Clock = n
 		case strings.HasPrefix(f, producerFieldPrefix):
 			m.Producers[f[len(producerFieldPrefix):]] = n
+		case strings.HasPrefix(f, appliedFieldPrefix):
+			m.Applied[f[len(appliedFieldPrefix):]] = n
 		}
 	}
 	m.Torn = torn(all)
@@ -231,6 +247,11 @@ func (s *Store) Apply(ctx context.Context, u *Update) error {
 					p.HSet(ctx, key, pairs[:n]...)
 					pairs = pairs[n:]
 				}
+			}
+			for fields := u.forget; len(fields) > 0; {
+				n := min(len(fields), hsetPairs)
+				p.HDel(ctx, s.keys.mark, fields[:n]...)
+				fields = fields[n:]
 			}
 			p.HSet(ctx, s.keys.mark, streamField, u.Mark)
 			p.HDel(ctx, s.keys.mark, guard)

@@ -24,6 +24,8 @@ type Update struct {
 
 	// sections hold field/value pairs per hash.
 	sections [4][]any
+	// forget are the mark-hash fields of the producers forgotten.
+	forget []string
 	// buf backs the formatted fields and values of the pairs. Slices of an
 	// earlier backing array stay valid when it grows.
 	buf []byte
@@ -47,12 +49,14 @@ func (u *Update) Reset() {
 		clear(u.sections[i])
 		u.sections[i] = u.sections[i][:0]
 	}
+	clear(u.forget)
+	u.forget = u.forget[:0]
 	u.buf = u.buf[:0]
 }
 
 // Ops is the number of field writes u makes: a measure of its cost.
 func (u *Update) Ops() int {
-	n := 0
+	n := len(u.forget)
 	for _, s := range u.sections {
 		n += len(s) / 2
 	}
@@ -81,6 +85,23 @@ func (u *Update) uint(v uint64) []byte {
 // ProducerMark records producer's last applied batch sequence.
 func (u *Update) ProducerMark(producer string, seq uint64) {
 	u.pair(secMark, producerFieldPrefix+producer, u.uint(seq))
+}
+
+// ProducerApplied records the stream time (Unix ms) of the message that
+// last moved producer's batch mark (Marks.Applied).
+func (u *Update) ProducerApplied(producer string, ms uint64) {
+	u.pair(secMark, appliedFieldPrefix+producer, u.uint(ms))
+}
+
+// Clock records the stream time (Unix ms) of the last message applied
+// (Marks.Clock).
+func (u *Update) Clock(ms uint64) { u.pair(secMark, clockField, u.uint(ms)) }
+
+// ForgetProducer deletes producer's batch mark and its time, in the same
+// atomic step as the rest of u: the aggregator prunes the marks of
+// producers idle beyond the replay horizon.
+func (u *Update) ForgetProducer(producer string) {
+	u.forget = append(u.forget, producerFieldPrefix+producer, appliedFieldPrefix+producer)
 }
 
 // Describe records a metric's metadata.

@@ -2,13 +2,18 @@ package fault_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	neturl "net/url"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/jetmetrics/jetmetrics/cmd/jetmetrics/node"
 	"github.com/jetmetrics/jetmetrics/consumers/snapshot"
@@ -290,4 +295,207 @@ func TestStopWithStreamsDeleted(t *testing.T) {
 			p.Stop()
 		})
 	}
+}
+
+// replaceDeltaStream deletes JETMETRICS_DELTAS and provisions it again, as
+// an operator would: its sequences restart at 1 below the aggregate's
+// version.
+func replaceDeltaStream(t testing.TB, js jetstream.JetStream) {
+	t.Helper()
+	deleteStream(t, js, streams.Config{}.DeltaStream())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := streams.Provision(ctx, js, streams.Config{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCheckpointAfterStreamReplaced: a checkpoint taken after
+// JETMETRICS_DELTAS was replaced holds a version (base + sequence) above
+// every sequence the new stream holds. When Redis then loses everything,
+// the checkpoint must be restored (its sequence, version − base, is one
+// the stream holds), not refused as a forgery: refused, the aggregate is
+// rebuilt from the new stream alone and every delta the old one held is
+// lost.
+func TestCheckpointAfterStreamReplaced(t *testing.T) {
+	ns := harness.NATS(t)
+	rs := harness.RedisWith(t, redisserver.Config{})
+	n := startNodeOn(t, rs, node.Config{NATSURL: ns.ClientURL(), DataDir: t.TempDir()})
+	led := newLedger()
+	old := newPublisher(t, led, connect(t, ns.ClientURL()), nodeName, "old")
+	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	defer cancel()
+	version := func(want uint64) {
+		t.Helper()
+		harness.Eventually(t, settleTimeout, func() error {
+			if m := n.mark(); m < want {
+				return fmt.Errorf("aggregate at version %d, want %d", m, want)
+			}
+			return nil
+		})
+	}
+	publishSome(ctx, old, 40)
+	settle(t, n.js, n.rdb)
+
+	replaceDeltaStream(t, n.js)
+	publishSome(ctx, old, 20)
+	version(60)
+	// A node checkpoints as soon as it starts: restarted, it writes a
+	// checkpoint at version 60, in a stream whose last sequence is 20.
+	n.rn.Stop(t)
+	n.rn = harness.StartNode(t, n.rn.Config)
+	harness.Eventually(t, settleTimeout, func() error {
+		ck, err := snapshot.Checkpoints{JS: n.js}.LatestCheckpoint(ctx, nodeName)
+		switch {
+		case err != nil:
+			return err
+		case ck == nil || ck.Mark() < 60:
+			return errors.New("no checkpoint at version 60 yet")
+		}
+		return nil
+	})
+	if err := n.rdb.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("wiped Redis at version 60")
+	publishSome(ctx, old, 5)
+	version(65)
+	n.checkExposed(led)
+	if v := processMetric(t, n.rn.URL, "jetmetrics_aggregator_checkpoints_refused_total"); v != 0 {
+		t.Errorf("checkpoints refused: %v, want 0", v)
+	}
+	if v := processMetric(t, n.rn.URL, "jetmetrics_aggregator_checkpoint_restores_total"); v != 1 {
+		t.Errorf("checkpoint restores: %v, want 1", v)
+	}
+}
+
+// TestHighWaterAfterStreamReplaced: after JETMETRICS_DELTAS was replaced
+// the node served versions (base + sequence) above every sequence the new
+// stream holds. It restarts on a Redis rolled back to an earlier version
+// of the same stream, as a crash with the AOF's tail lost leaves it. Until
+// the aggregator has replayed, /metrics must answer 503, never the rolled
+// back counters: the high-water mark is seeded at base + the stream's last
+// sequence, not at the sequence alone. Redis refuses writes (CLIENT PAUSE
+// WRITE) while the test looks, so the aggregator cannot catch up first.
+func TestHighWaterAfterStreamReplaced(t *testing.T) {
+	ns := harness.NATS(t)
+	rs := harness.RedisWith(t, redisserver.Config{})
+	cfg := node.Config{
+		NATSURL:   ns.ClientURL(),
+		WebListen: fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)),
+		DataDir:   t.TempDir(),
+	}
+	n := startNodeOn(t, rs, cfg)
+	url := n.rn.URL + "/metrics"
+	client := &http.Client{Timeout: 10 * time.Second}
+	sc := startReader(t, func() (map[string]*dto.MetricFamily, string, error) {
+		fams, unavailable, err := scrape(client, url)
+		// While no node runs nothing answers: no answer, not a wrong one.
+		if ue := (*neturl.Error)(nil); errors.As(err, &ue) {
+			return nil, "down: " + err.Error(), nil
+		}
+		return fams, unavailable, err
+	}, watchNames("fault_stream_total", "fault_stream_sum_total"), nil)
+	led := newLedger()
+	old := newPublisher(t, led, connect(t, ns.ClientURL()), nodeName, "old")
+	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	defer cancel()
+	publishSome(ctx, old, 40)
+	settle(t, n.js, n.rdb)
+	replaceDeltaStream(t, n.js)
+
+	version := func(want uint64) {
+		t.Helper()
+		harness.Eventually(t, settleTimeout, func() error {
+			if m := n.mark(); m < want {
+				return fmt.Errorf("aggregate at version %d, want %d", m, want)
+			}
+			return nil
+		})
+	}
+	publishSome(ctx, old, 30)
+	version(70)
+	rolledBack, err := n.store.Dump(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishSome(ctx, old, 30)
+	version(100)
+	// Served at version 100 (the stream's last sequence is 60).
+	waitMetric(t, n.rn.URL, fmt.Sprintf("fault_stream_total{p=%q}", old.id), 100)
+	n.rn.Stop(t)
+
+	if err := n.store.Reset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.store.Restore(ctx, rolledBack); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Redis rolled back to version %d", n.mark())
+	if err := n.rdb.Do(ctx, "CLIENT", "PAUSE", 60_000, "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	paused := true
+	unpause := func() {
+		if paused {
+			paused = false
+			if err := n.rdb.Do(context.Background(), "CLIENT", "UNPAUSE").Err(); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	defer unpause()
+
+	cfg = n.rn.Config
+	cfg.Logger = harness.Logger(t).With().Str("test_node", nodeName).Str("run", "2").Logger()
+	restarted, err := node.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- restarted.Run(rctx) }()
+	defer func() {
+		unpause()
+		stop()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("restarted node: %v", err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Error("restarted node did not stop within a minute")
+		}
+	}()
+	// The first answer past the start: 503 because the aggregate is behind
+	// what was served, not the rolled-back counters.
+	var status int
+	var body string
+	harness.Eventually(t, settleTimeout, func() error {
+		resp, err := http.Get(url)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		status, body = resp.StatusCode, string(b)
+		if status == http.StatusServiceUnavailable && strings.Contains(body, "starting") {
+			return errors.New("not seeded yet")
+		}
+		return nil
+	})
+	if status != http.StatusServiceUnavailable {
+		t.Errorf("/metrics answered %d with Redis rolled back to version 70 and writes paused, want 503", status)
+	}
+	t.Logf("/metrics while rolled back: %d %s", status, strings.TrimSpace(body))
+	unpause()
+	settle(t, n.js, n.rdb)
+	harness.Eventually(t, settleTimeout, func() error {
+		fams, err := harness.Scrape(url)
+		if err != nil {
+			return err
+		}
+		return led.check(harness.Samples(fams))
+	})
+	sc.finish(t, 5)
 }

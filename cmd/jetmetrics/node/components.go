@@ -25,6 +25,7 @@ func (n *Node) components(ctx context.Context, js, admin jetstream.JetStream, rd
 		Limits:             n.cfg.Limits,
 		MaxSeries:          n.cfg.MaxSeries,
 		MaxSeriesPerMetric: n.cfg.MaxSeriesPerMetric,
+		MaxProducers:       n.cfg.MaxProducers,
 		MaxMessageBytes:    n.cfg.MaxBatchBytes,
 		Checkpoints:        snapshot.Checkpoints{JS: js, Streams: n.cfg.Streams},
 		Admin:              admin,

@@ -134,6 +134,9 @@ type Config struct {
 	Limits series.Limits
 	// MaxSeries and MaxSeriesPerMetric cap the node's cardinality.
 	MaxSeries, MaxSeriesPerMetric int
+	// MaxProducers caps the producer ids whose batch marks the node holds
+	// (default aggregator.DefaultMaxProducers).
+	MaxProducers int
 	// MaxBatchBytes rejects larger delta messages as oversize (default
 	// 8 MiB).
 	MaxBatchBytes int

@@ -261,7 +261,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		return err
 	}
 	n.provisioned.Store(true)
-	if err := n.seedHighWater(runCtx, js); err != nil {
+	if err := n.seedHighWater(runCtx, js, rdb); err != nil {
 		cancel()
 		g.Wait()
 		return err
@@ -525,24 +525,31 @@ func quiet(l zerolog.Logger) zerolog.Logger {
 	return l
 }
 
-// seedHighWater starts the high-water mark at the last sequence the delta
-// stream holds for this node. Every version an earlier incarnation served
-// was the sequence of a message in that stream, so none was newer: after a
-// crash that cost Redis the tail of its AOF, /metrics answers 503 until the
-// aggregator has replayed up to there (or has caught up with the stream,
-// should that message be deleted meanwhile). The mark is read from the
-// stream, never from a message anyone may publish, such as a snapshot.
-// It retries until the stream answers or ctx ends.
-func (n *Node) seedHighWater(ctx context.Context, js jetstream.JetStream) error {
+// seedHighWater starts the high-water mark at the version the aggregate
+// reaches once it has applied the last message the delta stream holds for
+// this node: that message's sequence plus the base of the stream's
+// incarnation (aggregator.Base, from the marks in Redis: after the stream
+// was replaced, versions run ahead of its sequences). Every version an
+// earlier incarnation of the node served was that of a message in this
+// stream, or of one before it, so none was newer: after a crash that cost
+// Redis the tail of its AOF, /metrics answers 503 until the aggregator has
+// replayed up to there (or has caught up with the stream, should that
+// message be deleted meanwhile). The mark is read from the stream and the
+// node's own Redis, never from a message anyone may publish, such as a
+// snapshot or a checkpoint: a Redis that lost everything gives base 0,
+// and a checkpoint restored after a reset may then be served before the
+// aggregator has replayed past it (docs/guarantees.md, step 12). It
+// retries until the stream and Redis answer or ctx ends.
+func (n *Node) seedHighWater(ctx context.Context, js jetstream.JetStream, rdb redis.UniversalClient) error {
 	retry := backoff.Backoff{Max: time.Second}
 	for {
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		seq, err := n.lastDeltaSeq(sctx, js)
+		version, seq, err := n.deltaHorizon(sctx, js, rdb)
 		cancel()
 		if err == nil {
-			raiseTo(&n.highWater, seq)
+			raiseTo(&n.highWater, version)
 			n.seeded.Store(true)
-			n.log.Debug().Uint64("seq", seq).Msg("high-water mark seeded from the delta stream")
+			n.log.Debug().Uint64("seq", seq).Uint64("version", version).Msg("high-water mark seeded from the delta stream")
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -556,6 +563,26 @@ func (n *Node) seedHighWater(ctx context.Context, js jetstream.JetStream) error 
 	}
 }
 
+// deltaHorizon is the stream sequence of the last message the delta stream
+// holds for this node (0 when none) and the aggregate version it stands
+// for: the sequence plus the base the stored aggregate takes in the
+// stream's current incarnation.
+func (n *Node) deltaHorizon(ctx context.Context, js jetstream.JetStream, rdb redis.UniversalClient) (version, seq uint64, err error) {
+	s, err := js.Stream(ctx, n.cfg.Streams.DeltaStream())
+	if err != nil {
+		return 0, 0, err
+	}
+	if seq, err = lastSeqOf(ctx, s, n.cfg.Streams.Subjects().DeltaNode(n.cfg.Name)); err != nil {
+		return 0, 0, err
+	}
+	marks, err := aggregate.NewStore(rdb, n.cfg.RedisKeyPrefix, n.cfg.Name).Marks(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	info := s.CachedInfo()
+	return aggregator.Base(marks, aggregator.Incarnation(info), info.State.LastSeq) + seq, seq, nil
+}
+
 // lastDeltaSeq is the stream sequence of the last message the delta stream
 // holds for this node, 0 when it holds none.
 func (n *Node) lastDeltaSeq(ctx context.Context, js jetstream.JetStream) (uint64, error) {
@@ -563,7 +590,13 @@ func (n *Node) lastDeltaSeq(ctx context.Context, js jetstream.JetStream) (uint64
 	if err != nil {
 		return 0, err
 	}
-	m, err := s.GetLastMsgForSubject(ctx, n.cfg.Streams.Subjects().DeltaNode(n.cfg.Name))
+	return lastSeqOf(ctx, s, n.cfg.Streams.Subjects().DeltaNode(n.cfg.Name))
+}
+
+// lastSeqOf is the stream sequence of s's last message on subject, 0 when
+// it holds none.
+func lastSeqOf(ctx context.Context, s jetstream.Stream, subject string) (uint64, error) {
+	m, err := s.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, nil
 	}
