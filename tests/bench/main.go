@@ -39,7 +39,7 @@ func main() {
 }
 
 // figureNames are the figures in the order they run.
-var figureNames = []string{"hotpath", "ingest", "exposition", "snapshot", "memory", "observe"}
+var figureNames = []string{"hotpath", "ingest", "exposition", "snapshot", "memory", "observe", "volume-api"}
 
 type config struct {
 	out        string
@@ -50,6 +50,7 @@ type config struct {
 	expo       expoConfig
 	ingest     ingestConfig
 	observe    observeConfig
+	volumeAPI  volumeAPIConfig
 	profileDir string
 	nodeBin    string
 	verbose    bool
@@ -78,6 +79,9 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.observe.interval, "observe.interval", 10*time.Second, "the observe figure's poll interval")
 	fs.IntVar(&cfg.observe.intervals, "observe.intervals", 3, "intervals the observe figure measures once the leases settled")
 	fs.DurationVar(&cfg.observe.leaseTTL, "observe.lease-ttl", 30*time.Second, "the observe figure's lease TTL")
+	fs.IntVar(&cfg.volumeAPI.clients, "volume-api.clients", 200, "concurrent clients of the volume-api figure")
+	fs.DurationVar(&cfg.volumeAPI.duration, "volume-api.duration", 5*time.Second, "how long each path of the volume-api figure is measured")
+	fs.DurationVar(&cfg.volumeAPI.backendDelay, "volume-api.backend-delay", 50*time.Millisecond, "how long the volume-api figure's backend takes to answer")
 	fs.StringVar(&cfg.nodeBin, "node.bin", "", "jetmetrics binary the memory figure runs; empty builds one")
 	fs.StringVar(&cfg.profileDir, "profile", "", "write a CPU profile of this process per figure into this directory")
 	fs.BoolVar(&cfg.verbose, "v", false, "log progress and the servers' warnings to stderr")
@@ -193,6 +197,8 @@ func runFigure(ctx context.Context, fig string, cfg config, log zerolog.Logger, 
 		return memoryFigure(ctx, e, cfg.series, cfg.nodeBin, rep)
 	case "observe":
 		return observeFigure(ctx, e, cfg.observe, rep)
+	case "volume-api":
+		return volumeAPIFigure(ctx, e, cfg.volumeAPI, rep)
 	}
 	return fmt.Errorf("unknown figure %q", fig)
 }
