@@ -398,7 +398,7 @@ func TestGaugesOnceAcrossNodes(t *testing.T) {
 	for _, name := range []string{"a", "b", "c"} {
 		nodes = append(nodes, harness.StartNode(t, jmnode.Config{Name: name, NATSURL: ns.ClientURL(),
 			SnapshotInterval: 300 * time.Millisecond, SnapshotTTL: time.Second,
-			File: config.File{Observers: observers(300*time.Millisecond, 200*time.Millisecond, 5*time.Second), Volumes: vols}}))
+			File: config.File{Observers: observers(time.Second, 500*time.Millisecond, 5*time.Second), Volumes: vols}}))
 	}
 	harness.Eventually(t, 30*time.Second, func() error {
 		total := map[string]int{}

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"slices"
-	"strings"
 
 	"github.com/jetmetrics/jetmetrics/pkg/config"
 	"github.com/jetmetrics/jetmetrics/pkg/volumes/httpjson"
@@ -120,69 +118,13 @@ func tlsClient(c config.TLS) (*http.Client, error) {
 	return &http.Client{Transport: t}, nil
 }
 
-// checkVolumes refuses a volume list the node could not observe, naming
-// the volume and the key at fault. It reads no secret: Run does, and says
-// which one it could not read.
+// checkVolumes checks what config.File.Validate (run first) leaves to
+// the node: that each volume's name maps to a subject token.
 func (c Config) checkVolumes() error {
-	obs := c.File.Observers.Volume.WithDefaults()
-	switch {
-	case obs.ObserveInterval < 0 || obs.ObserveTimeout < 0 || obs.CacheTTL < 0 || obs.HistoryDepth < 0 || obs.MaxConcurrent < 0:
-		return errors.New("--config.file: observers.volume: durations and counts must be positive")
-	case obs.ObserveTimeout > obs.ObserveInterval:
-		return fmt.Errorf("--config.file: observers.volume.observe-timeout %s is longer than observe-interval %s: shorten it", obs.ObserveTimeout, obs.ObserveInterval)
-	}
-	seen := map[string]bool{}
 	for i, v := range c.File.Volumes {
-		at := fmt.Sprintf("--config.file: volumes[%d]", i)
 		if _, err := streams.TargetToken(v.Name); err != nil {
-			return fmt.Errorf("%s.name: %w", at, err)
+			return fmt.Errorf("--config.file: volumes[%d].name: %w", i, err)
 		}
-		at += fmt.Sprintf(" (%q)", v.Name)
-		if seen[v.Name] {
-			return fmt.Errorf("%s.name: listed twice: give each volume one entry", at)
-		}
-		seen[v.Name] = true
-		if err := checkVolume(v); err != nil {
-			return fmt.Errorf("%s.%w", at, err)
-		}
-	}
-	return nil
-}
-
-func checkVolume(v config.Volume) error {
-	missing := func(key string) error { return fmt.Errorf("%s: required for backend %s", key, v.Backend) }
-	switch v.Backend {
-	case config.BackendLocal:
-		if (v.Device == "") == (v.Mount == "") {
-			return errors.New("device: give a device (sda) or a mount (an NFS mount point), one of them")
-		}
-	case config.BackendPureStorage:
-		switch {
-		case v.Endpoint == "":
-			return missing("endpoint")
-		case !v.APIToken.IsSet():
-			return missing("api-token")
-		}
-	case config.BackendNetApp:
-		switch {
-		case v.Endpoint == "":
-			return missing("endpoint")
-		case v.Username == "":
-			return missing("username")
-		case !v.Password.IsSet():
-			return missing("password")
-		}
-	case config.BackendHTTPJSON:
-		if v.Endpoint == "" {
-			return missing("endpoint")
-		}
-		for k := range v.Fields {
-			if !slices.Contains(httpJSONFields, k) {
-				return fmt.Errorf("fields.%s: unknown figure: want %s", k, strings.Join(httpJSONFields, ", "))
-			}
-		}
-	default:
-		return fmt.Errorf("backend: %q: want %s, %s, %s or %s", v.Backend, config.BackendLocal, config.BackendPureStorage, config.BackendNetApp, config.BackendHTTPJSON)
 	}
 	return nil
 }
