@@ -86,7 +86,7 @@ func (r *ProbeResult) Validate() error {
 		return fmt.Errorf("%w: a success with a reason or an error", ErrProbeResult)
 	case !r.Success && r.Latency != 0:
 		return fmt.Errorf("%w: a failure with a latency", ErrProbeResult)
-	case !r.Success && !probeReason(r.Reason):
+	case !r.Success && !ValidProbeReason(r.Reason):
 		return fmt.Errorf("%w: reason %q is not 1 to %d of a-z, 0-9 and _", ErrProbeResult, r.Reason, MaxProbeReasonBytes)
 	case !r.Success && r.Error == "":
 		return fmt.Errorf("%w: a failure without an error", ErrProbeResult)
@@ -107,7 +107,9 @@ func (r *ProbeResult) Validate() error {
 	return nil
 }
 
-func probeReason(s string) bool {
+// ValidProbeReason reports whether s may be a failure's reason: 1 to
+// MaxProbeReasonBytes of a-z, 0-9 and '_'.
+func ValidProbeReason(s string) bool {
 	if s == "" || len(s) > MaxProbeReasonBytes {
 		return false
 	}
