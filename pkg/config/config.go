@@ -16,6 +16,8 @@ type File struct {
 	// Volumes are the storage volumes whose performance the volume
 	// observer polls.
 	Volumes []Volume `yaml:"volumes"`
+	// Probes are the services whose latency the probe observer checks.
+	Probes []Probe `yaml:"probes"`
 
 	// src is where Load read the file, for errors to name file and line.
 	src *source
@@ -24,6 +26,7 @@ type File struct {
 // Observers holds the settings of each observer.
 type Observers struct {
 	Volume Observer `yaml:"volume"`
+	Probe  Observer `yaml:"probe"`
 }
 
 // Observer is one observer's settings. Zero means the default.
@@ -98,6 +101,47 @@ type Volume struct {
 	// mount point) selects what a local volume measures.
 	Device string `yaml:"device"`
 	Mount  string `yaml:"mount"`
+}
+
+// Probe kinds of Probe.Kind.
+const (
+	ProbeHTTP = "http"
+	ProbeTCP  = "tcp"
+	ProbeNATS = "nats"
+)
+
+// Probe is one service the probe observer checks, and how.
+type Probe struct {
+	// Name is the service's name in the API, the metrics and the subjects
+	// (1 to 255 bytes of UTF-8; names that are not subject tokens are
+	// mapped reversibly, and the mapped token must fit 64 bytes).
+	Name string `yaml:"name"`
+	// Kind is http, tcp or nats.
+	Kind string `yaml:"kind"`
+	// Target is what to check: an http(s) URL (http), a host:port (tcp)
+	// or a subject to send a request to (nats).
+	Target string `yaml:"target"`
+
+	// Method is the HTTP method (http; default GET).
+	Method string `yaml:"method"`
+	// ExpectStatus lists the HTTP status codes that count as up (http;
+	// default any from 200 to 399).
+	ExpectStatus []int `yaml:"expect-status"`
+	// BodyMatch is a regular expression (RE2) the body must match (http;
+	// a plain word is a substring match).
+	BodyMatch string `yaml:"body-match"`
+	// FollowRedirects follows up to 10 redirects (http; by default a
+	// redirect is the answer and its status is checked).
+	FollowRedirects bool `yaml:"follow-redirects"`
+	// NATSURL is the NATS server to send the request through (nats;
+	// default the node's own connection).
+	NATSURL string `yaml:"nats-url"`
+	// TLS configures HTTPS (http) or a tls:// nats-url's connection
+	// (nats).
+	TLS TLS `yaml:"tls"`
+	// Timeout bounds this probe below observers.probe.observe-timeout
+	// (default: that timeout).
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // TLS configures a client's TLS.

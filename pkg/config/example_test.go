@@ -23,6 +23,7 @@ func TestDeployExampleLoads(t *testing.T) {
 		"jetmetrics.yaml": string(b),
 		"netapp-password": "pw\n",
 		"ontap-ca.pem":    "-----BEGIN CERTIFICATE-----\n",
+		"shop-ca.pem":     "-----BEGIN CERTIFICATE-----\n",
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
 			t.Fatal(err)
@@ -34,6 +35,18 @@ func TestDeployExampleLoads(t *testing.T) {
 	}
 	if got := f.Observers.Volume.WithDefaults(); got != (config.Observer{}).WithDefaults() {
 		t.Errorf("the example's observer settings %+v are not the defaults it documents", got)
+	}
+	if got := f.Observers.Probe.WithDefaults(); got != (config.Observer{}).WithDefaults() {
+		t.Errorf("the example's probe observer settings %+v are not the defaults it documents", got)
+	}
+	probeKinds := map[string]bool{}
+	for _, p := range f.Probes {
+		probeKinds[p.Kind] = true
+	}
+	for _, k := range []string{config.ProbeHTTP, config.ProbeTCP, config.ProbeNATS} {
+		if !probeKinds[k] {
+			t.Errorf("the example has no %s probe", k)
+		}
 	}
 	kinds := map[string]bool{}
 	for _, v := range f.Volumes {

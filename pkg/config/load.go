@@ -121,6 +121,12 @@ func resolvePaths(f *File, dir string) {
 		abs(&v.TLS.CertFile)
 		abs(&v.TLS.KeyFile)
 	}
+	for i := range f.Probes {
+		t := &f.Probes[i].TLS
+		abs(&t.CAFile)
+		abs(&t.CertFile)
+		abs(&t.KeyFile)
+	}
 }
 
 // yamlError matches yaml.v3's syntax errors: "yaml: line 3: did not
@@ -150,6 +156,7 @@ var (
 	secretType   = reflect.TypeFor[Secret]()
 	observerType = reflect.TypeFor[Observer]()
 	volumeType   = reflect.TypeFor[Volume]()
+	probeType    = reflect.TypeFor[Probe]()
 )
 
 // observerDefaults are shown when a file sets an observer setting to 0,
@@ -315,6 +322,9 @@ func (d *decoder) mapping(n *yaml.Node, key string, v reflect.Value) error {
 			if _, obs := observerDefaults[k]; obs && t == volumeType {
 				return d.errorf(kn, path, "unknown key: %s is set for every volume, under observers.volume", k)
 			}
+			if _, obs := observerDefaults[k]; (obs || k == "interval") && t == probeType {
+				return d.errorf(kn, path, "unknown key: %s is set for every probe, under observers.probe (a probe's own bound is timeout)", k)
+			}
 			return d.errorf(kn, path, "unknown key (%s)", suggest(k, known))
 		}
 		fv := v.Field(i)
@@ -323,6 +333,9 @@ func (d *decoder) mapping(n *yaml.Node, key string, v reflect.Value) error {
 		}
 		if t == observerType && !isNull(vn) && fv.IsZero() {
 			return d.errorf(vn, path, "0 would mean the default (%s): leave the key out for it, or give more than 0", observerDefaults[k])
+		}
+		if t == probeType && k == "timeout" && !isNull(vn) && fv.IsZero() {
+			return d.errorf(vn, path, "0 would mean the default (observers.probe.observe-timeout): leave the key out for it, or give more than 0")
 		}
 		return nil
 	})

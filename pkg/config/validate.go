@@ -37,6 +37,9 @@ func (f File) Validate() error {
 	if err := f.checkObserver("observers.volume", f.Observers.Volume); err != nil {
 		return err
 	}
+	if err := f.checkObserver("observers.probe", f.Observers.Probe); err != nil {
+		return err
+	}
 	names := map[string]int{}
 	for i, v := range f.Volumes {
 		key := fmt.Sprintf("volumes[%d]", i)
@@ -52,7 +55,7 @@ func (f File) Validate() error {
 			return err
 		}
 	}
-	return nil
+	return f.checkProbes()
 }
 
 // errorf is an Error at key, with the file and line when f was loaded.
@@ -216,12 +219,16 @@ func (f File) checkEndpoint(key string, v Volume) error {
 	case u.Scheme == "http" && v.TLS != TLS{}:
 		return f.errorf(key+".tls", "set, but the endpoint is http://: use https:// or remove tls")
 	}
-	t := v.TLS
+	return f.checkTLS(key+".tls", v.TLS)
+}
+
+// checkTLS checks a client TLS setting and that its files can be read.
+func (f File) checkTLS(key string, t TLS) error {
 	switch {
 	case (t.CertFile == "") != (t.KeyFile == ""):
-		return f.errorf(key+".tls", "cert-file and key-file go together: give both or neither")
+		return f.errorf(key, "cert-file and key-file go together: give both or neither")
 	case t.InsecureSkipVerify && (t.CAFile != "" || t.ServerName != ""):
-		return f.errorf(key+".tls.insecure-skip-verify", "turns verification off, so ca-file and server-name would be ignored: keep one or the other")
+		return f.errorf(key+".insecure-skip-verify", "turns verification off, so ca-file and server-name would be ignored: keep one or the other")
 	}
 	for _, p := range []struct{ key, path string }{
 		{"ca-file", t.CAFile}, {"cert-file", t.CertFile}, {"key-file", t.KeyFile},
@@ -230,7 +237,7 @@ func (f File) checkEndpoint(key string, v Volume) error {
 			continue
 		}
 		if err := readable(p.path); err != nil {
-			return f.errorf(key+".tls."+p.key, "%v", err)
+			return f.errorf(key+"."+p.key, "%v", err)
 		}
 	}
 	return nil
