@@ -117,8 +117,11 @@ func (l *ServiceLatency) Service() string { return l.service }
 // an observation of d in seconds in the histogram and a success. A
 // negative d is no latency: it is ignored and counted in Stats.Rejected.
 // Observe allocates nothing.
-func (l *ServiceLatency) Observe(d time.Duration) {
-	if err := l.tracker.Observe(time.Now(), d); err != nil {
+func (l *ServiceLatency) Observe(d time.Duration) { l.observe(time.Now(), d) }
+
+// observe records a success that took d and ended at the time at.
+func (l *ServiceLatency) observe(at time.Time, d time.Duration) {
+	if err := l.tracker.Observe(at, d); err != nil {
 		// ErrNegative, or ErrTime for a clock before 1970: nothing is
 		// recorded anywhere, so the tracker and the nodes agree.
 		l.p.reject(true)
@@ -156,7 +159,8 @@ func (l *ServiceLatency) Time(f func() error) error {
 		l.Fail(err)
 		return err
 	}
-	l.Observe(time.Since(start))
+	end := time.Now() // one clock read serves the duration and the tracker
+	l.observe(end, end.Sub(start))
 	return nil
 }
 
