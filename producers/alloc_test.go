@@ -19,14 +19,19 @@ func TestHotPathAllocatesNothing(t *testing.T) {
 	h, _ := p.NewHistogram(producers.HistogramOpts{Name: "e", Help: "h"})
 	vec, _ := p.NewCounterVec(producers.Opts{Name: "f_total", Help: "h"}, "route", "code")
 	vec.MustWith("/x", "200")
+	lat, err := p.Latency("payments-api")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, fn := range map[string]func(){
-		"Counter.Inc":       c.Inc,
-		"Counter.Add":       func() { c.Add(3) },
-		"FloatCounter.Add":  func() { fc.Add(0.5) },
-		"Gauge.Set":         func() { g.Set(7) },
-		"Gauge.Inc":         g.Inc,
-		"FloatGauge.Set":    func() { fg.Set(1.5) },
-		"Histogram.Observe": func() { h.Observe(0.3) },
+		"Counter.Inc":            c.Inc,
+		"Counter.Add":            func() { c.Add(3) },
+		"FloatCounter.Add":       func() { fc.Add(0.5) },
+		"Gauge.Set":              func() { g.Set(7) },
+		"Gauge.Inc":              g.Inc,
+		"FloatGauge.Set":         func() { fg.Set(1.5) },
+		"Histogram.Observe":      func() { h.Observe(0.3) },
+		"ServiceLatency.Observe": func() { lat.Observe(30 * time.Millisecond) },
 		"CounterVec.With": func() {
 			if _, err := vec.With("/x", "200"); err != nil {
 				t.Fatal(err)

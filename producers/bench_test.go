@@ -346,3 +346,49 @@ func benchVecWith(b *testing.B, n int, parallel bool) {
 		run(b, func(lv *[2]string) bool { return pv.WithLabelValues(lv[0], lv[1]) != nil })
 	})
 }
+
+// BenchmarkServiceLatencyObserve: a latency handle's Observe (the
+// tracker, the histogram and the success counter) beside what the same
+// call costs with client_golang's histogram and counter alone, which keep
+// no window, mean or EWMA.
+func BenchmarkServiceLatencyObserve(b *testing.B) {
+	p := benchProducer(b)
+	lat := check(p.Latency("payments-api"))
+	ph := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "h"})
+	pc := prometheus.NewCounter(prometheus.CounterOpts{Name: "c_total"})
+	ds := make([]time.Duration, len(observations))
+	for i, o := range observations {
+		ds[i] = time.Duration(o * 1e9)
+	}
+	for _, parallel := range []bool{false, true} {
+		name := "serial"
+		if parallel {
+			name = "parallel"
+		}
+		run := func(b *testing.B, observe func(time.Duration)) {
+			b.ReportAllocs()
+			if !parallel {
+				i := 0
+				for b.Loop() {
+					observe(ds[i%len(ds)])
+					i++
+				}
+				return
+			}
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					observe(ds[i%len(ds)])
+					i++
+				}
+			})
+		}
+		b.Run(name+"/jetmetrics", func(b *testing.B) { run(b, lat.Observe) })
+		b.Run(name+"/client_golang", func(b *testing.B) {
+			run(b, func(d time.Duration) {
+				ph.Observe(d.Seconds())
+				pc.Inc()
+			})
+		})
+	}
+}

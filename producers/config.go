@@ -6,6 +6,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/jetmetrics/jetmetrics/pkg/latency"
 	"github.com/jetmetrics/jetmetrics/pkg/series"
 	"github.com/jetmetrics/jetmetrics/streams"
 )
@@ -65,6 +66,10 @@ type Config struct {
 	// Logger receives the producer's own log lines; the zero value logs
 	// nothing.
 	Logger zerolog.Logger
+	// Latency sets the window and EWMA half-life of the in-memory trackers
+	// of the latency handles (Producer.Latency); the zero value means
+	// latency's defaults (100 samples, 1 minute).
+	Latency latency.Config
 }
 
 // Validate reports the first invalid field.
@@ -91,6 +96,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBatchBytes != 0 && c.MaxBatchBytes < MinBatchBytes {
 		return fmt.Errorf("config: max batch bytes %d is below %d", c.MaxBatchBytes, MinBatchBytes)
+	}
+	if err := c.Latency.Validate(); err != nil {
+		return fmt.Errorf("config: field Latency: %w", err)
 	}
 	return nil
 }

@@ -47,7 +47,30 @@
 // label, as on the nodes and in Prometheus: With("GET", "") is the series
 // without the second label. Names under jetmetrics_, go_, process_ and
 // promhttp_ are refused (ErrReservedName): a node serves its own metrics
-// there.
+// there. The two service latency families below are the SDK's own and are
+// refused too, except through Latency.
+//
+// # Service latency
+//
+// Latency returns a handle for a process's calls to one other service,
+// keyed by its name (a label value):
+//
+//	payments, err := p.Latency("payments-api")
+//	...
+//	err = payments.Time(func() error { return client.Charge(ctx, order) })
+//	// or payments.Observe(elapsed) / payments.Fail(err)
+//
+// The handle keeps a latency.Tracker in memory (Snapshot: mean, EWMA,
+// window percentiles, min, max, failures, last error; Config.Latency sets
+// its window and half-life) and publishes each call as a delta, exactly
+// once like every delta: a success's latency in the histogram
+// jetmetrics_service_latency_seconds{service} with the fixed buckets of
+// streams.ServiceLatencyBuckets (0.5 ms to 60 s), and every call in
+// jetmetrics_service_checks_total{service,result="success"|"failure"}. A
+// failure never enters the histogram or the tracker's latency statistics.
+// Errors are not classified into a label: the error's text stays in the
+// process (the tracker's last error) and is never sent. Observe allocates
+// nothing.
 //
 // The producer's own health is in Stats, and in Collector for the
 // process's Prometheus registry (jetmetrics_producer_*): retries, the

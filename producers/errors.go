@@ -21,4 +21,7 @@ var (
 	// prefixes a node serves its own metrics under (streams.ReservedPrefixes:
 	// jetmetrics_, go_, process_, promhttp_); the node would reject it.
 	ErrReservedName = errors.New("reserved metric name")
+	// ErrServiceName is returned by Latency for a service name that is
+	// not a valid label value: empty, too long or not UTF-8.
+	ErrServiceName = errors.New("invalid service name")
 )

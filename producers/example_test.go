@@ -2,6 +2,7 @@ package producers_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -66,6 +67,49 @@ func Example() {
 	st := p.Stats()
 	fmt.Println("series:", st.Series, "unacknowledged:", st.Unacknowledged, "pending:", st.PendingUpdates)
 	// Output: series: 4 unacknowledged: 0 pending: 0
+}
+
+// A service wraps its calls to another service with a latency handle: the
+// process keeps the statistics in memory, and the nodes receive them as
+// jetmetrics_service_latency_seconds{service} and
+// jetmetrics_service_checks_total{service,result}.
+func ExampleProducer_Latency() {
+	url, stop := exampleServer()
+	defer stop()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer nc.Close()
+	p, err := producers.New(producers.Config{Node: "node1", Name: "checkout"}, nc)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// One handle per service called; keep it.
+	payments, err := p.Latency("payments-api")
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, d := range []time.Duration{20 * time.Millisecond, 40 * time.Millisecond, 30 * time.Millisecond} {
+		payments.Observe(d) // a call that succeeded and took d
+	}
+	payments.Fail(errors.New("payments-api: 503 Service Unavailable")) // counted, never a latency
+	// Time records f's outcome: its duration, or its error as a failure.
+	_ = payments.Time(func() error { return nil })
+
+	s := payments.Snapshot()
+	fmt.Printf("successes %d, failures %d, max %.3fs, last error %q\n", s.Successes, s.Failures, s.MaxSeconds, s.LastError)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Close(ctx); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("series:", p.Stats().Series, "unacknowledged:", p.Stats().Unacknowledged)
+	// Output:
+	// successes 4, failures 1, max 0.040s, last error "payments-api: 503 Service Unavailable"
+	// series: 3 unacknowledged: 0
 }
 
 // exampleServer runs an in-process JetStream server with the deltas

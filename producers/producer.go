@@ -32,6 +32,13 @@ type Producer struct {
 	families map[string]*family
 	order    []*family // registration order; only grows
 
+	// The latency handles, one per service, and their families, registered
+	// with the first handle.
+	latMu     sync.Mutex
+	latencies map[string]*ServiceLatency
+	latHist   *HistogramVec
+	latChecks *CounterVec
+
 	// Rounds: a round cuts the deltas and publishes them until
 	// acknowledged. Flush waits for a round started after its call.
 	mu        sync.Mutex

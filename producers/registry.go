@@ -83,6 +83,12 @@ func (p *Producer) register(name, help string, k kind, labelNames []string, buck
 	if err := streams.CheckReservedName(name); err != nil {
 		return nil, fmt.Errorf("register %s: %w: %w", k, ErrReservedName, err)
 	}
+	return p.registerFamily(name, help, k, labelNames, buckets, mk)
+}
+
+// registerFamily is register without the checks of the metric name, for
+// the SDK's own families under the reserved prefix (ServiceLatency).
+func (p *Producer) registerFamily(name, help string, k kind, labelNames []string, buckets []float64, mk func(*family) collector) (*family, error) {
 	if err := p.cfg.Limits.CheckLabelNames(labelNames); err != nil {
 		return nil, fmt.Errorf("register %s %s: %w", k, name, err)
 	}

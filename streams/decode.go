@@ -83,7 +83,9 @@ var ReservedPrefixes = []string{ReservedPrefix, "go_", "process_", "promhttp_"}
 
 // CheckReservedName returns an error when a producer may not publish a
 // metric called name because a node serves metrics of its own under its
-// prefix.
+// prefix. The service latency families (ServiceLatencyName,
+// ServiceChecksName) are under the prefix too: only the SDK's latency
+// handle publishes them, and the decoder accepts them in their fixed shape.
 func CheckReservedName(name string) error {
 	if name == "" || (name[0] != 'j' && name[0] != 'g' && name[0] != 'p') {
 		return nil // what nearly every name is: decided per entry, so cheaply
@@ -230,13 +232,19 @@ func checkMetric(m *Metric, hasValue bool, labels []series.Label, limits series.
 	if err := limits.CheckMetricName(m.Name); err != nil {
 		return &RejectError{Reason: ReasonMetricName, Err: err}
 	}
-	if err := CheckReservedName(m.Name); err != nil {
-		return &RejectError{Reason: ReasonMetricName, Err: err}
+	service := isServiceFamily(m.Name)
+	if !service {
+		if err := CheckReservedName(m.Name); err != nil {
+			return &RejectError{Reason: ReasonMetricName, Err: err}
+		}
 	}
 	if err := limits.CheckLabels(labels); err != nil {
 		return &RejectError{Reason: labelReason(err), Err: err}
 	}
-	return checkValues(m, hasValue)
+	if rej := checkValues(m, hasValue); rej != nil || !service {
+		return rej
+	}
+	return checkServiceFamily(m, labels)
 }
 
 func labelReason(err error) Reason {
