@@ -28,6 +28,8 @@ func TestConfigMistakesRefusedAtCheckAndStart(t *testing.T) {
 	}
 	plainUsers := writeSecret(t, "users:\n  - user: billing\n    password: "+secret+"\n    role: producer\n    owners: [billing]\n")
 	unknownKey := writeSecret(t, "users:\n  - user: billing\n    pasword: x\n    role: producer\n")
+	routePW := writeSecret(t, "route-"+secret+"\n")
+	pki := harness.TLSFiles(t)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -77,6 +79,11 @@ func TestConfigMistakesRefusedAtCheckAndStart(t *testing.T) {
 		{"nats listen on an empty host without users", []string{"--nats.listen=:14222"}, "--nats.listen"},
 		{"cluster listen on every interface without route credentials", []string{"--nats.cluster.listen=0.0.0.0:16222", "--nats.cluster.routes=nats://10.0.0.2:6222"}, "--nats.cluster.listen"},
 		{"cluster user without password", []string{"--nats.cluster.listen=127.0.0.1:16222", "--nats.cluster.routes=nats://10.0.0.2:6222", "--nats.cluster.user=route"}, "--nats.cluster.user"},
+		{"cluster listen on every interface without route TLS", []string{"--nats.cluster.listen=0.0.0.0:16222", "--nats.cluster.routes=nats://10.0.0.2:6222", "--nats.cluster.user=route", "--nats.cluster.password-file=" + routePW}, "--nats.cluster.tls.cert-file"},
+		{"route TLS without its CA", []string{"--nats.cluster.listen=0.0.0.0:16222", "--nats.cluster.routes=nats://10.0.0.2:6222", "--nats.cluster.user=route", "--nats.cluster.password-file=" + routePW, "--nats.cluster.tls.cert-file=" + pki.CertFile, "--nats.cluster.tls.key-file=" + pki.KeyFile}, "--nats.cluster.tls.ca-file"},
+		{"route TLS key not the certificate's", []string{"--nats.cluster.listen=127.0.0.1:16222", "--nats.cluster.routes=nats://10.0.0.2:6222", "--nats.cluster.tls.cert-file=" + pki.CertFile, "--nats.cluster.tls.key-file=" + pki.ClientKeyFile, "--nats.cluster.tls.ca-file=" + pki.CAFile}, "--nats.cluster.tls"},
+		{"client TLS CA without a certificate", []string{"--nats.listen=127.0.0.1:14222", "--nats.tls.ca-file=" + pki.CAFile}, "--nats.tls.ca-file"},
+		{"route TLS with nats.url", []string{"--nats.url=nats://10.0.0.2:4222", "--nats.cluster.tls.key-file=" + pki.KeyFile}, "--nats.cluster.tls.key-file"},
 		{"users file with a plain password", []string{"--nats.users.file=" + plainUsers}, "--nats.users.file"},
 		{"users file with an unknown key", []string{"--nats.users.file=" + unknownKey}, "--nats.users.file"},
 		{"client credentials without nats.url", []string{"--nats.user=u", "--nats.password-file=" + file}, "--nats.user"},
@@ -114,10 +121,15 @@ func TestConfigMistakesRefusedAtCheckAndStart(t *testing.T) {
 // Configurations close to the mistakes above stay valid.
 func TestConfigCheckAcceptsValid(t *testing.T) {
 	pwFile := writeSecret(t, "route-secret\n")
+	pki := harness.TLSFiles(t)
 	usersFile := writeSecret(t, "users:\n  - user: admin\n    password: $2a$11$abcdefghijklmnopqrstuu7SxQnTg1L8sEpVwwfTE8E5eRPd0YV7e\n    role: admin\n")
 	for _, args := range [][]string{
 		{"--nats.cluster.listen=0.0.0.0:6222", "--nats.cluster.routes=nats://a:6222,nats://b:6222,nats://c:6222", "--streams.replicas=3", "--nats.insecure"},
-		{"--nats.cluster.listen=0.0.0.0:6222", "--nats.cluster.routes=nats://a:6222,nats://b:6222", "--nats.cluster.user=route", "--nats.cluster.password-file=" + pwFile},
+		{"--nats.cluster.listen=0.0.0.0:6222", "--nats.cluster.routes=nats://a:6222,nats://b:6222", "--nats.cluster.user=route", "--nats.cluster.password-file=" + pwFile,
+			"--nats.cluster.tls.cert-file=" + pki.CertFile, "--nats.cluster.tls.key-file=" + pki.KeyFile, "--nats.cluster.tls.ca-file=" + pki.CAFile},
+		{"--nats.cluster.listen=0.0.0.0:6222", "--nats.cluster.routes=nats://a:6222,nats://b:6222", "--nats.cluster.user=route", "--nats.cluster.password-file=" + pwFile, "--nats.insecure"},
+		{"--nats.listen=0.0.0.0:4222", "--nats.users.file=" + usersFile, "--nats.tls.cert-file=" + pki.CertFile, "--nats.tls.key-file=" + pki.KeyFile, "--nats.tls.ca-file=" + pki.CAFile},
+		{"--nats.url=tls://a:4222", "--nats.user=node-a", "--nats.password-file=" + pwFile, "--nats.tls.ca-file=" + pki.CAFile, "--nats.tls.cert-file=" + pki.ClientCertFile, "--nats.tls.key-file=" + pki.ClientKeyFile},
 		{"--nats.listen=0.0.0.0:4222", "--nats.users.file=" + usersFile},
 		{"--nats.listen=0.0.0.0:4222", "--nats.insecure"},
 		{"--nats.listen=localhost:4222"},

@@ -39,7 +39,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&cfg.NATSClusterTLSKeyFile, "nats.cluster.tls.key-file", "", "PEM private key of --nats.cluster.tls.cert-file")
 	fs.StringVar(&cfg.NATSClusterTLSCAFile, "nats.cluster.tls.ca-file", "", "PEM CA certificates that sign the other nodes' route certificates")
 	fs.StringVar(&cfg.NATSUsersFile, "nats.users.file", "", "YAML users file of the embedded NATS: each user's bcrypt password or nkey and role (producer, node, admin), enforced as NATS permissions (docs/security.md)")
-	fs.BoolVar(&cfg.NATSInsecure, "nats.insecure", false, "allow --nats.listen or --nats.cluster.listen on a non-loopback address without authentication")
+	fs.BoolVar(&cfg.NATSInsecure, "nats.insecure", false, "allow --nats.listen or --nats.cluster.listen on a non-loopback address without authentication (and routes there without TLS)")
 	fs.StringVar(&cfg.NATSTLSCertFile, "nats.tls.cert-file", "", "PEM certificate of the embedded client listener; with --nats.url a client certificate")
 	fs.StringVar(&cfg.NATSTLSKeyFile, "nats.tls.key-file", "", "PEM private key of --nats.tls.cert-file")
 	fs.StringVar(&cfg.NATSTLSCAFile, "nats.tls.ca-file", "", "PEM CA certificates: of client certificates the embedded listener then requires; with --nats.url, of the server's certificate")

@@ -60,6 +60,15 @@ func NATS(t testing.TB) *natsserver.Server {
 // restarts it on the same ports with the same routes.
 func NATSCluster(t testing.TB, n int) []*natsserver.Server {
 	t.Helper()
+	return NATSClusterWith(t, n, nil)
+}
+
+// NATSClusterWith is NATSCluster with configure applied to each node's
+// configuration before it starts (route credentials, route TLS, users),
+// after the harness has set its name, store, ports and routes. A nil
+// configure changes nothing.
+func NATSClusterWith(t testing.TB, n int, configure func(*natsserver.Config)) []*natsserver.Server {
+	t.Helper()
 	if n < 2 {
 		t.Fatalf("nats cluster of %d: need at least 2 nodes", n)
 	}
@@ -73,7 +82,7 @@ func NATSCluster(t testing.TB, n int) []*natsserver.Server {
 	for attempt := 1; ; attempt++ {
 		last := attempt == clusterAttempts
 		var err error
-		nodes, err = startCluster(t, n)
+		nodes, err = startCluster(t, n, configure)
 		if err == nil && (last || hasMetaLeader(nodes, electionGrace)) {
 			break
 		}
@@ -135,7 +144,7 @@ func shutdownAll(nodes []*natsserver.Server) {
 // new store directory so a failed attempt leaves no state behind. The nodes start concurrently so that their early campaign
 // for meta leader finds the others routed; started one by one, the first
 // votes fail and the next election waits out a 4–9s timeout.
-func startCluster(t testing.TB, n int) ([]*natsserver.Server, error) {
+func startCluster(t testing.TB, n int, configure func(*natsserver.Config)) ([]*natsserver.Server, error) {
 	ports := make(map[int]bool)
 	for len(ports) < n {
 		p, err := freePort()
@@ -156,15 +165,19 @@ func startCluster(t testing.TB, n int) ([]*natsserver.Server, error) {
 	var wg sync.WaitGroup
 	for i := range n {
 		dir := t.TempDir()
+		cfg := natsserver.Config{
+			Name:          fmt.Sprintf("n%d", i),
+			StoreDir:      dir,
+			Port:          -1,
+			ClusterListen: listen[i],
+			Routes:        routes,
+			Logger:        natsLogger(t),
+		}
+		if configure != nil {
+			configure(&cfg)
+		}
 		wg.Go(func() {
-			nodes[i], errs[i] = natsserver.Start(natsserver.Config{
-				Name:          fmt.Sprintf("n%d", i),
-				StoreDir:      dir,
-				Port:          -1,
-				ClusterListen: listen[i],
-				Routes:        routes,
-				Logger:        natsLogger(t),
-			})
+			nodes[i], errs[i] = natsserver.Start(cfg)
 		})
 	}
 	wg.Wait()

@@ -63,7 +63,8 @@ type Config struct {
 	// NATSListen allows unless NATSInsecure.
 	NATSUsersFile string
 	// NATSInsecure lets the embedded server's client or route listener
-	// bind a non-loopback address without authentication.
+	// bind a non-loopback address without authentication, and the route
+	// listener without route TLS.
 	NATSInsecure bool
 	// NATSTLSCertFile and NATSTLSKeyFile are the embedded client
 	// listener's certificate, and NATSTLSCAFile the CAs that verify client

@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -89,7 +91,7 @@ func (n *Node) connectNATS(ctx context.Context, opts []nats.Option) (*nats.Conn,
 	}))
 	nc, err := nats.Connect(n.cfg.NATSURL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("--nats.url %s: %w", redactURL(n.cfg.NATSURL), err)
+		return nil, fmt.Errorf("--nats.url %s: %w%s", redactURL(n.cfg.NATSURL), err, natsTLSHint(err))
 	}
 	if nc.IsConnected() {
 		return nc, n.checkJetStream(ctx, nc)
@@ -109,8 +111,24 @@ func (n *Node) connectNATS(ctx context.Context, opts []nats.Option) (*nats.Conn,
 		if err == nil {
 			err = nats.ErrNoServers
 		}
-		return nil, fmt.Errorf("--nats.url %s: not connected within --nats.connect-timeout=%s: %w", redactURL(n.cfg.NATSURL), timeout, err)
+		return nil, fmt.Errorf("--nats.url %s: not connected within --nats.connect-timeout=%s: %w%s", redactURL(n.cfg.NATSURL), timeout, err, natsTLSHint(err))
 	}
+}
+
+// natsTLSHint says which flag a TLS error of the connection to --nats.url
+// points at, or "" for any other error.
+func natsTLSHint(err error) string {
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	switch {
+	case errors.As(err, &unknownCA):
+		return " (the server's certificate is signed by a CA this node does not trust: set --nats.tls.ca-file to that CA's certificate)"
+	case errors.As(err, &hostname):
+		return " (the server's certificate does not name the host of --nats.url: connect by a name or IP it holds)"
+	case err != nil && (strings.Contains(err.Error(), "certificate required") || strings.Contains(err.Error(), "bad certificate") || strings.Contains(err.Error(), "unknown certificate authority")):
+		return " (the server wants a client certificate its CA signed: set --nats.tls.cert-file and --nats.tls.key-file)"
+	}
+	return ""
 }
 
 // checkJetStream fails the start on a NATS without JetStream, where the

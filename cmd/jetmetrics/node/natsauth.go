@@ -27,6 +27,7 @@ func (c Config) checkNATSAuth() error {
 			{"nats.cluster.user", c.NATSClusterUser},
 			{"nats.cluster.password-file", c.NATSClusterPasswordFile},
 			{"nats.cluster.tls.cert-file", c.NATSClusterTLSCertFile},
+			{"nats.cluster.tls.key-file", c.NATSClusterTLSKeyFile},
 			{"nats.cluster.tls.ca-file", c.NATSClusterTLSCAFile},
 		} {
 			if f.v != "" {
@@ -73,14 +74,20 @@ func (c Config) checkNATSAuth() error {
 	if c.NATSListen != "" && c.NATSUsersFile == "" && !loopbackAddr(c.NATSListen) {
 		return invalid("nats.listen", c.NATSListen, "leaves loopback without authentication: set --nats.users.file (or --nats.insecure to allow anyone who reaches it)")
 	}
-	if c.NATSClusterListen != "" && c.NATSClusterUser == "" && !loopbackAddr(c.NATSClusterListen) {
-		return invalid("nats.cluster.listen", c.NATSClusterListen, "leaves loopback without route authentication: set --nats.cluster.user and --nats.cluster.password-file (or --nats.insecure to let any server join)")
+	if c.NATSClusterListen != "" && !loopbackAddr(c.NATSClusterListen) {
+		switch {
+		case c.NATSClusterUser == "":
+			return invalid("nats.cluster.listen", c.NATSClusterListen, "leaves loopback without route authentication: set --nats.cluster.user and --nats.cluster.password-file, and route TLS with --nats.cluster.tls.cert-file, --nats.cluster.tls.key-file and --nats.cluster.tls.ca-file (or --nats.insecure to let any server join)")
+		case c.NATSClusterTLSCertFile == "":
+			return invalid("nats.cluster.listen", c.NATSClusterListen, "leaves loopback without route TLS: set --nats.cluster.tls.cert-file, --nats.cluster.tls.key-file and --nats.cluster.tls.ca-file (or --nats.insecure to send routes, and the route password, in clear text)")
+		}
 	}
 	return nil
 }
 
-// Insecure reports the listeners that leave loopback without
-// authentication, allowed by NATSInsecure: the node warns about each.
+// insecureListeners reports the listeners that leave loopback without
+// authentication (or, for routes, without TLS), allowed by NATSInsecure:
+// the node warns about each.
 func (c Config) insecureListeners() []string {
 	if c.NATSURL != "" {
 		return nil
@@ -89,7 +96,7 @@ func (c Config) insecureListeners() []string {
 	if c.NATSListen != "" && c.NATSUsersFile == "" && !loopbackAddr(c.NATSListen) {
 		out = append(out, "--nats.listen="+c.NATSListen)
 	}
-	if c.NATSClusterListen != "" && c.NATSClusterUser == "" && !loopbackAddr(c.NATSClusterListen) {
+	if c.NATSClusterListen != "" && (c.NATSClusterUser == "" || c.NATSClusterTLSCertFile == "") && !loopbackAddr(c.NATSClusterListen) {
 		out = append(out, "--nats.cluster.listen="+c.NATSClusterListen)
 	}
 	return out

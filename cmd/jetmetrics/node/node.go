@@ -392,7 +392,7 @@ func (n *Node) startNATS(ctx context.Context) (*natsserver.Server, *nats.Conn, *
 		nodeAuth, adminAuth = []nats.Option{auth.node}, []nats.Option{auth.admin, nats.Name("jetmetrics-node-" + n.cfg.Name + "-admin")}
 	}
 	for _, l := range n.cfg.insecureListeners() {
-		n.log.Warn().Str("listen", l).Msg("--nats.insecure: this listener leaves loopback without authentication; anyone who reaches it can read, write and delete every stream")
+		n.log.Warn().Str("listen", l).Msg("--nats.insecure: this listener leaves loopback without authentication (or, for routes, without TLS); anyone who reaches it or sees its traffic can read, write and delete every stream")
 	}
 	if !sc.DontListen {
 		host, port, err := splitHostPort(n.cfg.NATSListen)
