@@ -186,3 +186,54 @@ func TestNATSPermissions(t *testing.T) {
 		t.Errorf("the delta stream holds %d messages, want the producer's 1", n)
 	}
 }
+
+// A node whose NATS is someone else's, connecting with a node credential
+// only (--nats.url, --nats.user, --nats.password-file): it may not create
+// streams, so it uses the ones an admin made, consumes its own deltas and
+// publishes its snapshots within its permissions, and becomes ready and
+// counts what a producer credential sends it. The other node's embedded
+// server, with the users file, stands in for the external NATS.
+func TestNodeWithNodeCredential(t *testing.T) {
+	billing := natsUser{"billing", "billing-pw", "producer", "    owners: [billing]\n    nodes: [n2]\n"}
+	n2 := natsUser{"n2", "node-pw", "node", "    node: n2\n"}
+	external := harness.StartNode(t, node.Config{Name: "n1", NATSUsersFile: usersFile(t, billing, n2)})
+
+	pwFile := filepath.Join(t.TempDir(), "n2.password")
+	if err := os.WriteFile(pwFile, []byte(n2.password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rn := harness.StartNode(t, node.Config{Name: "n2", NATSURL: external.NATSURL(), NATSUser: n2.name, NATSPasswordFile: pwFile})
+
+	p, err := producers.New(producers.Config{Node: "n2", Name: "billing", FlushInterval: time.Hour}, connectAs(t, external.NATSURL(), billing))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(context.Background()) })
+	c, _ := p.NewCounter(producers.Opts{Name: "billing_events_total", Help: "events"})
+	c.Add(5)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 30*time.Second, func() error {
+		fams, err := harness.Scrape(rn.URL + "/metrics")
+		if err != nil {
+			return err
+		}
+		s := harness.Samples(fams)
+		if s["billing_events_total"] != 5 {
+			return fmt.Errorf("n2: billing_events_total = %v, want 5", s["billing_events_total"])
+		}
+		// n2's snapshot reached n1: its node credential may publish it.
+		fams, err = harness.Scrape(external.URL + "/metrics/cluster")
+		if err != nil {
+			return err
+		}
+		cs := harness.Samples(fams)
+		if cs[`billing_events_total{node="n2"}`] != 5 {
+			return fmt.Errorf("n1's cluster view: billing_events_total{node=\"n2\"} = %v, want 5", cs[`billing_events_total{node="n2"}`])
+		}
+		return nil
+	})
+}
