@@ -276,10 +276,11 @@ func TestNodesFoldServiceLatency(t *testing.T) {
 	// continues the same state; n2 never had a corrupt state, so it still
 	// equals the whole stream.
 	leader := svcState(t, nodes[1], "web/api").Leader
-	var survivor *harness.RunningNode
+	var survivor, stopped *harness.RunningNode
 	for _, rn := range nodes {
 		if rn.Name() == leader {
 			rn.Stop(t)
+			stopped = rn
 		} else {
 			survivor = rn
 		}
@@ -293,6 +294,20 @@ func TestNodesFoldServiceLatency(t *testing.T) {
 			return fmt.Errorf("last result by %q, leader %q", s.Node, s.Leader)
 		}
 		if survivor == nodes[1] {
+			return sameAsStream(t, js, s, 0)
+		}
+		return sameAsStream(t, js, s, mark)
+	})
+
+	// Restart the stopped node on its Redis: its state continues from its
+	// stored position and equals the stream again, nothing folded twice.
+	restarted := harness.StartNode(t, stopped.Config)
+	harness.Eventually(t, 20*time.Second, func() error {
+		s := svcState(t, restarted, "web/api")
+		if s.Seq < svcState(t, survivor, "web/api").Seq {
+			return fmt.Errorf("restarted node at seq %d", s.Seq)
+		}
+		if restarted.Name() == "n2" {
 			return sameAsStream(t, js, s, 0)
 		}
 		return sameAsStream(t, js, s, mark)
