@@ -40,8 +40,10 @@ type Config struct {
 	PublishTimeout time.Duration
 }
 
-// ChecksMetric is the name of the counter of this node's probes.
-const ChecksMetric = "jetmetrics_service_checks_total"
+// ProbesMetric is the name of the counter of this node's probes. It is
+// not jetmetrics_service_checks_total, the SDK's delta family (which the
+// node also feeds with each probe, exactly once across the cluster).
+const ProbesMetric = "jetmetrics_service_probes_total"
 
 // Poller probes services and publishes their results.
 type Poller struct {
@@ -55,7 +57,7 @@ type Poller struct {
 var _ observer.Poller = (*Poller)(nil)
 
 // New returns a poller publishing through js. It registers
-// jetmetrics_service_checks_total{service,result} (result success or
+// jetmetrics_service_probes_total{service,result} (result success or
 // failure) with reg (nil: none); it counts this node's probes, so summed
 // over the nodes it counts each probe once.
 func New(cfg Config, js jetstream.JetStream, reg prometheus.Registerer) (*Poller, error) {
@@ -71,7 +73,7 @@ func New(cfg Config, js jetstream.JetStream, reg prometheus.Registerer) (*Poller
 		subjects: make(map[string]string, len(cfg.Probers)),
 		tokens:   make(map[string]string, len(cfg.Probers)),
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: ChecksMetric,
+			Name: ProbesMetric,
 			Help: "Service probes this node made, by service and result (success or failure).",
 		}, []string{"service", "result"}),
 	}

@@ -172,7 +172,7 @@ func TestPollerPublishesResults(t *testing.T) {
 func counterVec(t *testing.T, reg *prometheus.Registry) *prometheus.CounterVec {
 	t.Helper()
 	twin := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: pp.ChecksMetric,
+		Name: pp.ProbesMetric,
 		Help: "Service probes this node made, by service and result (success or failure).",
 	}, []string{"service", "result"})
 	var are prometheus.AlreadyRegisteredError

@@ -76,7 +76,11 @@ func (n *Node) components(ctx context.Context, js, admin jetstream.JetStream, rd
 	if err != nil {
 		return nil, err
 	}
-	return append(comps, vols...), nil
+	probes, err := n.probeComponents(ctx, js, admin, rdb, nc)
+	if err != nil {
+		return nil, err
+	}
+	return append(append(comps, vols...), probes...), nil
 }
 
 // aggregatorReady: the aggregator consumes and applies this node's deltas,

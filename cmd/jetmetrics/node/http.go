@@ -43,6 +43,7 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/nodes", n.serveNodes)
 	mux.HandleFunc("DELETE /api/v1/nodes/{name}", n.forgetNode)
 	n.volumeRoutes(mux)
+	n.serviceRoutes(mux)
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "jetmetrics is healthy.")
 	})
@@ -65,6 +66,7 @@ func (n *Node) routes() http.Handler {
 <ul><li><a href="/metrics">/metrics</a>: this node's aggregate and the process's own metrics</li>
 <li><a href="/metrics/cluster">/metrics/cluster</a>: every live node, each series with node="…" (?node=, ?name=, ?format=json)</li>
 <li><a href="/api/v1/volumes">/api/v1/volumes</a>: the storage volumes observed, with their last results</li>
+<li><a href="/api/v1/services">/api/v1/services</a>: the services probed, with their latency and up/down</li>
 <li><a href="/-/healthy">/-/healthy</a></li><li><a href="/-/ready">/-/ready</a></li></ul></body></html>`, n.cfg.Name)
 	})
 	return mux

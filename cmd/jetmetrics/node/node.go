@@ -69,6 +69,13 @@ type Node struct {
 	vols           []config.Volume
 	volumes        atomic.Pointer[volumeService]
 	clusterVolumes atomic.Pointer[prometheus.Registry]
+	// services serves the probed services once the probe components run;
+	// clusterServices gathers their gauges for /metrics/cluster.
+	services        atomic.Pointer[serviceState]
+	clusterServices atomic.Pointer[prometheus.Registry]
+	// obsKV is the lease bucket, once provisionObs has made it.
+	obsMu sync.Mutex
+	obsKV jetstream.KeyValue
 	// stall is since when the readiness checks have seen the
 	// aggregator's mark stand still.
 	stall     progress

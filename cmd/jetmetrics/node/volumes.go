@@ -71,30 +71,7 @@ func (n *Node) volumeComponents(ctx context.Context, js, admin jetstream.JetStre
 		return nil, nil
 	}
 	obs := n.cfg.File.Observers.Volume.WithDefaults()
-	sc := streams.ObsConfig{
-		Prefix:        n.cfg.Streams.Prefix,
-		Replicas:      n.cfg.Streams.Replicas,
-		HistoryDepth:  obs.HistoryDepth,
-		LeaseTTL:      leaseTTL(obs.ObserveInterval),
-		MemoryStorage: n.cfg.Streams.MemoryStorage,
-	}
-	var kv jetstream.KeyValue
-	err := n.retry(ctx, "provision the observation stream and the lease bucket", func(ctx context.Context) error {
-		err := streams.ProvisionObs(ctx, admin, sc)
-		if err == nil {
-			_, err = streams.ProvisionLeases(ctx, admin, sc)
-		}
-		if err != nil && !errors.Is(admin.Conn().LastError(), nats.ErrPermissionViolation) {
-			return err
-		}
-		// Made now, or (a --nats.url credential that may not make them)
-		// made by an admin before: open them as the node.
-		if _, serr := js.Stream(ctx, sc.ObsStream()); serr != nil {
-			return errors.Join(err, serr)
-		}
-		kv, err = js.KeyValue(ctx, sc.LeaseBucket())
-		return err
-	})
+	sc, kv, err := n.provisionObs(ctx, js, admin)
 	if err != nil {
 		return nil, err
 	}
@@ -177,18 +154,79 @@ func (n *Node) volumeComponents(ctx context.Context, js, admin jetstream.JetStre
 	}, nil
 }
 
-// runLeases keeps the leases, starting again while the bucket cannot be
-// read (NATS not reachable yet): volumes not observed for a while are no
-// reason to stop the node.
-func (s *volumeService) runLeases(ctx context.Context) error {
+// obsConfig is the observation stream's and the lease bucket's
+// configuration, shared by the volume and probe observers: the deeper
+// history of the two, and a lease TTL from the shorter interval of those
+// configured.
+func (n *Node) obsConfig() streams.ObsConfig {
+	vol, probe := n.cfg.File.Observers.Volume.WithDefaults(), n.cfg.File.Observers.Probe.WithDefaults()
+	depth, interval := vol.HistoryDepth, vol.ObserveInterval
+	if n.probing() {
+		depth = max(depth, probe.HistoryDepth)
+		if len(n.vols) == 0 {
+			depth, interval = probe.HistoryDepth, probe.ObserveInterval
+		}
+		interval = min(interval, probe.ObserveInterval)
+	}
+	return streams.ObsConfig{
+		Prefix:        n.cfg.Streams.Prefix,
+		Replicas:      n.cfg.Streams.Replicas,
+		HistoryDepth:  depth,
+		LeaseTTL:      leaseTTL(interval),
+		MemoryStorage: n.cfg.Streams.MemoryStorage,
+	}
+}
+
+// provisionObs provisions the observation stream and the lease bucket
+// once, whichever observer asks first, and returns them.
+// The stream and the bucket are made through admin, the node's admin
+// connection; the observers use js, the node's own.
+func (n *Node) provisionObs(ctx context.Context, js, admin jetstream.JetStream) (streams.ObsConfig, jetstream.KeyValue, error) {
+	n.obsMu.Lock()
+	defer n.obsMu.Unlock()
+	sc := n.obsConfig()
+	if n.obsKV != nil {
+		return sc, n.obsKV, nil
+	}
+	var kv jetstream.KeyValue
+	err := n.retry(ctx, "provision the observation stream and the lease bucket", func(ctx context.Context) error {
+		err := streams.ProvisionObs(ctx, admin, sc)
+		if err == nil {
+			_, err = streams.ProvisionLeases(ctx, admin, sc)
+		}
+		if err != nil && !errors.Is(admin.Conn().LastError(), nats.ErrPermissionViolation) {
+			return err
+		}
+		// Made now, or (a --nats.url credential that may not make them)
+		// made by an admin before: open them as the node.
+		if _, serr := js.Stream(ctx, sc.ObsStream()); serr != nil {
+			return errors.Join(err, serr)
+		}
+		kv, err = js.KeyValue(ctx, sc.LeaseBucket())
+		return err
+	})
+	if err != nil {
+		return sc, nil, err
+	}
+	n.obsKV = kv
+	return sc, kv, nil
+}
+
+// runLeases keeps the volume leases.
+func (s *volumeService) runLeases(ctx context.Context) error { return keepLeases(ctx, s.leases, s.log) }
+
+// keepLeases keeps an observer's leases, starting again while the bucket
+// cannot be read (NATS not reachable yet): targets not observed for a
+// while are no reason to stop the node.
+func keepLeases(ctx context.Context, leases *observer.Leases, log zerolog.Logger) error {
 	retry := backoff.Backoff{Max: 5 * time.Second}
 	for {
-		err := s.leases.Run(ctx)
+		err := leases.Run(ctx)
 		if err == nil || ctx.Err() != nil {
 			return nil
 		}
 		wait := retry.Next()
-		s.log.Warn().Err(err).Dur("backoff", wait).Msg("volume leases: retrying")
+		log.Warn().Err(err).Dur("backoff", wait).Msg("leases: retrying")
 		if !backoff.Sleep(ctx, wait) {
 			return nil
 		}
@@ -222,13 +260,17 @@ type gathererFunc func() ([]*dto.MetricFamily, error)
 
 func (f gathererFunc) Gather() ([]*dto.MetricFamily, error) { return f() }
 
-// clusterVolumeGatherer gathers the volume gauges of /metrics/cluster once
-// the volume components exist, nothing before.
+// clusterVolumeGatherer gathers the observers' gauges of /metrics/cluster
+// (volumes and services) once their components exist, nothing before.
 func (n *Node) clusterVolumeGatherer() prometheus.Gatherer {
 	return gathererFunc(func() ([]*dto.MetricFamily, error) {
+		var gs prometheus.Gatherers
 		if g := n.clusterVolumes.Load(); g != nil {
-			return g.Gather()
+			gs = append(gs, g)
 		}
-		return nil, nil
+		if g := n.clusterServices.Load(); g != nil {
+			gs = append(gs, g)
+		}
+		return gs.Gather()
 	})
 }

@@ -1,0 +1,233 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	cl "github.com/jetmetrics/jetmetrics/consumers/latency"
+	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
+	"github.com/jetmetrics/jetmetrics/pkg/latency"
+	"github.com/jetmetrics/jetmetrics/producers"
+	"github.com/jetmetrics/jetmetrics/producers/observer"
+	pp "github.com/jetmetrics/jetmetrics/producers/probes"
+)
+
+// probeObserver is the probe observer's name: the first token of its
+// lease keys and the seed of its services' phases.
+const probeObserver = "probe"
+
+// serviceState is what the node knows of its probed services: their
+// names, the latency states in Redis and the leases. The API reads it.
+type serviceState struct {
+	names  []string
+	byName map[string]bool
+	store  *cl.Store
+	leases *observer.Leases
+}
+
+// leaders are the nodes leading each service as this node last saw the
+// leases; a vacant lease is missing.
+func (s *serviceState) leaders() map[string]string {
+	out := map[string]string{}
+	for _, l := range s.leases.Leaders() {
+		out[l.Target] = l.Node
+	}
+	return out
+}
+
+// probing reports whether the node probes services: the configuration
+// file has probes, or --demo probes its own.
+func (n *Node) probing() bool { return len(n.cfg.File.Probes) > 0 || n.cfg.Demo }
+
+// probeComponents returns the probe components: leases, observer (probing
+// the services this node leads, publishing each result and recording it
+// through the delta pipeline), the latency state writer and the API. It
+// returns none when the node probes nothing.
+func (n *Node) probeComponents(ctx context.Context, js, admin jetstream.JetStream, rdb *redis.Client, nc *nats.Conn) ([]Component, error) {
+	if !n.probing() {
+		return nil, nil
+	}
+	obs := n.cfg.File.Observers.Probe.WithDefaults()
+	sc, kv, err := n.provisionObs(ctx, js, admin)
+	if err != nil {
+		return nil, err
+	}
+	log := n.log.With().Str("component", "probes").Logger()
+
+	var (
+		probers  map[string]pp.Prober
+		timeouts map[string]time.Duration
+		closers  []func()
+	)
+	if len(n.cfg.File.Probes) > 0 {
+		set, err := pp.FromConfig(n.cfg.File.Probes, nc)
+		if err != nil {
+			return nil, fmt.Errorf("--config.file: %w", err)
+		}
+		probers, timeouts, closers = set.Probers, set.Timeouts, append(closers, set.Close)
+	} else {
+		d, err := pp.NewDemo(pp.DemoConfig{WebURL: loopbackURL(n.WebAddr()), Conn: nc})
+		if err != nil {
+			return nil, fmt.Errorf("--demo: %w", err)
+		}
+		probers = d.Probers
+		closers = append(closers, func() {
+			if err := d.Close(); err != nil {
+				log.Warn().Err(err).Msg("demo probes")
+			}
+		})
+	}
+	closeAll := func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+
+	// Each probe is also a sample of the SDK's per-service latency handle,
+	// published to this node's own aggregate: the histogram and the checks
+	// counter, exactly once like every delta.
+	sdk, err := producers.New(producers.Config{Node: n.cfg.Name, Name: "probes", Prefix: n.cfg.Streams.Prefix, Logger: log}, nc)
+	if err != nil {
+		closeAll()
+		return nil, fmt.Errorf("probe producer: %w", err)
+	}
+	recorded := make(map[string]pp.Prober, len(probers))
+	for name, pr := range probers {
+		h, err := sdk.Latency(name)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("probe producer: service %q: %w", name, err)
+		}
+		recorded[name] = recordingProber{pr, h}
+	}
+
+	poller, err := pp.New(pp.Config{Node: n.cfg.Name, Subjects: sc.Subjects(), Probers: recorded, Timeouts: timeouts}, js, n.reg)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	names := poller.Targets()
+	leases, err := observer.NewLeases(observer.LeaseConfig{Observer: probeObserver, Node: n.cfg.Name, Targets: names}, kv, log, n.reg)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	o, err := observer.New(observer.Config{Name: probeObserver, Node: n.cfg.Name, Targets: names,
+		Interval: obs.ObserveInterval, Timeout: obs.ObserveTimeout, MaxConcurrent: obs.MaxConcurrent}, leases, poller, log, n.reg)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	keyPrefix := n.cfg.RedisKeyPrefix
+	if keyPrefix == "" {
+		keyPrefix = aggregate.DefaultKeyPrefix
+	}
+	store := cl.NewStore(rdb, keyPrefix)
+	resets, err := latency.NewResets(n.reg, log)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	writer, err := cl.New(cl.Config{Node: n.cfg.Name, Streams: sc, Services: names}, js, store, resets, log, n.reg)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	s := &serviceState{names: names, byName: map[string]bool{}, store: store, leases: leases}
+	for _, name := range names {
+		s.byName[name] = true
+	}
+	// /metrics: the services this node leads, so that scraping every node
+	// yields each service once. /metrics/cluster: every service, from this
+	// node's store, labelled with the node whose probe was folded last.
+	leads := func(v string) bool { _, ok := leases.Lease(v); return ok }
+	local, err := cl.NewCollector(store, names, leads, 0, log)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	if err := n.reg.Register(local); err != nil {
+		closeAll()
+		return nil, fmt.Errorf("register service latency gauges: %w", err)
+	}
+	cluster, err := cl.NewClusterCollector(store, names, 0, log)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	creg := prometheus.NewRegistry()
+	if err := creg.Register(cluster); err != nil {
+		closeAll()
+		return nil, fmt.Errorf("register cluster service latency gauges: %w", err)
+	}
+	n.clusterServices.Store(creg)
+
+	runLeases := func(ctx context.Context) error { return keepLeases(ctx, leases, log) }
+	return []Component{
+		component{name: "probe-leases", run: runLeases, ready: func(context.Context) error {
+			if leases.TTL() == 0 {
+				return errors.New("reading the lease bucket")
+			}
+			return nil
+		}},
+		component{name: "probe-observer", run: func(ctx context.Context) error {
+			err := o.Run(ctx)
+			// The observer has stopped probing: flush what it recorded.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if cerr := sdk.Close(cctx); cerr != nil {
+				log.Warn().Err(cerr).Msg("probe producer: final flush")
+			}
+			closeAll()
+			return err
+		}},
+		component{name: "latency-state", run: writer.Run, ready: readyFlag(writer.Ready, "not reading the observation stream yet")},
+		component{name: "services-api", run: func(ctx context.Context) error {
+			n.services.Store(s)
+			<-ctx.Done()
+			return nil
+		}, ready: func(context.Context) error {
+			if n.services.Load() == nil {
+				return errors.New("not serving yet")
+			}
+			return nil
+		}},
+	}, nil
+}
+
+// recordingProber records each probe through the SDK's latency handle.
+type recordingProber struct {
+	pr pp.Prober
+	h  *producers.ServiceLatency
+}
+
+func (r recordingProber) Probe(ctx context.Context) (time.Duration, error) {
+	d, err := r.pr.Probe(ctx)
+	if err != nil {
+		r.h.Fail(err)
+	} else {
+		r.h.Observe(max(d, 0))
+	}
+	return d, err
+}
+
+// loopbackURL is the base URL of an HTTP server listening on addr, with a
+// wildcard host (every interface) replaced by the loopback address.
+func loopbackURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
