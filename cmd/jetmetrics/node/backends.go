@@ -26,9 +26,6 @@ var backendMakers = map[string]func(config.Volume) (pv.Backend, error){
 	config.BackendHTTPJSON:    httpJSONBackend,
 }
 
-// httpJSONFields are the keys of an http-json volume's fields.
-var httpJSONFields = []string{"iops-read", "iops-write", "throughput-read", "throughput-write", "latency-read", "latency-write"}
-
 func localBackend(v config.Volume) (pv.Backend, error) {
 	return local.New(local.Config{Device: v.Device, Mount: v.Mount})
 }
