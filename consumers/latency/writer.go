@@ -68,7 +68,7 @@ func New(cfg Config, js jetstream.JetStream, store *Store, resets *latency.Reset
 	}
 	w := &Writer{
 		cfg: cfg, js: js, store: store, resets: resets,
-		log: log.With().Str("node", cfg.Node).Str("stream", cfg.Streams.ObsStream()).Logger(),
+		log: log.With().Str("stream", cfg.Streams.ObsStream()).Logger(), // the caller's logger names the node
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetmetrics_latency_state_results_total",
 			Help: "Probe results read from the observation stream, by what the latency state writer did (folded, duplicate, invalid).",

@@ -58,7 +58,7 @@ func New(cfg Config, js jetstream.JetStream, cache *obscache.Cache, log zerolog.
 	}
 	w := &Writer{
 		cfg: cfg, js: js, cache: cache,
-		log: log.With().Str("node", cfg.Node).Str("stream", cfg.Streams.ObsStream()).Logger(),
+		log: log.With().Str("stream", cfg.Streams.ObsStream()).Logger(), // the caller's logger names the node
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetmetrics_volume_cache_results_total",
 			Help: "Volume results read from the observation stream, by what the cache did (stored, stale, expired, invalid).",

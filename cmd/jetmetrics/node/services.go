@@ -94,7 +94,9 @@ func (n *Node) probeComponents(ctx context.Context, js, admin jetstream.JetStrea
 	// Each probe is also a sample of the SDK's per-service latency handle,
 	// published to this node's own aggregate: the histogram and the checks
 	// counter, exactly once like every delta.
-	sdk, err := producers.New(producers.Config{Node: n.cfg.Name, Name: "probes", Prefix: n.cfg.Streams.Prefix, Logger: log}, nc)
+	sdk, err := producers.New(producers.Config{Node: n.cfg.Name, Name: "probes", Prefix: n.cfg.Streams.Prefix,
+		// The producer names the node itself.
+		Logger: n.cfg.Logger.With().Str("component", "probes").Logger()}, nc)
 	if err != nil {
 		closeAll()
 		return nil, fmt.Errorf("probe producer: %w", err)
