@@ -261,6 +261,7 @@ func (o *Observer) record(t *target, scheduled time.Time, d time.Duration, statu
 	o.polls.WithLabelValues(status).Inc()
 	t.mu.Lock()
 	s := &t.status
+	wasFailing := s.Error != ""
 	s.Status, s.Scheduled, s.Duration, s.Error = status, scheduled, d, ""
 	s.Polls++
 	if err != nil {
@@ -268,8 +269,15 @@ func (o *Observer) record(t *target, scheduled time.Time, d time.Duration, statu
 		s.Failures++
 	}
 	t.mu.Unlock()
-	if err != nil {
-		o.log.Warn().Err(err).Str("target", t.name).Str("status", status).Time("scheduled", scheduled).Msg("poll failed")
+	// A target that keeps failing is logged when it starts to, and when it
+	// recovers; every failure in between is in its status and the metrics.
+	switch {
+	case err != nil && !wasFailing:
+		o.log.Warn().Err(err).Str("target", t.name).Str("status", status).Time("scheduled", scheduled).Msg("poll failed (logged again at debug level until it recovers)")
+	case err != nil:
+		o.log.Debug().Err(err).Str("target", t.name).Str("status", status).Time("scheduled", scheduled).Msg("poll failed")
+	case wasFailing:
+		o.log.Info().Str("target", t.name).Time("scheduled", scheduled).Msg("poll recovered")
 	}
 }
 
