@@ -93,13 +93,15 @@ type Publisher struct {
 	log      zerolog.Logger
 	subjects streams.Subjects
 
-	published  prometheus.Counter
-	failures   prometheus.Counter
-	recreated  prometheus.Counter
-	bytes      prometheus.Gauge
-	series     prometheus.Gauge
-	lastCkpt   time.Time
-	lastMark   uint64
+	published prometheus.Counter
+	failures  prometheus.Counter
+	recreated prometheus.Counter
+	bytes     prometheus.Gauge
+	series    prometheus.Gauge
+	lastCkpt  time.Time
+	lastMark  uint64
+	// lastSeq is the snapshot stream sequence of the last publish.
+	lastSeq    uint64
 	hasVersion bool
 }
 
@@ -196,7 +198,10 @@ func (p *Publisher) Publish(ctx context.Context) error {
 // peers and the node's next restore depend on it.
 func (p *Publisher) publish(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) error {
 	opts = append(opts, jetstream.WithExpectStream(p.cfg.Streams.SnapshotStream()))
-	_, err := p.js.PublishMsg(ctx, msg, opts...)
+	ack, err := p.js.PublishMsg(ctx, msg, opts...)
+	if err == nil {
+		p.sawSequence(ack.Sequence)
+	}
 	if !streams.Gone(err) {
 		return err
 	}
@@ -215,8 +220,24 @@ func (p *Publisher) publish(ctx context.Context, msg *nats.Msg, opts ...jetstrea
 		// The checkpoint went with it: write the next one now.
 		p.lastCkpt = time.Time{}
 	}
-	_, err = p.js.PublishMsg(ctx, msg, opts...)
+	ack, err = p.js.PublishMsg(ctx, msg, opts...)
+	if err == nil {
+		p.sawSequence(ack.Sequence)
+	}
 	return err
+}
+
+// sawSequence notes the stream sequence a publish was stored at. A
+// sequence below the last one means the stream was deleted and recreated
+// since — by another part of this node or another node, so publish never
+// saw it gone — and the checkpoint went with the old stream: the next one
+// is written now.
+func (p *Publisher) sawSequence(seq uint64) {
+	if seq < p.lastSeq {
+		p.log.Warn().Uint64("seq", seq).Uint64("last_seq", p.lastSeq).Msg("snapshot stream was recreated: writing a checkpoint now")
+		p.lastCkpt = time.Time{}
+	}
+	p.lastSeq = seq
 }
 
 // snapshot builds the snapshot message: from the aggregate in memory when
