@@ -16,9 +16,11 @@ import (
 type Leads func(service string) bool
 
 // Collector exposes the stored latency states of the services this node
-// leads as gauges, all {service}: jetmetrics_service_latency_mean_seconds,
-// _ewma_seconds, _window_seconds{quantile}, _min_seconds, _max_seconds
-// (once the service has a latency sample), jetmetrics_service_up (1 if the
+// leads, all {service}: the gauges jetmetrics_service_latency_mean_seconds,
+// _ewma_seconds, _min_seconds, _max_seconds and the summary
+// _window_seconds (its quantiles, _sum and _count over the window of
+// recent samples), once the service has a latency sample;
+// jetmetrics_service_up (1 if the
 // last result succeeded) and jetmetrics_service_last_success_timestamp_seconds
 // (once it has succeeded).
 //
@@ -80,7 +82,10 @@ func newCollector(store *Store, services []string, leads Leads, timeout time.Dur
 	}
 	c.mean = desc("jetmetrics_service_latency_mean_seconds", "Running mean of the service's probe latencies, in seconds.")
 	c.ewma = desc("jetmetrics_service_latency_ewma_seconds", "Time-decayed mean (EWMA) of the service's probe latencies, in seconds.")
-	c.window = desc("jetmetrics_service_latency_window_seconds", "Percentiles of the service's recent probe latencies (the window), in seconds.", "quantile")
+	// A summary, not gauges with a quantile label: promlint (and
+	// Prometheus' conventions) keep the quantile label for summaries. Its
+	// _sum and _count are the window's, not all time's.
+	c.window = desc("jetmetrics_service_latency_window_seconds", "Percentiles of the service's recent probe latencies (the window), in seconds; _sum and _count are the window's.")
 	c.min = desc("jetmetrics_service_latency_min_seconds", "Smallest probe latency of the service, in seconds.")
 	c.max = desc("jetmetrics_service_latency_max_seconds", "Largest probe latency of the service, in seconds.")
 	c.up = desc("jetmetrics_service_up", "1 if the service's last probe succeeded, 0 if it failed.")
@@ -147,9 +152,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.ewma, snap.EWMASeconds)
 		gauge(c.min, snap.MinSeconds)
 		gauge(c.max, snap.MaxSeconds)
-		gauge(c.window, snap.P50Seconds, "0.5")
-		gauge(c.window, snap.P90Seconds, "0.9")
-		gauge(c.window, snap.P99Seconds, "0.99")
+		var sum float64
+		for _, v := range snap.SamplesSeconds {
+			sum += v
+		}
+		ch <- prometheus.MustNewConstSummary(c.window, uint64(len(snap.SamplesSeconds)), sum,
+			map[float64]float64{0.5: snap.P50Seconds, 0.9: snap.P90Seconds, 0.99: snap.P99Seconds}, labels...)
 		gauge(c.success, float64(snap.LastSuccess.UnixNano())/1e9)
 	}
 }

@@ -39,7 +39,7 @@ func main() {
 }
 
 // figureNames are the figures in the order they run.
-var figureNames = []string{"hotpath", "ingest", "exposition", "snapshot", "memory", "observe", "volume-api"}
+var figureNames = []string{"hotpath", "ingest", "exposition", "snapshot", "memory", "observe", "probes", "volume-api"}
 
 type config struct {
 	out        string
@@ -50,6 +50,7 @@ type config struct {
 	expo       expoConfig
 	ingest     ingestConfig
 	observe    observeConfig
+	probes     probesConfig
 	volumeAPI  volumeAPIConfig
 	profileDir string
 	nodeBin    string
@@ -79,6 +80,12 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.observe.interval, "observe.interval", 10*time.Second, "the observe figure's poll interval")
 	fs.IntVar(&cfg.observe.intervals, "observe.intervals", 3, "intervals the observe figure measures once the leases settled")
 	fs.DurationVar(&cfg.observe.leaseTTL, "observe.lease-ttl", 30*time.Second, "the observe figure's lease TTL")
+	fs.IntVar(&cfg.probes.schedule.volumes, "probes.services", 1000, "services of the probes figure")
+	fs.IntVar(&cfg.probes.schedule.nodes, "probes.nodes", 3, "nodes sharing the services in the probes figure")
+	fs.DurationVar(&cfg.probes.schedule.interval, "probes.interval", 10*time.Second, "the probes figure's probe interval")
+	fs.IntVar(&cfg.probes.schedule.intervals, "probes.intervals", 3, "intervals the probes figure measures once the leases settled")
+	fs.DurationVar(&cfg.probes.schedule.leaseTTL, "probes.lease-ttl", 30*time.Second, "the probes figure's lease TTL")
+	fs.IntVar(&cfg.probes.backlog, "probes.backlog", 100_000, "probe results the latency state writer folds in the probes figure")
 	fs.IntVar(&cfg.volumeAPI.clients, "volume-api.clients", 200, "concurrent clients of the volume-api figure")
 	fs.DurationVar(&cfg.volumeAPI.duration, "volume-api.duration", 5*time.Second, "how long each path of the volume-api figure is measured")
 	fs.DurationVar(&cfg.volumeAPI.backendDelay, "volume-api.backend-delay", 50*time.Millisecond, "how long the volume-api figure's backend takes to answer")
@@ -110,6 +117,9 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	}
 	if cfg.observe.volumes < 1 || cfg.observe.nodes < 1 || cfg.observe.intervals < 1 || cfg.observe.interval < time.Second || cfg.observe.leaseTTL < time.Second {
 		return cfg, fmt.Errorf("--observe.volumes, --observe.nodes and --observe.intervals must be at least 1, --observe.interval and --observe.lease-ttl at least 1s")
+	}
+	if p := cfg.probes; p.schedule.volumes < 1 || p.schedule.nodes < 1 || p.schedule.intervals < 1 || p.schedule.interval < time.Second || p.schedule.leaseTTL < time.Second || p.backlog < 1 {
+		return cfg, fmt.Errorf("--probes.services, --probes.nodes, --probes.intervals and --probes.backlog must be at least 1, --probes.interval and --probes.lease-ttl at least 1s")
 	}
 	if cfg.ingest.latencyAt < 0 || cfg.ingest.latencyFlush <= 0 {
 		return cfg, fmt.Errorf("--ingest.latency-at must not be negative and --ingest.latency-flush must be positive")
@@ -197,6 +207,8 @@ func runFigure(ctx context.Context, fig string, cfg config, log zerolog.Logger, 
 		return memoryFigure(ctx, e, cfg.series, cfg.nodeBin, rep)
 	case "observe":
 		return observeFigure(ctx, e, cfg.observe, rep)
+	case "probes":
+		return probesFigure(ctx, e, cfg.probes, rep)
 	case "volume-api":
 		return volumeAPIFigure(ctx, e, cfg.volumeAPI, rep)
 	}

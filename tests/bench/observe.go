@@ -33,6 +33,7 @@ type observeConfig struct {
 // target's schedule) and per node.
 type pollLedger struct {
 	mu       sync.Mutex
+	observer string // whose schedule the slots follow: "volume", "probe"
 	interval time.Duration
 	from, to time.Time // calls scheduled outside are not counted
 	slots    map[int64]int
@@ -42,7 +43,7 @@ type pollLedger struct {
 }
 
 func (l *pollLedger) call(volume, node string, at time.Time) {
-	phase := observer.Phase("volume", volume, l.interval)
+	phase := observer.Phase(l.observer, volume, l.interval)
 	slot := (at.UnixNano() - int64(phase)) / int64(l.interval)
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -86,7 +87,7 @@ func observeFigure(ctx context.Context, e *env, cfg observeConfig, rep *report) 
 	for i := range targets {
 		targets[i] = fmt.Sprintf("svm%d/vol_%04d", i%7, i)
 	}
-	ledger := &pollLedger{interval: cfg.interval, slots: map[int64]int{}, byNode: map[string]int{}, seen: map[string]int64{}, to: time.Now().Add(24 * time.Hour)}
+	ledger := &pollLedger{observer: "volume", interval: cfg.interval, slots: map[int64]int{}, byNode: map[string]int{}, seen: map[string]int64{}, to: time.Now().Add(24 * time.Hour)}
 	ledger.from = ledger.to // count nothing until the leases have settled
 	obs := streams.ObsConfig{LeaseTTL: cfg.leaseTTL, HistoryDepth: 8}
 	runCtx, cancel := context.WithCancel(ctx)
@@ -113,77 +114,11 @@ func observeFigure(ctx context.Context, e *env, cfg observeConfig, rep *report) 
 			})
 		}
 	}
-	// Settled: every target led by one node, and no node leading more
-	// than its share (the spread's cap): the start's hand-overs are done.
-	share := (len(targets) + cfg.nodes - 1) / cfg.nodes
-	err = poll(ctx, 3*cfg.leaseTTL+time.Minute, func() error {
-		led := 0
-		for _, t := range targets {
-			holders := 0
-			for _, l := range leases {
-				if lease, ok := l.Lease(t); ok && lease.Node != "" {
-					holders++
-				}
-			}
-			if holders > 1 {
-				return fmt.Errorf("%s leased by %d nodes", t, holders)
-			}
-			led += holders
-		}
-		if led < len(targets) {
-			return fmt.Errorf("%d of %d targets led", led, len(targets))
-		}
-		for i, l := range leases {
-			held := 0
-			for _, t := range targets {
-				if _, ok := l.Lease(t); ok {
-					held++
-				}
-			}
-			if held > share {
-				return fmt.Errorf("n%d leads %d targets, more than its share %d", i, held, share)
-			}
-		}
-		return nil
-	})
+	w, err := observeWindow(ctx, e, cfg, targets, leases, ledger)
 	if err != nil {
-		return fmt.Errorf("leases never settled: %w", err)
+		return err
 	}
-	// Start the window on an interval boundary after a whole interval, so
-	// every poll in flight before it has finished.
-	start := time.Now().Add(cfg.interval).Truncate(cfg.interval)
-	end := start.Add(time.Duration(cfg.intervals) * cfg.interval)
-	ledger.mu.Lock()
-	ledger.from, ledger.to = start, end
-	ledger.mu.Unlock()
-	timer := time.NewTimer(time.Until(start))
-	select {
-	case <-timer.C:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	cpu0 := selfCPU()
-	timer.Reset(time.Until(end))
-	select {
-	case <-timer.C:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	cpu := selfCPU() - cpu0
-
-	ledger.mu.Lock()
-	defer ledger.mu.Unlock()
-	lo, hi, total := math.MaxInt, 0, 0
-	for w := range int64(cfg.intervals) {
-		n := ledger.slots[w]
-		lo, hi, total = min(lo, n), max(hi, n), total+n
-		e.log.Info().Int64("interval", w).Int("polls", n).Msg("observe window")
-	}
-	most, least := 0, math.MaxInt
-	for i := range cfg.nodes {
-		n := ledger.byNode[fmt.Sprintf("n%d", i)]
-		most, least = max(most, n), min(least, n)
-	}
+	lo, hi, total, most, least, cpu := w.lo, w.hi, w.total, w.most, w.least, w.cpu
 	fair := float64(total) / float64(cfg.nodes)
 	label := fmt.Sprintf("observe: %d volumes, %d nodes, %s interval", cfg.volumes, cfg.nodes, cfg.interval)
 	rep.add(
@@ -192,7 +127,7 @@ func observeFigure(ctx context.Context, e *env, cfg observeConfig, rep *report) 
 		newRow(label+": polls per interval (most)", "polls", float64(hi), float64(cfg.volumes), goal{kind: ratioAtMost, value: 1.01}, "peer: one poll per volume"),
 		newRow(label+": busiest node's share", "polls", float64(most), fair, goal{kind: ratioAtMost, value: 1.1},
 			fmt.Sprintf("quietest node %d; peer: an even split", least)),
-		newRow(label+": volumes polled twice in one interval", "polls", float64(ledger.twice), math.NaN(), goal{kind: atMost, value: 0, unit: "polls"}, ""),
+		newRow(label+": volumes polled twice in one interval", "polls", float64(w.twice), math.NaN(), goal{kind: atMost, value: 0, unit: "polls"}, ""),
 		newRow(label+": CPU per poll", "µs", float64(cpu.Microseconds())/float64(max(total, 1)), math.NaN(), goal{},
 			"this process: schedule, leases, backend stub, result published to JETMETRICS_OBS"),
 	)
@@ -230,4 +165,92 @@ func startObserver(ctx context.Context, nc *nats.Conn, name string, targets []st
 		return nil, nil, err
 	}
 	return l, o, nil
+}
+
+// observed is what observeWindow counted: polls per interval (fewest,
+// most, total), per node (most, least), targets polled twice in one
+// interval, and this process's CPU over the window.
+type observed struct {
+	lo, hi, total, most, least, twice int
+	cpu                               time.Duration
+}
+
+// observeWindow waits until the leases have settled (every target led by
+// one node, no node over its share), then counts the ledger's polls over
+// cfg.intervals whole intervals.
+func observeWindow(ctx context.Context, e *env, cfg observeConfig, targets []string, leases []*observer.Leases, ledger *pollLedger) (observed, error) {
+	// Settled: every target led by one node, and no node leading more
+	// than its share (the spread's cap): the start's hand-overs are done.
+	share := (len(targets) + cfg.nodes - 1) / cfg.nodes
+	err := poll(ctx, 3*cfg.leaseTTL+time.Minute, func() error {
+		led := 0
+		for _, t := range targets {
+			holders := 0
+			for _, l := range leases {
+				if lease, ok := l.Lease(t); ok && lease.Node != "" {
+					holders++
+				}
+			}
+			if holders > 1 {
+				return fmt.Errorf("%s leased by %d nodes", t, holders)
+			}
+			led += holders
+		}
+		if led < len(targets) {
+			return fmt.Errorf("%d of %d targets led", led, len(targets))
+		}
+		for i, l := range leases {
+			held := 0
+			for _, t := range targets {
+				if _, ok := l.Lease(t); ok {
+					held++
+				}
+			}
+			if held > share {
+				return fmt.Errorf("n%d leads %d targets, more than its share %d", i, held, share)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return observed{}, fmt.Errorf("leases never settled: %w", err)
+	}
+	// Start the window on an interval boundary after a whole interval, so
+	// every poll in flight before it has finished.
+	start := time.Now().Add(cfg.interval).Truncate(cfg.interval)
+	end := start.Add(time.Duration(cfg.intervals) * cfg.interval)
+	ledger.mu.Lock()
+	ledger.from, ledger.to = start, end
+	ledger.mu.Unlock()
+	timer := time.NewTimer(time.Until(start))
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
+		return observed{}, ctx.Err()
+	}
+	cpu0 := selfCPU()
+	timer.Reset(time.Until(end))
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
+		return observed{}, ctx.Err()
+	}
+	cpu := selfCPU() - cpu0
+
+	ledger.mu.Lock()
+	defer ledger.mu.Unlock()
+	w := observed{cpu: cpu, twice: ledger.twice}
+	lo, hi, total := math.MaxInt, 0, 0
+	for w := range int64(cfg.intervals) {
+		n := ledger.slots[w]
+		lo, hi, total = min(lo, n), max(hi, n), total+n
+		e.log.Info().Int64("interval", w).Int("polls", n).Msg("observe window")
+	}
+	most, least := 0, math.MaxInt
+	for i := range cfg.nodes {
+		n := ledger.byNode[fmt.Sprintf("n%d", i)]
+		most, least = max(most, n), min(least, n)
+	}
+	w.lo, w.hi, w.total, w.most, w.least = lo, hi, total, most, least
+	return w, nil
 }
