@@ -77,18 +77,21 @@ var ErrSnapshotIncomplete = errors.New("snapshot incomplete")
 var ErrSnapshotChunkForged = errors.New("snapshot chunk forged or damaged")
 
 // ChunkSnapshot splits msg, a snapshot or checkpoint message as SnapshotMsg
-// builds it, into messages of at most maxPayload bytes (headers included,
-// within SnapshotChunkHeadroom), to be published in order: the chunks in
+// builds it, into messages whose data is at most three quarters of
+// maxPayload less SnapshotChunkHeadroom (so that a message get's base64
+// reply fits too), to be published in order: the chunks in
 // slot, then the head, last, on msg's subject. A message that fits is
 // returned alone and unchanged. msg's headers other than the chunk
 // headers are copied to every message (a TTL header among them: the
 // caller sets the chunks' own).
 func ChunkSnapshot(msg *nats.Msg, slot string, maxPayload int64) []*nats.Msg {
+	// A reader fetches chunks with the stream's message get, whose reply
+	// carries the data in base64 inside JSON: a third more than the part.
 	part := int(maxPayload) - SnapshotChunkHeadroom
 	if part < int(maxPayload)/2 {
 		part = int(maxPayload) / 2
 	}
-	part = max(part, 1)
+	part = max(part*3/4, 1)
 	if len(msg.Data) <= part {
 		return []*nats.Msg{msg}
 	}
