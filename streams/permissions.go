@@ -42,6 +42,8 @@ func (c Config) NodePermissions(node string, obs ObsConfig) Permissions {
 	pub := []string{
 		s.Snapshot(node),
 		s.Checkpoint(node),
+		s.Snapshot(node) + ".*", // chunks (snapshot_chunk.go)
+		s.Checkpoint(node) + ".*",
 		s.DeadLetterAll(),
 		obs.Subjects().ObservationAll(),
 		"$KV." + obs.LeaseBucket() + ".>",

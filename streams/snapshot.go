@@ -32,9 +32,11 @@ func (c Config) SnapshotStreamConfig() jetstream.StreamConfig {
 	c = c.WithDefaults()
 	s := c.Subjects()
 	return jetstream.StreamConfig{
-		Name:                   c.SnapshotStream(),
-		Description:            "jetmetrics node snapshots (broadcast, with a TTL) and checkpoints",
-		Subjects:               []string{s.SnapshotAll(), s.prefix() + ".ckpt.*"},
+		Name:        c.SnapshotStream(),
+		Description: "jetmetrics node snapshots (broadcast, with a TTL) and checkpoints",
+		// The chunks of a snapshot or checkpoint too large for one
+		// message, <subject>.<slot><i> (snapshot_chunk.go).
+		Subjects:               []string{s.SnapshotAll(), s.prefix() + ".ckpt.*", s.SnapshotAll() + ".*", s.prefix() + ".ckpt.*.*"},
 		Retention:              jetstream.LimitsPolicy,
 		Discard:                jetstream.DiscardOld,
 		MaxMsgsPerSubject:      1,

@@ -58,9 +58,12 @@ const (
 	ResultInvalid  = "invalid"
 	ResultForged   = "forged"
 	ResultOversize = "oversize"
+	// ResultIncomplete is a chunked snapshot with a chunk missing
+	// (expired, purged, never published) or of another version.
+	ResultIncomplete = "incomplete"
 )
 
-var results = []string{ResultStored, ResultStale, ResultRemoved, ResultExpired, ResultInvalid, ResultForged, ResultOversize}
+var results = []string{ResultStored, ResultStale, ResultRemoved, ResultExpired, ResultInvalid, ResultForged, ResultOversize, ResultIncomplete}
 
 // Consumer stores every node's snapshots as they are published.
 type Consumer struct {
@@ -91,7 +94,7 @@ func New(cfg Config, js jetstream.JetStream, peers *aggregate.Peers, reg prometh
 		log: cfg.Logger.With().Str("node", cfg.Node).Str("stream", cfg.Streams.SnapshotStream()).Logger(),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetmetrics_broadcast_snapshots_total",
-			Help: "Snapshots received from the cluster, by result (stored, stale, removed, expired, invalid, forged: naming another node than its subject's, oversize: beyond this node's limits).",
+			Help: "Snapshots received from the cluster, by result (stored, stale, removed, expired, invalid, forged: naming another node than its subject's, or a chunk not what its head declares, oversize: beyond this node's limits, incomplete: a chunk missing or of another version).",
 		}, []string{"result"}),
 		recreated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "jetmetrics_broadcast_stream_recreated_total",
@@ -295,7 +298,24 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return fmt.Errorf("snapshot metadata: %w", err)
 	}
-	d, err := streams.DecodeSnapshotLimited(msg.Data(), c.cfg.Limits)
+	data, err := c.assemble(ctx, msg, node, info.Version)
+	switch {
+	case errors.Is(err, streams.ErrSnapshotTooLarge):
+		c.received.WithLabelValues(ResultOversize).Inc()
+		c.log.Warn().Err(err).Str("subject", msg.Subject()).Uint64("seq", info.Version).Msg("snapshot skipped")
+		return nil
+	case errors.Is(err, streams.ErrSnapshotIncomplete):
+		c.received.WithLabelValues(ResultIncomplete).Inc()
+		c.log.Warn().Err(err).Str("subject", msg.Subject()).Uint64("seq", info.Version).Msg("snapshot skipped: the previous complete one stays")
+		return nil
+	case errors.Is(err, streams.ErrSnapshotChunkForged):
+		c.received.WithLabelValues(ResultForged).Inc()
+		c.log.Warn().Err(err).Str("subject", msg.Subject()).Uint64("seq", info.Version).Msg("snapshot skipped")
+		return nil
+	case err != nil:
+		return err
+	}
+	d, err := streams.DecodeSnapshotLimited(data, c.cfg.Limits)
 	switch {
 	case errors.Is(err, streams.ErrSnapshotTooLarge):
 		c.received.WithLabelValues(ResultOversize).Inc()
@@ -314,7 +334,7 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) error {
 	// receipt: a replayed old snapshot of a dead node is already expired
 	// and is not stored. It is capped by this node's own setting.
 	expires := md.Timestamp.Add(min(info.TTL, c.cfg.MaxTTL))
-	ok, err := c.peers.Put(ctx, aggregate.Snapshot{Node: node, Version: info.Version, Generated: info.Generated, Expires: expires, Data: msg.Data()})
+	ok, err := c.peers.Put(ctx, aggregate.Snapshot{Node: node, Version: info.Version, Generated: info.Generated, Expires: expires, Data: data})
 	if err != nil {
 		return err
 	}
@@ -324,4 +344,23 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) error {
 		c.received.WithLabelValues(ResultStale).Inc()
 	}
 	return nil
+}
+
+// assemble returns the whole data of the snapshot whose head is msg: its
+// own data, or that and its chunks (streams.AssembleSnapshot), fetched
+// from the stream. An error other than the streams' refusals means the
+// stream did not answer: the session restarts and reads the head again.
+func (c *Consumer) assemble(ctx context.Context, msg jetstream.Msg, node string, version uint64) ([]byte, error) {
+	if !streams.IsChunked(msg.Headers()) {
+		return msg.Data(), nil
+	}
+	s, err := c.js.Stream(ctx, c.cfg.Streams.SnapshotStream())
+	if err != nil {
+		return nil, fmt.Errorf("snapshot chunks of %s: %w", node, err)
+	}
+	maxBytes := c.cfg.Limits.MaxBytes
+	if maxBytes <= 0 {
+		maxBytes = streams.DefaultMaxSnapshotBytes
+	}
+	return streams.AssembleSnapshot(ctx, streams.StreamChunkGetter(s), msg.Subject(), node, version, msg.Headers(), msg.Data(), maxBytes)
 }

@@ -98,7 +98,10 @@ type Publisher struct {
 	recreated prometheus.Counter
 	bytes     prometheus.Gauge
 	series    prometheus.Gauge
+	chunks    prometheus.Counter
 	lastCkpt  time.Time
+	snapSlot  string
+	ckptSlot  string
 	lastMark  uint64
 	// lastSeq is the snapshot stream sequence of the last publish.
 	lastSeq    uint64
@@ -129,8 +132,11 @@ func New(cfg Config, js jetstream.JetStream, store *aggregate.Store, reg prometh
 		series: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "jetmetrics_snapshot_fields", Help: "Series-hash fields in the last snapshot published.",
 		}),
+		chunks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetmetrics_snapshot_chunks_total", Help: "Messages (chunks and heads) of snapshots and checkpoints too large for one message of the server's max_payload.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{p.published, p.failures, p.recreated, p.bytes, p.series} {
+	for _, c := range []prometheus.Collector{p.published, p.failures, p.recreated, p.bytes, p.series, p.chunks} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("snapshot metrics: %w", err)
 		}
@@ -174,7 +180,7 @@ func (p *Publisher) Publish(ctx context.Context) error {
 			return nil
 		}
 	}
-	if err := p.publish(ctx, msg, jetstream.WithMsgTTL(p.cfg.TTL)); err != nil {
+	if err := p.publishChunked(ctx, msg, &p.snapSlot, p.cfg.TTL); err != nil {
 		return fmt.Errorf("publish snapshot at seq %d: %w", mark, err)
 	}
 	p.published.Inc()
@@ -182,15 +188,70 @@ func (p *Publisher) Publish(ctx context.Context) error {
 	p.series.Set(float64(fields))
 	p.lastMark, p.hasVersion = mark, true
 	if mark > 0 && now.Sub(p.lastCkpt) >= p.cfg.CheckpointInterval {
-		msg.Subject = p.subjects.Checkpoint(p.cfg.Node)
-		msg.Header.Del(jetstream.MsgTTLHeader)
-		if err := p.publish(ctx, msg); err != nil {
+		ckpt := nats.NewMsg(p.subjects.Checkpoint(p.cfg.Node))
+		for k, v := range msg.Header {
+			ckpt.Header[k] = v
+		}
+		ckpt.Header.Del(jetstream.MsgTTLHeader)
+		ckpt.Data = msg.Data
+		if p.ckptSlot == "" {
+			// The chunks of the checkpoint the stream holds stay whole
+			// until the next one's head is written: use the other slot.
+			p.ckptSlot = streams.OtherSlot(p.currentCheckpointSlot(ctx))
+		}
+		if err := p.publishChunked(ctx, ckpt, &p.ckptSlot, 0); err != nil {
 			return fmt.Errorf("publish checkpoint at seq %d: %w", mark, err)
 		}
 		p.lastCkpt = now
 		p.log.Debug().Uint64("seq", mark).Int("bytes", len(msg.Data)).Msg("checkpoint published")
 	}
 	return nil
+}
+
+// publishChunked publishes msg whole when it fits in one message of the
+// connection's max_payload, else as chunks in *slot followed by its head
+// (streams.ChunkSnapshot), and then switches *slot to the other one for
+// the next. ttl, when set, is the head's time to live; the chunks get one
+// interval more, so they never expire before their head.
+func (p *Publisher) publishChunked(ctx context.Context, msg *nats.Msg, slot *string, ttl time.Duration) error {
+	if *slot == "" {
+		*slot = streams.SlotA
+	}
+	parts := streams.ChunkSnapshot(msg, *slot, p.js.Conn().MaxPayload())
+	for i, m := range parts {
+		var opts []jetstream.PublishOpt
+		switch {
+		case ttl > 0 && i == len(parts)-1:
+			opts = append(opts, jetstream.WithMsgTTL(ttl))
+		case ttl > 0:
+			opts = append(opts, jetstream.WithMsgTTL(ttl+p.cfg.Interval))
+		}
+		if err := p.publish(ctx, m, opts...); err != nil {
+			if len(parts) > 1 {
+				return fmt.Errorf("part %d of %d: %w", i+1, len(parts), err)
+			}
+			return err
+		}
+	}
+	if len(parts) > 1 {
+		*slot = streams.OtherSlot(*slot)
+		p.chunks.Add(float64(len(parts)))
+	}
+	return nil
+}
+
+// currentCheckpointSlot is the slot of the chunks of the node's checkpoint
+// in the stream, or "" when it has none or it is in one message.
+func (p *Publisher) currentCheckpointSlot(ctx context.Context) string {
+	s, err := p.js.Stream(ctx, p.cfg.Streams.SnapshotStream())
+	if err != nil {
+		return ""
+	}
+	m, err := s.GetLastMsgForSubject(ctx, p.subjects.Checkpoint(p.cfg.Node))
+	if err != nil {
+		return ""
+	}
+	return m.Header.Get(streams.HeaderSnapshotSlot)
 }
 
 // publish publishes msg to the snapshot stream. A stream deleted under the
@@ -279,6 +340,9 @@ func (p *Publisher) publishRemoval(ctx context.Context) error {
 type Checkpoints struct {
 	JS      jetstream.JetStream
 	Streams streams.Config
+	// Limits bound a chunked checkpoint's size before its chunks are
+	// fetched (zero fields mean streams' defaults).
+	Limits streams.SnapshotLimits
 }
 
 // LatestCheckpoint fetches node's newest checkpoint, or nil when it has
@@ -299,9 +363,34 @@ func (c Checkpoints) LatestCheckpoint(ctx context.Context, node string) (*aggreg
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint of %s: %w", node, err)
 	}
-	d, err := streams.CheckCheckpoint(m.Header, m.Data, node)
+	data, err := c.assemble(ctx, s, m, node)
+	if err != nil {
+		return nil, err
+	}
+	d, err := streams.CheckCheckpoint(m.Header, data, node)
 	if err != nil {
 		return nil, fmt.Errorf("%w (stream seq %d)", err, m.Sequence)
 	}
 	return d, nil
+}
+
+// assemble returns the whole data of the checkpoint whose head is m
+// (streams.AssembleSnapshot). A checkpoint with a missing, mixed or forged
+// chunk is ErrBadCheckpoint: restoring falls back to the delta stream.
+func (c Checkpoints) assemble(ctx context.Context, s jetstream.Stream, m *jetstream.RawStreamMsg, node string) ([]byte, error) {
+	if !streams.IsChunked(m.Header) {
+		return m.Data, nil
+	}
+	info, err := streams.ParseSnapshotHeaders(m.Header, node)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w (stream seq %d)", streams.ErrBadCheckpoint, err, m.Sequence)
+	}
+	data, err := streams.AssembleSnapshot(ctx, streams.StreamChunkGetter(s), m.Subject, node, info.Version, m.Header, m.Data, c.Limits.MaxBytes)
+	switch {
+	case errors.Is(err, streams.ErrSnapshotIncomplete), errors.Is(err, streams.ErrSnapshotChunkForged), errors.Is(err, streams.ErrSnapshotTooLarge):
+		return nil, fmt.Errorf("%w: %w (stream seq %d)", streams.ErrBadCheckpoint, err, m.Sequence)
+	case err != nil:
+		return nil, fmt.Errorf("checkpoint of %s: %w", node, err)
+	}
+	return data, nil
 }
