@@ -312,6 +312,30 @@ func (l *Leases) round(ctx context.Context, ttl time.Duration) {
 	}
 	slices.Sort(targets)
 	assigned := assign(targets, live)
+	// A vacant lease assigned to a node whose key this read did not find
+	// (it died: its key expired with its leases) is taken by the node the
+	// target would go to among the nodes this read found, at once rather
+	// than a round later, when the absent node leaves the live set: the
+	// same node, unless another changed too. Without it a dead leader's
+	// targets went unpolled for up to TTL + 3 rounds + an interval, two
+	// TTLs at the node's interval of TTL/3.
+	takers := assigned
+	if entries != nil {
+		var present []string
+		for _, n := range live {
+			if l.seen[n] == l.reads {
+				present = append(present, n)
+			}
+		}
+		if len(present) < len(live) {
+			takers = assign(targets, present)
+			for t, n := range assigned {
+				if slices.Contains(present, n) {
+					takers[t] = n
+				}
+			}
+		}
+	}
 
 	// Each step is a round trip (through raft, in a cluster): run a few at
 	// once so a round of many targets fits in the renewal interval.
@@ -327,7 +351,7 @@ func (l *Leases) round(ctx context.Context, ttl time.Duration) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			next := l.step(ctx, t, st, entries, assigned[t], ttl)
+			next := l.step(ctx, t, st, entries, assigned[t], takers[t], ttl)
 			l.mu.Lock()
 			*l.state[t] = next
 			l.mu.Unlock()
@@ -344,8 +368,10 @@ func (l *Leases) round(ctx context.Context, ttl time.Duration) {
 // roundParallelism bounds the KV requests of one round in flight at once.
 const roundParallelism = 16
 
-// step decides and performs one target's lease action for the round.
-func (l *Leases) step(ctx context.Context, target string, st leaseState, entries map[string]jetstream.KeyValueEntry, assigned string, ttl time.Duration) leaseState {
+// step decides and performs one target's lease action for the round:
+// assigned is the live node the target belongs to, taker the node that
+// takes it when vacant (assigned, unless this read did not find it).
+func (l *Leases) step(ctx context.Context, target string, st leaseState, entries map[string]jetstream.KeyValueEntry, assigned, taker string, ttl time.Duration) leaseState {
 	me := l.cfg.Node
 	log := l.log.With().Str("target", target).Logger()
 	if !st.held {
@@ -360,7 +386,7 @@ func (l *Leases) step(ctx context.Context, target string, st leaseState, entries
 		} else {
 			st.node = ""
 			st.vacant++
-			if assigned != me && st.vacant <= vacantRounds {
+			if taker != me && st.vacant <= vacantRounds {
 				return st
 			}
 			sent := time.Now()
