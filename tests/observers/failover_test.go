@@ -32,7 +32,7 @@ const (
 	foVolumes = 12
 	// foNodeEnv holds the name of the node a backend call comes from: each
 	// node reads it (an env secret, read once at start) into a header.
-	foNodeEnv    = "OBS13_POLLING_NODE"
+	foNodeEnv    = "JM_TEST_POLLING_NODE"
 	foNodeHeader = "X-Polling-Node"
 )
 
