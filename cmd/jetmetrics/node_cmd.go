@@ -67,7 +67,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&cfg.WebIdleTimeout, "web.idle-timeout", node.DefaultWebIdleTimeout, "how long an idle keep-alive connection stays open")
 	fs.DurationVar(&cfg.ReadyStallAfter, "web.ready-stall-after", node.DefaultReadyStallAfter, "/-/ready fails once the aggregator has applied nothing for this long while the stream holds this node's deltas")
 	fs.StringVar(&cfg.Streams.Prefix, "streams.prefix", streams.DefaultPrefix, "subject prefix and stream name base")
-	fs.IntVar(&cfg.Streams.Replicas, "streams.replicas", 0, "stream replicas; 0 picks 3 in a NATS cluster of three or more, else the cluster's size")
+	fs.IntVar(&cfg.Streams.Replicas, "streams.replicas", 0, "stream replicas; 0 picks 3 in a NATS cluster of three or more servers, else 1 (R2 stops with either server down)")
 	fs.DurationVar(&cfg.Streams.DeltaMaxAge, "streams.delta-max-age", streams.DefaultDeltaMaxAge, "how long deltas are kept: the replay horizon")
 	fs.DurationVar(&cfg.Streams.Duplicates, "streams.duplicate-window", streams.DefaultDuplicates, "broker deduplication window on Nats-Msg-Id")
 	fs.IntVar(&cfg.MaxSeries, "limits.max-series", 1_000_000, "most series a node holds; new series beyond are refused")

@@ -129,7 +129,7 @@ type Config struct {
 	ReadyStallAfter time.Duration
 
 	// Streams names and sizes the streams. Replicas 0 means 3 in a NATS
-	// cluster of three or more servers, else the cluster's size.
+	// cluster of three or more servers, else 1 (never 2: see autoReplicas).
 	Streams streams.Config
 	// Limits bounds label count, label value length and names.
 	Limits series.Limits
