@@ -68,6 +68,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&cfg.ReadyStallAfter, "web.ready-stall-after", node.DefaultReadyStallAfter, "/-/ready fails once the aggregator has applied nothing for this long while the stream holds this node's deltas")
 	fs.StringVar(&cfg.Streams.Prefix, "streams.prefix", streams.DefaultPrefix, "subject prefix and stream name base")
 	fs.IntVar(&cfg.Streams.Replicas, "streams.replicas", 0, "stream replicas; 0 picks 3 in a NATS cluster of three or more servers, else 1 (R2 stops with either server down)")
+	fs.Int64Var(&cfg.Streams.DeltaMaxBytes, "streams.delta-max-bytes", 0, "bytes the delta stream may hold, then publishes fail until space is made (SDKs keep counting and retry); 0 derives a quarter of the data dir's free space (64 MiB to 64 GiB; unlimited with --nats.url), -1 unlimited")
+	fs.Int64Var(&cfg.Streams.DeadLetterMaxBytes, "streams.dlq-max-bytes", 0, "bytes the dead-letter stream may hold, then its oldest go; 0 derives a fiftieth of the data dir's free space (16 MiB to 1 GiB; unlimited with --nats.url), -1 unlimited")
 	fs.DurationVar(&cfg.Streams.DeltaMaxAge, "streams.delta-max-age", streams.DefaultDeltaMaxAge, "how long deltas are kept: the replay horizon")
 	fs.DurationVar(&cfg.Streams.Duplicates, "streams.duplicate-window", streams.DefaultDuplicates, "broker deduplication window on Nats-Msg-Id")
 	fs.IntVar(&cfg.MaxSeries, "limits.max-series", 1_000_000, "most series a node holds; new series beyond are refused")

@@ -105,6 +105,9 @@ func New(cfg Config) (*Node, error) {
 	if err := reg.Register(newPeerCollector(n)); err != nil {
 		return nil, fmt.Errorf("peer metrics: %w", err)
 	}
+	if err := reg.Register(newStreamCollector(n)); err != nil {
+		return nil, fmt.Errorf("stream metrics: %w", err)
+	}
 	n.vols = cfg.File.Volumes
 	if cfg.Demo && len(n.vols) == 0 {
 		vols, err := demoVolumes()
@@ -275,6 +278,11 @@ func (n *Node) Run(ctx context.Context) (err error) {
 			embedded = n.cfg.clusterSize()
 		}
 		n.cfg.Streams.Replicas = autoReplicas(nc, embedded)
+	}
+	if err := n.boundStreams(n.cfg.DataDir, ns != nil); err != nil {
+		cancel()
+		g.Wait()
+		return err
 	}
 	if err := n.provision(runCtx, admin); err != nil {
 		cancel()
