@@ -23,9 +23,14 @@ type Config struct {
 	// last checkpoint, so keep it far above the snapshot interval.
 	DeltaMaxAge time.Duration
 	// DeltaMaxBytes bounds the delta stream; when full it refuses new
-	// deltas (discard new) rather than dropping unapplied ones (default
-	// unlimited).
+	// deltas (discard new: publishers get an error and the SDK keeps
+	// counting in memory and retries) rather than dropping acknowledged
+	// ones (0 or negative: unlimited).
 	DeltaMaxBytes int64
+	// DeadLetterMaxBytes bounds the dead-letter stream; when full its
+	// oldest dead letters go (discard old: they are copies, the deltas
+	// stay in the delta stream) (0 or negative: unlimited).
+	DeadLetterMaxBytes int64
 	// Duplicates is the broker's deduplication window on Nats-Msg-Id
 	// (default 2 min).
 	Duplicates time.Duration
@@ -53,8 +58,11 @@ func (c Config) WithDefaults() Config {
 	if c.DeltaMaxAge <= 0 {
 		c.DeltaMaxAge = DefaultDeltaMaxAge
 	}
-	if c.DeltaMaxBytes == 0 {
+	if c.DeltaMaxBytes <= 0 {
 		c.DeltaMaxBytes = -1
+	}
+	if c.DeadLetterMaxBytes <= 0 {
+		c.DeadLetterMaxBytes = -1
 	}
 	if c.Duplicates <= 0 {
 		c.Duplicates = DefaultDuplicates
@@ -135,6 +143,7 @@ func (c Config) DeadLetterStreamConfig() jetstream.StreamConfig {
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      c.DeadLetterMaxAge,
+		MaxBytes:    c.DeadLetterMaxBytes,
 		Duplicates:  c.Duplicates,
 		Storage:     c.storage(),
 		Replicas:    c.Replicas,
@@ -193,7 +202,15 @@ func provision(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamC
 		s, err := js.Stream(ctx, sc.Name)
 		switch {
 		case err == nil:
-			sc.Replicas = s.CachedInfo().Config.Replicas
+			info := s.CachedInfo()
+			sc.Replicas = info.Config.Replicas
+			// A bound below what the stream holds would make JetStream
+			// delete the oldest messages at once, acknowledged deltas
+			// included: keep it at least at the stream's size (a bound
+			// derived from free disk space shrinks as the disk fills).
+			if sc.MaxBytes > 0 && uint64(sc.MaxBytes) < info.State.Bytes {
+				sc.MaxBytes = int64(info.State.Bytes)
+			}
 			_, err = js.UpdateStream(ctx, sc)
 			return err
 		case !errors.Is(err, jetstream.ErrStreamNotFound):

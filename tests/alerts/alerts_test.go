@@ -250,6 +250,27 @@ func TestEveryAlertFires(t *testing.T) {
 	}
 	r.waitA("a caught up", func(s map[string]float64) bool { return s["jetmetrics_delta_backlog_messages"] == 0 })
 
+	// The delta stream nears its byte bound (an operator's tight
+	// --streams.delta-max-bytes): a sees it over 90 % full.
+	ds, err := js.Stream(ctx, "JETMETRICS_DELTAS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dcfg := ds.CachedInfo().Config
+	full := dcfg
+	full.MaxBytes = int64(ds.CachedInfo().State.Bytes) + 64
+	if _, err := js.UpdateStream(ctx, full); err != nil {
+		t.Fatal(err)
+	}
+	r.waitA("delta stream nearly full", func(s map[string]float64) bool {
+		return s[`jetmetrics_stream_max_bytes{stream="JETMETRICS_DELTAS"}`] > 0 &&
+			s[`jetmetrics_stream_bytes{stream="JETMETRICS_DELTAS"}`] > 0.9*s[`jetmetrics_stream_max_bytes{stream="JETMETRICS_DELTAS"}`]
+	})
+	r.scrape("delta stream nearly full", "JetmetricsStreamNearlyFull")
+	if _, err := js.UpdateStream(ctx, dcfg); err != nil {
+		t.Fatal(err)
+	}
+
 	// Redis goes away: the aggregator resumes again and again.
 	before := r.counter("jetmetrics_aggregator_resumes_total")
 	if err := rs.Stop(ctx); err != nil {

@@ -74,7 +74,12 @@ func securityArgs(t *testing.T) []string {
 // every one is ready.
 func startCluster(t *testing.T, extra ...string) *cluster {
 	t.Helper()
-	const n = 3
+	return startClusterOf(t, 3, extra...)
+}
+
+// startClusterOf is startCluster with n nodes.
+func startClusterOf(t *testing.T, n int, extra ...string) *cluster {
+	t.Helper()
 	ports := make([]int, n)
 	routes := make([]string, n)
 	for i := range ports {
@@ -84,14 +89,16 @@ func startCluster(t *testing.T, extra ...string) *cluster {
 	security := securityArgs(t)
 	c := &cluster{}
 	for i := range n {
+		args := []string{
+			"--snapshot.interval=" + snapshotInterval.String(),
+			"--snapshot.ttl=" + snapshotTTL.String(),
+		}
+		if n > 1 { // one node is no cluster: no routes
+			args = append(args, fmt.Sprintf("--nats.cluster.listen=127.0.0.1:%d", ports[i]), "--nats.cluster.routes="+strings.Join(routes, ","))
+		}
 		c.nodes = append(c.nodes, harness.StartProcessNode(t, harness.ProcessNodeConfig{
-			Name: fmt.Sprintf("n%d", i+1),
-			ExtraArgs: append(append([]string{
-				fmt.Sprintf("--nats.cluster.listen=127.0.0.1:%d", ports[i]),
-				"--nats.cluster.routes=" + strings.Join(routes, ","),
-				"--snapshot.interval=" + snapshotInterval.String(),
-				"--snapshot.ttl=" + snapshotTTL.String(),
-			}, security...), extra...),
+			Name:      fmt.Sprintf("n%d", i+1),
+			ExtraArgs: append(append(args, security...), extra...),
 		}))
 	}
 	start := time.Now()

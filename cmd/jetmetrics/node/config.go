@@ -129,7 +129,7 @@ type Config struct {
 	ReadyStallAfter time.Duration
 
 	// Streams names and sizes the streams. Replicas 0 means 3 in a NATS
-	// cluster of three or more servers, else the cluster's size.
+	// cluster of three or more servers, else 1 (never 2: see autoReplicas).
 	Streams streams.Config
 	// Limits bounds label count, label value length and names.
 	Limits series.Limits
@@ -214,9 +214,17 @@ func (c Config) withDefaults() Config {
 	if c.SnapshotTTL == 0 {
 		c.SnapshotTTL = DefaultSnapshotTTL(c.SnapshotInterval)
 	}
-	replicas := c.Streams.Replicas // 0 means: decided once connected
+	// 0 means: decided once connected (replicas), or derived at start
+	// (byte bounds, stream_bounds.go).
+	replicas, deltaBytes, dlqBytes := c.Streams.Replicas, c.Streams.DeltaMaxBytes, c.Streams.DeadLetterMaxBytes
 	c.Streams = c.Streams.WithDefaults()
 	c.Streams.Replicas = replicas
+	if deltaBytes == 0 {
+		c.Streams.DeltaMaxBytes = 0
+	}
+	if dlqBytes == 0 {
+		c.Streams.DeadLetterMaxBytes = 0
+	}
 	return c
 }
 

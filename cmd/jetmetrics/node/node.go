@@ -38,10 +38,13 @@ type Node struct {
 	webAddr     atomic.Pointer[string]
 	natsURL     atomic.Pointer[string]
 	provisioned atomic.Bool
-	agg         atomic.Pointer[aggregator.Aggregator]
-	nc          atomic.Pointer[nats.Conn]
-	rdb         atomic.Pointer[redis.Client]
-	peers       atomic.Pointer[aggregate.Peers]
+	// provisionErr is why the last attempt to provision the streams
+	// failed, for /-/ready while the node retries.
+	provisionErr atomic.Pointer[error]
+	agg          atomic.Pointer[aggregator.Aggregator]
+	nc           atomic.Pointer[nats.Conn]
+	rdb          atomic.Pointer[redis.Client]
+	peers        atomic.Pointer[aggregate.Peers]
 	// highWater is the lowest aggregate version /metrics may serve: the
 	// last stream sequence the delta stream held for this node when the
 	// node started (seeded), raised to every version served since. No
@@ -101,6 +104,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if err := reg.Register(newPeerCollector(n)); err != nil {
 		return nil, fmt.Errorf("peer metrics: %w", err)
+	}
+	if err := reg.Register(newStreamCollector(n)); err != nil {
+		return nil, fmt.Errorf("stream metrics: %w", err)
 	}
 	n.vols = cfg.File.Volumes
 	if cfg.Demo && len(n.vols) == 0 {
@@ -166,10 +172,13 @@ func (n *Node) natsReady() error {
 }
 
 func (n *Node) streamsReady() error {
-	if !n.provisioned.Load() {
-		return errors.New("not provisioned yet")
+	if n.provisioned.Load() {
+		return nil
 	}
-	return nil
+	if p := n.provisionErr.Load(); p != nil {
+		return *p
+	}
+	return errors.New("not provisioned yet")
 }
 
 func (n *Node) redisReady(ctx context.Context) error {
@@ -253,6 +262,10 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	if ns != nil {
 		// In a cluster, JetStream requests made before a meta leader exists
 		// are dropped unanswered; wait for one instead of timing out.
+		if size := n.cfg.clusterSize(); size > 1 {
+			why := fmt.Errorf("waiting for the NATS cluster to elect a JetStream leader: the cluster's first start needs all %d servers of --nats.cluster.routes up, later starts %d of them", size, size/2+1)
+			n.provisionErr.Store(&why)
+		}
 		if err := ns.WaitJetStreamReady(runCtx); err != nil {
 			cancel()
 			g.Wait()
@@ -260,7 +273,16 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		}
 	}
 	if n.cfg.Streams.Replicas == 0 {
-		n.cfg.Streams.Replicas = autoReplicas(nc, len(n.cfg.NATSClusterRoutes))
+		embedded := 0
+		if ns != nil {
+			embedded = n.cfg.clusterSize()
+		}
+		n.cfg.Streams.Replicas = autoReplicas(nc, embedded)
+	}
+	if err := n.boundStreams(n.cfg.DataDir, ns != nil); err != nil {
+		cancel()
+		g.Wait()
+		return err
 	}
 	if err := n.provision(runCtx, admin); err != nil {
 		cancel()
@@ -478,12 +500,28 @@ func (n *Node) provision(ctx context.Context, js jetstream.JetStream) error {
 				return fmt.Errorf("streams %s are missing and the --nats.url credential may not create them (%v): create them once with an admin credential (jetmetrics node with an admin's --nats.creds, or nats stream add; docs/security.md)", strings.Join(missing, ", "), denied)
 			}
 		}
+		why := n.provisionFailure(err)
+		n.provisionErr.Store(&why)
 		wait := retry.Next()
-		n.log.Warn().Err(err).Dur("backoff", wait).Msg("provision streams: retrying")
+		n.log.Warn().Err(why).Dur("backoff", wait).Msg("provision streams: retrying")
 		if !backoff.Sleep(ctx, wait) {
 			return fmt.Errorf("provision streams: %w", err)
 		}
 	}
+}
+
+// provisionFailure is err as /-/ready shows it while provisioning
+// retries: the replica count asked for and, when JetStream cannot place
+// it, what to do.
+func (n *Node) provisionFailure(err error) error {
+	r := n.cfg.Streams.Replicas
+	// 10005 is nats-server's JSClusterNoPeersErrF ("no suitable peers for
+	// placement"), which nats.go has no name for.
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == 10005 {
+		return fmt.Errorf("JetStream cannot place R%d streams on the servers it sees (%w): start the other servers, or set --streams.replicas to at most the servers up (docs/operations.md, \"Cluster sizes\")", r, err)
+	}
+	return fmt.Errorf("provisioning R%d streams: %w", r, err)
 }
 
 // missingStreams lists the streams Provision makes that do not exist.
@@ -633,11 +671,22 @@ func raiseTo(a *atomic.Uint64, v uint64) {
 }
 
 // autoReplicas picks the stream replication factor when none is set: 3 in
-// a NATS cluster of three or more servers, else the cluster's size.
-func autoReplicas(nc *nats.Conn, routes int) int {
-	servers := routes
-	if nc.ConnectedClusterName() != "" {
-		servers = max(servers, len(nc.Servers()))
+// a NATS cluster of three or more servers, else 1. Never 2: a replicated
+// stream needs a majority of its replicas to accept a write, and the
+// majority of two is two, so R2 stops taking deltas when either server
+// is down, where R1 stops only when the one holding the stream is
+// (docs/operations.md, "Cluster sizes"). embedded is the size of the
+// embedded server's cluster, known from the flags; 0 with --nats.url,
+// where the servers the connection knows are the estimate (it may list a
+// server under several URLs, so an external cluster is best given
+// --streams.replicas).
+func autoReplicas(nc *nats.Conn, embedded int) int {
+	servers := embedded
+	if servers == 0 && nc.ConnectedClusterName() != "" {
+		servers = len(nc.Servers())
 	}
-	return max(1, min(3, servers))
+	if servers >= 3 {
+		return 3
+	}
+	return 1
 }
