@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -47,11 +45,9 @@ const ProbesMetric = "jetmetrics_service_probes_total"
 
 // Poller probes services and publishes their results.
 type Poller struct {
-	cfg      Config
-	js       jetstream.JetStream
-	subjects map[string]string
-	tokens   map[string]string
-	total    *prometheus.CounterVec
+	cfg     Config
+	results *observer.Results
+	total   *prometheus.CounterVec
 }
 
 var _ observer.Poller = (*Poller)(nil)
@@ -64,14 +60,8 @@ func New(cfg Config, js jetstream.JetStream, reg prometheus.Registerer) (*Poller
 	if err := streams.CheckToken("node", cfg.Node); err != nil {
 		return nil, fmt.Errorf("new probe poller: %w", err)
 	}
-	if cfg.PublishTimeout <= 0 {
-		cfg.PublishTimeout = 2 * time.Second
-	}
 	p := &Poller{
-		cfg:      cfg,
-		js:       js,
-		subjects: make(map[string]string, len(cfg.Probers)),
-		tokens:   make(map[string]string, len(cfg.Probers)),
+		cfg: cfg,
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: ProbesMetric,
 			Help: "Service probes this node made, by service and result (success or failure).",
@@ -81,12 +71,10 @@ func New(cfg Config, js jetstream.JetStream, reg prometheus.Registerer) (*Poller
 		if pr == nil {
 			return nil, fmt.Errorf("new probe poller: service %q has no prober", name)
 		}
-		subj, err := cfg.Subjects.Observation(streams.ObsKindProbe, name)
-		if err != nil {
-			return nil, fmt.Errorf("new probe poller: service %q: %w", name, err)
-		}
-		tok, _ := streams.TargetToken(name)
-		p.subjects[name], p.tokens[name] = subj, tok
+	}
+	var err error
+	if p.results, err = observer.NewResults(js, cfg.Subjects, streams.ObsKindProbe, p.Targets(), cfg.PublishTimeout); err != nil {
+		return nil, fmt.Errorf("new probe poller: service %w", err)
 	}
 	for name, d := range cfg.Timeouts {
 		if _, ok := cfg.Probers[name]; !ok {
@@ -158,11 +146,7 @@ func (p *Poller) Poll(ctx context.Context, poll observer.Poll) error {
 	if encErr != nil {
 		return errors.Join(err, fmt.Errorf("service %s: %w", poll.Target, encErr))
 	}
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.PublishTimeout)
-	defer cancel()
-	msg := &nats.Msg{Subject: p.subjects[poll.Target], Data: data}
-	id := p.tokens[poll.Target] + ":" + strconv.FormatInt(poll.Scheduled.UnixNano(), 10)
-	if _, perr := p.js.PublishMsg(pctx, msg, jetstream.WithMsgID(id)); perr != nil {
+	if perr := p.results.Publish(ctx, poll.Target, poll.Scheduled, data); perr != nil {
 		return errors.Join(err, fmt.Errorf("publish service %s result: %w", poll.Target, perr))
 	}
 	return err

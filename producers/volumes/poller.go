@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -39,9 +37,7 @@ type Config struct {
 // Poller polls volumes and publishes their results.
 type Poller struct {
 	cfg      Config
-	js       jetstream.JetStream
-	subjects map[string]string
-	tokens   map[string]string
+	results  *observer.Results
 	total    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 }
@@ -61,14 +57,8 @@ func New(cfg Config, js jetstream.JetStream, reg prometheus.Registerer) (*Poller
 	if err := streams.CheckToken("node", cfg.Node); err != nil {
 		return nil, fmt.Errorf("new volume poller: %w", err)
 	}
-	if cfg.PublishTimeout <= 0 {
-		cfg.PublishTimeout = 2 * time.Second
-	}
 	p := &Poller{
-		cfg:      cfg,
-		js:       js,
-		subjects: make(map[string]string, len(cfg.Backends)),
-		tokens:   make(map[string]string, len(cfg.Backends)),
+		cfg: cfg,
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetmetrics_volume_stats_observe_total",
 			Help: "Volume performance polls this node made, by volume and outcome (success or failure).",
@@ -83,12 +73,10 @@ func New(cfg Config, js jetstream.JetStream, reg prometheus.Registerer) (*Poller
 		if b == nil {
 			return nil, fmt.Errorf("new volume poller: volume %q has no backend", name)
 		}
-		subj, err := cfg.Subjects.Observation(streams.ObsKindVolume, name)
-		if err != nil {
-			return nil, fmt.Errorf("new volume poller: %w", err)
-		}
-		tok, _ := streams.TargetToken(name)
-		p.subjects[name], p.tokens[name] = subj, tok
+	}
+	var err error
+	if p.results, err = observer.NewResults(js, cfg.Subjects, streams.ObsKindVolume, p.Targets(), cfg.PublishTimeout); err != nil {
+		return nil, fmt.Errorf("new volume poller: volume %w", err)
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{p.total, p.duration} {
@@ -152,11 +140,7 @@ func (p *Poller) Poll(ctx context.Context, poll observer.Poll) error {
 	if encErr != nil {
 		return fmt.Errorf("volume %s: %w", poll.Target, encErr)
 	}
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.PublishTimeout)
-	defer cancel()
-	msg := &nats.Msg{Subject: p.subjects[poll.Target], Data: data}
-	id := p.tokens[poll.Target] + ":" + strconv.FormatInt(poll.Scheduled.UnixNano(), 10)
-	if _, perr := p.js.PublishMsg(pctx, msg, jetstream.WithMsgID(id)); perr != nil {
+	if perr := p.results.Publish(ctx, poll.Target, poll.Scheduled, data); perr != nil {
 		return errors.Join(err, fmt.Errorf("publish volume %s result: %w", poll.Target, perr))
 	}
 	return err
