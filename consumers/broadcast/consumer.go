@@ -126,19 +126,13 @@ func (c *Consumer) CaughtUp() bool { return c.caughtUp.Load() }
 // it starts again from each node's last snapshot, which is harmless since
 // an older or equal version never replaces a newer one.
 func (c *Consumer) Run(ctx context.Context) error {
-	var retry backoff.Backoff
-	for {
-		err := c.session(ctx)
-		c.ready.Store(false)
-		if ctx.Err() != nil {
-			return nil
-		}
-		wait := retry.Next()
+	backoff.Run(ctx, &backoff.Backoff{}, func(ctx context.Context, _ *backoff.Backoff) error {
+		defer c.ready.Store(false)
+		return c.session(ctx)
+	}, func(err error, wait time.Duration) {
 		c.log.Warn().Err(err).Dur("backoff", wait).Msg("broadcast consumer restarting")
-		if !backoff.Sleep(ctx, wait) {
-			return nil
-		}
-	}
+	})
+	return nil
 }
 
 func (c *Consumer) session(ctx context.Context) error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -91,19 +92,13 @@ func (w *Writer) Ready() bool { return w.ready.Load() }
 // Run folds until ctx ends, then returns nil. A Redis or NATS error
 // restarts the session after a backoff, from the positions in Redis.
 func (w *Writer) Run(ctx context.Context) error {
-	var retry backoff.Backoff
-	for {
-		err := w.session(ctx, &retry)
-		w.ready.Store(false)
-		if ctx.Err() != nil {
-			return nil
-		}
-		wait := retry.Next()
+	backoff.Run(ctx, &backoff.Backoff{}, func(ctx context.Context, retry *backoff.Backoff) error {
+		defer w.ready.Store(false)
+		return w.session(ctx, retry)
+	}, func(err error, wait time.Duration) {
 		w.log.Warn().Err(err).Dur("backoff", wait).Msg("latency state writer restarting")
-		if !backoff.Sleep(ctx, wait) {
-			return nil
-		}
-	}
+	})
+	return nil
 }
 
 // start is the stream sequence to resume from: one past the lowest

@@ -80,19 +80,13 @@ func (w *Writer) Ready() bool { return w.ready.Load() }
 
 // Run writes until ctx ends, then returns nil.
 func (w *Writer) Run(ctx context.Context) error {
-	var retry backoff.Backoff
-	for {
-		err := w.session(ctx, &retry)
-		w.ready.Store(false)
-		if ctx.Err() != nil {
-			return nil
-		}
-		wait := retry.Next()
+	backoff.Run(ctx, &backoff.Backoff{}, func(ctx context.Context, retry *backoff.Backoff) error {
+		defer w.ready.Store(false)
+		return w.session(ctx, retry)
+	}, func(err error, wait time.Duration) {
 		w.log.Warn().Err(err).Dur("backoff", wait).Msg("volume cache writer restarting")
-		if !backoff.Sleep(ctx, wait) {
-			return nil
-		}
-	}
+	})
+	return nil
 }
 
 func (w *Writer) session(ctx context.Context, retry *backoff.Backoff) error {

@@ -46,3 +46,22 @@ func Sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
+
+// Run calls session until ctx ends, waiting b's next delay after each
+// return: the loop of a consumer whose session ends on an error and
+// starts again. session is given b, to Reset it once it makes progress.
+// After each return before ctx ends, failed is called with the session's
+// error and the delay about to be waited. Run returns when ctx ends.
+func Run(ctx context.Context, b *Backoff, session func(ctx context.Context, b *Backoff) error, failed func(err error, wait time.Duration)) {
+	for {
+		err := session(ctx, b)
+		if ctx.Err() != nil {
+			return
+		}
+		wait := b.Next()
+		failed(err, wait)
+		if !Sleep(ctx, wait) {
+			return
+		}
+	}
+}

@@ -2,6 +2,8 @@ package backoff_test
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -38,5 +40,30 @@ func TestSleepEndsWithContext(t *testing.T) {
 	}
 	if !backoff.Sleep(context.Background(), time.Millisecond) {
 		t.Fatal("Sleep reported an early end")
+	}
+}
+
+// Run starts the session again after each return, waiting the growing
+// delay and reporting each error with it, until ctx ends.
+func TestRunRestartsUntilCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var waits []time.Duration
+	sessions := 0
+	backoff.Run(ctx, &backoff.Backoff{Min: time.Millisecond, Max: 4 * time.Millisecond}, func(ctx context.Context, _ *backoff.Backoff) error {
+		sessions++
+		if sessions == 4 {
+			cancel()
+			return ctx.Err()
+		}
+		return errors.New("boom")
+	}, func(err error, wait time.Duration) {
+		if err == nil || err.Error() != "boom" {
+			t.Errorf("failed(%v)", err)
+		}
+		waits = append(waits, wait)
+	})
+	if want := []time.Duration{time.Millisecond, 2 * time.Millisecond, 4 * time.Millisecond}; sessions != 4 || !slices.Equal(waits, want) {
+		t.Errorf("%d sessions, waits %v; want 4 and %v", sessions, waits, want)
 	}
 }
