@@ -75,5 +75,7 @@
 // The producer's own health is in Stats, and in Collector for the
 // process's Prometheus registry (jetmetrics_producer_*): retries, the
 // unacknowledged backlog and the age of the oldest unsent delta show an
-// outage from the producer's side.
+// outage from the producer's side; Stats.PublishError says why the batch
+// in flight is not acknowledged yet, and wraps ErrStreamFull when the node's
+// delta stream is at its byte bound (an operator's fix, docs/operations.md).
 package producers

@@ -24,4 +24,11 @@ var (
 	// ErrServiceName is returned by Latency for a service name that is
 	// not a valid label value: empty, too long or not UTF-8.
 	ErrServiceName = errors.New("invalid service name")
+	// ErrStreamFull wraps a publish attempt's error when JetStream refused
+	// the batch because the delta stream is at its byte or message bound
+	// (discard new: "maximum bytes exceeded"). Flush's error wraps it
+	// while that batch is retried. The producer keeps the batch and keeps
+	// counting; the fix is the node operator's: raise the stream's bound
+	// (docs/operations.md, "Stream bounds").
+	ErrStreamFull = errors.New("delta stream full")
 )

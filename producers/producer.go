@@ -67,6 +67,9 @@ type Producer struct {
 	dropped     atomic.Uint64
 	rejected    atomic.Uint64
 	seq         atomic.Uint64
+	// publishErr is the last failed attempt's error while a message is
+	// unacknowledged, nil otherwise.
+	publishErr atomic.Pointer[error]
 }
 
 // New validates cfg and starts the producer's flush goroutine. The
@@ -128,7 +131,9 @@ func newID(name string) (string, error) {
 func (p *Producer) ID() string { return p.id }
 
 // Flush cuts everything recorded before the call and returns once JetStream
-// has acknowledged all of it. When ctx ends first Flush returns its error;
+// has acknowledged all of it. When ctx ends first Flush returns its error,
+// joined with the last failed publish attempt's when a batch is being
+// retried (errors.Is(err, ErrStreamFull) when the delta stream is full);
 // the deltas are not lost, the flush goroutine keeps publishing them.
 func (p *Producer) Flush(ctx context.Context) error {
 	select {
@@ -161,6 +166,9 @@ func (p *Producer) Flush(ctx context.Context) error {
 			}
 			return ErrClosed
 		case <-ctx.Done():
+			if perr := p.publishError(); perr != nil {
+				return fmt.Errorf("flush: %w; the batch in flight is kept and retried, its last attempt failed: %w", ctx.Err(), perr)
+			}
 			return fmt.Errorf("flush: %w", ctx.Err())
 		}
 	}

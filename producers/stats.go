@@ -38,6 +38,11 @@ type Stats struct {
 	Rejected uint64
 	// Seq is the sequence of the last message cut; 0 before the first.
 	Seq uint64
+	// PublishError is the last failed publish attempt's error while a
+	// message is unacknowledged, nil once it is acknowledged. It wraps
+	// ErrStreamFull when the delta stream refuses the message for its
+	// bound.
+	PublishError error
 }
 
 // Stats returns the producer's current state.
@@ -53,7 +58,15 @@ func (p *Producer) Stats() Stats {
 		Dropped:        p.dropped.Load(),
 		Rejected:       p.rejected.Load(),
 		Seq:            p.seq.Load(),
+		PublishError:   p.publishError(),
 	}
+}
+
+func (p *Producer) publishError() error {
+	if err := p.publishErr.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
 
 // Collector exports Stats as jetmetrics_producer_* metrics with a constant
