@@ -86,9 +86,11 @@ func (rn *RunningNode) ready() error {
 	if err != nil {
 		return err
 	}
-	resp.Body.Close()
+	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("/-/ready: %s", resp.Status)
+		// The body says which check or component is not ready.
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
+		return fmt.Errorf("/-/ready: %s: %s", resp.Status, strings.TrimSpace(string(body)))
 	}
 	return nil
 }
