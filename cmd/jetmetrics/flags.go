@@ -21,6 +21,10 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			if rec, ok := stdout.(*flagSetRecorder); ok {
+				rec.fs = fs // jetmetrics docs: the flag set, not its help
+				return err
+			}
 			fs.SetOutput(stdout)
 			fmt.Fprintf(stdout, "usage: jetmetrics %s [flags]\n\nflags (each with a JETMETRICS_* environment twin):\n", fs.Name())
 			fs.VisitAll(func(f *flag.Flag) {

@@ -45,6 +45,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "node":
 		return runNode(ctx, args[1:], stdout, stderr)
+	case "docs": // hidden: renders docs/configuration.md's flag tables
+		return runDocs(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "jetmetrics", version)
 		return nil
