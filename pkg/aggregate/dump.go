@@ -12,8 +12,8 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Dump is a node's whole aggregate as stored: its four hashes, read in one
-// atomic step. It is what a snapshot carries, so the same bytes serve peers
+// Dump is a node's whole aggregate as stored: its four hashes, read as one
+// version (Store.Dump). It is what a snapshot carries, so the same bytes serve peers
 // (as the node's view) and the node itself (as the checkpoint it restores
 // from after losing its Redis).
 type Dump struct {
@@ -161,19 +161,89 @@ func (h Held) Dump() *Dump {
 	return d
 }
 
-// Dump reads the aggregate's hashes atomically.
+// DumpScanCount is the COUNT hint of each HSCAN with which Dump reads the
+// series hash: each call returns about that many fields (a small hash, kept
+// as a listpack, comes whole), so no reply is large enough to trip a client
+// read timeout, and Redis serves other clients between calls.
+const DumpScanCount = 10000
+
+// dumpAttempts is how many times Dump reads the aggregate before giving up
+// on one that every read saw change.
+const dumpAttempts = 5
+
+// dumpMaxScans bounds the HSCAN calls of one read: far more than a hash of
+// the largest aggregate the caps allow needs.
+const dumpMaxScans = 1 << 20
+
+// ErrChanging reports an aggregate written during each of Dump's reads.
+var ErrChanging = errors.New("aggregate changed during every read")
+
+// Dump reads the aggregate's hashes as one version. The series hash, which
+// may hold millions of fields, is read in bounded HSCAN calls under WATCH of
+// the mark hash, then the mark, metadata and rejection hashes in one
+// MULTI/EXEC: every writer of the aggregate (an apply, a restore, a reset)
+// writes the mark hash, so the EXEC fails if anything wrote the aggregate
+// during the scan, and the read starts over. After dumpAttempts such reads
+// it returns ErrChanging (wrapped).
 func (s *Store) Dump(ctx context.Context) (*Dump, error) {
-	var cmds [4]*redis.MapStringStringCmd
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range []string{s.keys.mark, s.keys.meta, s.keys.series, s.keys.rejected} {
-			cmds[i] = p.HGetAll(ctx, k)
+	for range dumpAttempts {
+		d, err := s.dumpOnce(ctx)
+		if errors.Is(err, redis.TxFailedErr) {
+			continue
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("dump aggregate of %s: %w", s.node, err)
+		if err != nil {
+			return nil, fmt.Errorf("dump aggregate of %s: %w", s.node, err)
+		}
+		return d, nil
 	}
-	return &Dump{Node: s.node, Marks: cmds[0].Val(), Meta: cmds[1].Val(), Series: cmds[2].Val(), Rejected: cmds[3].Val()}, nil
+	return nil, fmt.Errorf("dump aggregate of %s: %w (%d reads): something keeps writing it; stop other writers of this node's keys", s.node, ErrChanging, dumpAttempts)
+}
+
+func (s *Store) dumpOnce(ctx context.Context) (*Dump, error) {
+	var d *Dump
+	err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+		series, err := hscanAll(ctx, tx, s.keys.series)
+		if err != nil {
+			return err
+		}
+		var cmds [3]*redis.MapStringStringCmd
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			for i, k := range []string{s.keys.mark, s.keys.meta, s.keys.rejected} {
+				cmds[i] = p.HGetAll(ctx, k)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		d = &Dump{Node: s.node, Marks: cmds[0].Val(), Meta: cmds[1].Val(), Series: series, Rejected: cmds[2].Val()}
+		return nil
+	}, s.keys.mark)
+	return d, err
+}
+
+// hscanAll reads the hash key in HSCAN calls of DumpScanCount.
+func hscanAll(ctx context.Context, tx *redis.Tx, key string) (map[string]string, error) {
+	n, err := tx.HLen(ctx, key).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, n)
+	var cursor uint64
+	for range dumpMaxScans {
+		var kv []string
+		kv, cursor, err = tx.HScan(ctx, key, cursor, "", DumpScanCount).Result()
+		if err != nil {
+			return nil, err
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			out[kv[i]] = kv[i+1] // HSCAN may repeat a field: same value
+		}
+		if cursor == 0 {
+			return out, nil
+		}
+	}
+	return nil, fmt.Errorf("HSCAN of %s did not finish in %d calls", key, dumpMaxScans)
 }
 
 // ErrTorn reports an aggregate that holds a guard left by an apply or
@@ -195,32 +265,100 @@ func (s *Store) Load(ctx context.Context) (*State, error) {
 	return d.State()
 }
 
-//go:embed restore.lua
-var restoreSource string
+var (
+	//go:embed restore_open.lua
+	restoreOpenSource string
+	//go:embed restore_close.lua
+	restoreCloseSource string
 
-var restoreScript = redis.NewScript(restoreSource)
+	restoreOpen  = redis.NewScript(restoreOpenSource)
+	restoreClose = redis.NewScript(restoreCloseSource)
+)
+
+// RestoreBatch is the most field/value pairs one HSET of Restore carries,
+// and restorePipeline how many such HSETs go in one round trip.
+const (
+	RestoreBatch    = 1000
+	restorePipeline = 64
+)
 
 // ErrNotEmpty reports a restore into a store that holds a position.
 var ErrNotEmpty = errors.New("aggregate is not empty")
 
-// Restore writes d into an empty store in one atomic step. It returns
-// ErrNotEmpty, and changes nothing, when the store already has a stream
-// mark: a restore never overwrites state.
+// Restore writes d into an empty store. It returns ErrNotEmpty, and
+// changes nothing, when the store already has a mark hash: a restore never
+// overwrites state.
+//
+// An aggregate of millions of fields does not go in one command: that
+// would block Redis and trip the client's timeouts. Restore opens with a
+// guard field (value 0) in the mark hash, only if there is none, writes the
+// metadata, series and rejection hashes in pipelined HSETs of RestoreBatch
+// pairs, then, in one script and only if its guard is still there and no
+// stream mark, writes the marks and deletes the guard. Until then the
+// aggregate reads as torn (Marks.Torn), so one whose restore stopped half
+// way (an error, a crash, a Redis restart) is reset and restored again by
+// the next session, and none is read as a version meanwhile. A restore
+// whose guard went (the store was reset or written during it) returns
+// ErrConflict (wrapped).
 func (s *Store) Restore(ctx context.Context, d *Dump) error {
-	args := make([]any, 0, 5+2*(len(d.Marks)+len(d.Meta)+len(d.Series)+len(d.Rejected)))
-	args = append(args, nonce())
-	for _, h := range []map[string]string{d.Marks, d.Meta, d.Series, d.Rejected} {
-		args = append(args, len(h))
-		for k, v := range h {
-			args = append(args, k, v)
-		}
-	}
-	ok, err := restoreScript.Run(ctx, s.rdb, []string{s.keys.mark, s.keys.meta, s.keys.series, s.keys.rejected}, args...).Int()
+	guard := guardFieldPrefix + nonce()
+	ok, err := restoreOpen.Run(ctx, s.rdb, []string{s.keys.mark}, guard).Int()
 	if err != nil {
 		return fmt.Errorf("restore aggregate of %s at seq %d: %w", s.node, d.Mark(), err)
 	}
 	if ok != 1 {
 		return fmt.Errorf("restore aggregate of %s at seq %d: %w", s.node, d.Mark(), ErrNotEmpty)
 	}
+	for _, h := range []struct {
+		key    string
+		fields map[string]string
+	}{{s.keys.meta, d.Meta}, {s.keys.series, d.Series}, {s.keys.rejected, d.Rejected}} {
+		if err := s.hsetBatches(ctx, h.key, h.fields); err != nil {
+			return fmt.Errorf("restore aggregate of %s at seq %d (left torn: the next session resets it): %w", s.node, d.Mark(), err)
+		}
+	}
+	args := make([]any, 0, 1+2*len(d.Marks))
+	args = append(args, guard)
+	for k, v := range d.Marks {
+		args = append(args, k, v)
+	}
+	ok, err = restoreClose.Run(ctx, s.rdb, []string{s.keys.mark}, args...).Int()
+	if err != nil {
+		return fmt.Errorf("restore aggregate of %s at seq %d (left torn: the next session resets it): %w", s.node, d.Mark(), err)
+	}
+	if ok != 1 {
+		return fmt.Errorf("restore aggregate of %s at seq %d: %w: the store was reset or written during the restore", s.node, d.Mark(), ErrConflict)
+	}
 	return nil
+}
+
+// hsetBatches writes fields to the hash key in HSETs of RestoreBatch pairs,
+// restorePipeline of them per round trip.
+func (s *Store) hsetBatches(ctx context.Context, key string, fields map[string]string) error {
+	p := s.rdb.Pipeline()
+	pairs := make([]any, 0, 2*min(len(fields), RestoreBatch))
+	flush := func() error {
+		if len(pairs) > 0 {
+			p.HSet(ctx, key, pairs...)
+			pairs = pairs[:0] // HSet copies its arguments
+		}
+		if p.Len() == 0 {
+			return nil
+		}
+		_, err := p.Exec(ctx)
+		return err
+	}
+	for k, v := range fields {
+		pairs = append(pairs, k, v)
+		if len(pairs) == 2*RestoreBatch {
+			p.HSet(ctx, key, pairs...)
+			pairs = pairs[:0]
+			if p.Len() == restorePipeline {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return flush()
 }

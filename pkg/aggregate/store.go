@@ -83,7 +83,7 @@ const (
 )
 
 // guardFieldPrefix starts the guard field an apply (Store.Apply) and a
-// restore (restore.lua) hold while they run.
+// restore (Store.Restore) hold while they run.
 const guardFieldPrefix = "open:"
 
 // torn reports whether the mark hash all holds the guard of an apply or

@@ -39,22 +39,23 @@ func main() {
 }
 
 // figureNames are the figures in the order they run.
-var figureNames = []string{"hotpath", "ingest", "exposition", "snapshot", "memory", "observe", "probes", "volume-api"}
+var figureNames = []string{"hotpath", "ingest", "exposition", "snapshot", "memory", "start", "observe", "probes", "volume-api"}
 
 type config struct {
-	out        string
-	markdown   string
-	figures    []string
-	series     int
-	hot        hotPathConfig
-	expo       expoConfig
-	ingest     ingestConfig
-	observe    observeConfig
-	probes     probesConfig
-	volumeAPI  volumeAPIConfig
-	profileDir string
-	nodeBin    string
-	verbose    bool
+	out                    string
+	markdown               string
+	figures                []string
+	series                 int
+	hot                    hotPathConfig
+	expo                   expoConfig
+	ingest                 ingestConfig
+	observe                observeConfig
+	probes                 probesConfig
+	volumeAPI              volumeAPIConfig
+	profileDir             string
+	nodeBin                string
+	startPlain, startHists int
+	verbose                bool
 }
 
 func parseConfig(args []string, stderr io.Writer) (config, error) {
@@ -89,6 +90,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.volumeAPI.clients, "volume-api.clients", 200, "concurrent clients of the volume-api figure")
 	fs.DurationVar(&cfg.volumeAPI.duration, "volume-api.duration", 5*time.Second, "how long each path of the volume-api figure is measured")
 	fs.DurationVar(&cfg.volumeAPI.backendDelay, "volume-api.backend-delay", 50*time.Millisecond, "how long the volume-api figure's backend takes to answer")
+	fs.IntVar(&cfg.startPlain, "start.series", 1_000_000, "plain series of the start figure")
+	fs.IntVar(&cfg.startHists, "start.histograms", 100_000, "histogram series of 64 buckets of the start figure")
 	fs.StringVar(&cfg.nodeBin, "node.bin", "", "jetmetrics binary the memory figure runs; empty builds one")
 	fs.StringVar(&cfg.profileDir, "profile", "", "write a CPU profile of this process per figure into this directory")
 	fs.BoolVar(&cfg.verbose, "v", false, "log progress and the servers' warnings to stderr")
@@ -205,6 +208,8 @@ func runFigure(ctx context.Context, fig string, cfg config, log zerolog.Logger, 
 		return snapshotFigure(ctx, e, cfg.series, rep)
 	case "memory":
 		return memoryFigure(ctx, e, cfg.series, cfg.nodeBin, rep)
+	case "start":
+		return startFigure(ctx, e, cfg.startPlain, cfg.startHists, cfg.nodeBin, rep)
 	case "observe":
 		return observeFigure(ctx, e, cfg.observe, rep)
 	case "probes":
