@@ -26,13 +26,13 @@ exit codes: 0 the node is ready; 1 it is not ready, or an API failed;
 
 // statusReport is what status shows; --output=json writes it as is.
 type statusReport struct {
-	Node     string          `json:"node"`
-	Ready    bool            `json:"ready"`
-	Readines []string        `json:"readiness"`
-	Nodes    []statusNode    `json:"nodes"`
-	Volumes  []statusVolume  `json:"volumes"`
-	Services []statusService `json:"services"`
-	Errors   []string        `json:"errors,omitempty"`
+	Node      string          `json:"node"`
+	Ready     bool            `json:"ready"`
+	Readiness []string        `json:"readiness"`
+	Nodes     []statusNode    `json:"nodes"`
+	Volumes   []statusVolume  `json:"volumes"`
+	Services  []statusService `json:"services"`
+	Errors    []string        `json:"errors,omitempty"`
 }
 
 type statusNode struct {
@@ -90,7 +90,7 @@ func runStatus(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	rep.Ready = code == http.StatusOK
 	for _, l := range strings.Split(strings.TrimSpace(string(body)), "\n") {
 		if l = strings.TrimSpace(l); l != "" {
-			rep.Readines = append(rep.Readines, l)
+			rep.Readiness = append(rep.Readiness, l)
 		}
 	}
 	var nodes struct{ Nodes []statusNode }
@@ -121,7 +121,11 @@ func runStatus(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	}
 	switch {
 	case !rep.Ready:
-		return fmt.Errorf("node %s at %s is not ready: %s", rep.Node, *base, firstLine(rep.Readines))
+		who := "node"
+		if rep.Node != "" {
+			who += " " + rep.Node
+		}
+		return fmt.Errorf("%s at %s is not ready: %s", who, *base, firstLine(rep.Readiness))
 	case len(rep.Errors) > 0:
 		return errors.New(rep.Errors[0])
 	}
@@ -141,8 +145,8 @@ func writeStatusTable(w io.Writer, rep statusReport) {
 	if !rep.Ready {
 		state = "NOT READY"
 	}
-	fmt.Fprintf(tw, "node %s: %s\n", rep.Node, state)
-	for _, l := range rep.Readines {
+	fmt.Fprintf(tw, "node %s: %s\n", dash(rep.Node), state)
+	for _, l := range rep.Readiness {
 		fmt.Fprintf(tw, "  %s\n", l)
 	}
 	fmt.Fprintf(tw, "\nNODE\tROLE\tUP\tSNAPSHOT AGE\n")
