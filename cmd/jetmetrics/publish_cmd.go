@@ -24,14 +24,14 @@ const publishUsage = `usage: jetmetrics publish [flags] counter NAME VALUE [labe
 
 Publishes one value as a producer of its own (a new producer id each run)
 and exits 0 once JetStream has acknowledged it; the node counts it exactly
-once. A counter adds VALUE (>= 0), a gauge sets this run's series to VALUE,
+once. A counter adds VALUE (>= 0), a gauge sets the series to VALUE,
 a histogram observes VALUE. Flags may also follow the arguments.
 
 example:
   jetmetrics publish --nats.url=nats://127.0.0.1:4222 --node=node-a \
       counter deploys_total 1 service=billing env=prod
 
-exit codes: 0 acknowledged; 1 refused (invalid name, value or label,
+exit codes: 0 acknowledged; 1 refused (invalid name or label, credentials,
 permission denied, delta stream full); 2 usage error; 3 not acknowledged
 within --timeout (NATS unreachable, no stream).
 `

@@ -176,3 +176,26 @@ func TestPublishWithProducerCredential(t *testing.T) {
 		t.Errorf("error shows the password: %v", err)
 	}
 }
+
+// The help of publish and status gives the syntax, an example and the
+// exit codes; the top-level help lists both commands.
+func TestCLIHelp(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"publish", "-h"}, []string{"counter NAME VALUE [label=value ...]", "example:", "jetmetrics publish --nats.url=", "exit codes:", "3 not acknowledged", "--nats.password-file", "JETMETRICS_NODE"}},
+		{[]string{"status", "-h"}, []string{"--web.url", "--output=json", "exit codes:", "1 it is not ready"}},
+		{[]string{"help"}, []string{"publish", "status", "exit codes:"}},
+	} {
+		var stdout bytes.Buffer
+		if err := run(context.Background(), tc.args, &stdout, &bytes.Buffer{}); err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		for _, want := range tc.want {
+			if !strings.Contains(stdout.String(), want) {
+				t.Errorf("%v lacks %q:\n%s", tc.args, want, stdout.String())
+			}
+		}
+	}
+}
