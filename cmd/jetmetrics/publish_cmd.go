@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,7 +16,9 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/jetmetrics/jetmetrics/pkg/natsauth"
+	"github.com/jetmetrics/jetmetrics/pkg/series"
 	"github.com/jetmetrics/jetmetrics/producers"
+	"github.com/jetmetrics/jetmetrics/streams"
 )
 
 const publishUsage = `usage: jetmetrics publish [flags] counter NAME VALUE [label=value ...]
@@ -108,6 +111,15 @@ func parseMetricArgs(rest []string, buckets string) (metricArgs, error) {
 	default:
 		return m, usageError{fmt.Sprintf("unknown metric kind %q: want counter, gauge or histogram", m.kind)}
 	}
+	// Checked before connecting, so a mistake is refused at once; the SDK
+	// checks the rest (label values, limits).
+	switch {
+	case !series.ValidMetricName(m.name):
+		return m, fmt.Errorf("refused: metric name %q: want [a-zA-Z_:][a-zA-Z0-9_:]*", m.name)
+	}
+	if err := streams.CheckReservedName(m.name); err != nil {
+		return m, fmt.Errorf("refused: %w", err)
+	}
 	v, err := strconv.ParseFloat(rest[2], 64)
 	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
 		return m, usageError{fmt.Sprintf("value %q of %s: want a finite number", rest[2], m.name)}
@@ -120,6 +132,12 @@ func parseMetricArgs(rest []string, buckets string) (metricArgs, error) {
 		k, val, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
 			return m, usageError{fmt.Sprintf("label %q: want name=value", kv)}
+		}
+		if !series.ValidLabelName(k) || series.Reserved(k) {
+			return m, fmt.Errorf("refused: label name %q of %s: want [a-zA-Z_][a-zA-Z0-9_]*, not node, le, quantile nor starting with __", k, m.name)
+		}
+		if slices.Contains(m.labelNames, k) {
+			return m, usageError{fmt.Sprintf("label %q given twice", k)}
 		}
 		m.labelNames = append(m.labelNames, k)
 		m.labelVals = append(m.labelVals, val)

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/jetmetrics/jetmetrics/cmd/jetmetrics/node"
+	"github.com/jetmetrics/jetmetrics/streams"
 	"github.com/jetmetrics/jetmetrics/tests/harness"
 )
 
@@ -89,7 +90,10 @@ func TestPublishErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{url, "--node=n1", "counter", "bad-name", "1"}, 1, `refused: `},
+		{[]string{url, "--node=n1", "counter", "bad-name", "1"}, 1, `refused: metric name "bad-name"`},
+		{[]string{"--nats.url=nats://127.0.0.1:1", "--node=n1", "counter", "bad-name", "1"}, 1, `refused: metric name "bad-name"`},
+		{[]string{url, "--node=n1", "counter", "x_total", "1", "__x=1"}, 1, `refused: label name "__x"`},
+		{[]string{url, "--node=n1", "counter", "x_total", "1", "a=1", "a=2"}, 2, `label "a" given twice`},
 		{[]string{url, "--node=n1", "counter", "jetmetrics_x_total", "1"}, 1, "reserved"},
 		{[]string{url, "--node=n1", "counter", "x_total", "-1"}, 2, "a counter only goes up"},
 		{[]string{url, "--node=n1", "counter", "x_total", "one"}, 2, `value "one"`},
@@ -197,5 +201,22 @@ func TestCLIHelp(t *testing.T) {
 				t.Errorf("%v lacks %q:\n%s", tc.args, want, stdout.String())
 			}
 		}
+	}
+}
+
+// Into a full delta stream publish is refused with exit 1 and says the
+// stream is full and what raises it, once --timeout has passed.
+func TestPublishStreamFull(t *testing.T) {
+	rn := harness.StartNode(t, node.Config{Streams: streams.Config{DeltaMaxBytes: 16 << 10}})
+	help := "--help-text=" + strings.Repeat("h", 2000)
+	var err error
+	for i := 0; i < 100; i++ { // bounded: the stream holds about 8 of these
+		err, _ = publishRun(t, "--nats.url="+rn.NATSURL(), "--node=n1", "--timeout=1s", help, "counter", fmt.Sprintf("cli_fill_%d_total", i), "1")
+		if err != nil {
+			break
+		}
+	}
+	if err == nil || !strings.Contains(err.Error(), "refused: the delta stream is full") || !strings.Contains(err.Error(), "--streams.delta-max-bytes") || exitCode(err) != 1 {
+		t.Fatalf("publish into a full stream: error %v (exit %d), want it full, exit 1", err, exitCode(err))
 	}
 }
