@@ -36,6 +36,8 @@ var documentedCommands = []struct {
 	run  func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }{
 	{"node", runNode},
+	{"publish", runPublish},
+	{"status", runStatus},
 }
 
 // envOnly are the variables read without a flag twin: secrets, which a

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -18,32 +19,63 @@ func envName(flagName string) string {
 // parseFlags parses args, then fills every flag not given on the command
 // line from its environment twin. Errors are one line naming the flag.
 func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
-	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			if rec, ok := stdout.(*flagSetRecorder); ok {
-				rec.fs = fs // jetmetrics docs: the flag set, not its help
-				return err
-			}
-			fs.SetOutput(stdout)
-			fmt.Fprintf(stdout, "usage: jetmetrics %s [flags]\n\nflags (each with a JETMETRICS_* environment twin):\n", fs.Name())
-			fs.VisitAll(func(f *flag.Flag) {
-				def := ""
-				if f.DefValue != "" {
-					def = fmt.Sprintf(" (default %q)", f.DefValue)
-				}
-				fmt.Fprintf(stdout, "  --%s  [%s]\n      %s%s\n", f.Name, envName(f.Name), f.Usage, def)
-			})
-			return err
-		}
-		msg := err.Error()
-		if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
-			msg = "unknown flag " + name + " (see -h)"
-		}
-		return usageError{msg}
+	rest, err := parseCommand(fs, args, stdout, fmt.Sprintf("usage: jetmetrics %s [flags]\n", fs.Name()), false)
+	if err != nil {
+		return err
 	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("unexpected argument %q (flags are --name=value)", fs.Arg(0))}
+	if len(rest) > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q (flags are --name=value)", rest[0])}
+	}
+	return nil
+}
+
+// parseCommand is parseFlags for a command that takes arguments too:
+// with positional true, flags may come before, between and after them and
+// the arguments are returned in order ("--" ends the flags). header opens
+// the -h text, before the flag list.
+func parseCommand(fs *flag.FlagSet, args []string, stdout io.Writer, header string, positional bool) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	var rest []string
+	for {
+		// A negative number is an argument (a gauge's value), not a flag.
+		for positional && len(args) > 0 && isNegativeNumber(args[0]) {
+			rest, args = append(rest, args[0]), args[1:]
+		}
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				if rec, ok := stdout.(*flagSetRecorder); ok {
+					rec.fs = fs // jetmetrics docs: the flag set, not its help
+					return nil, err
+				}
+				fs.SetOutput(stdout)
+				fmt.Fprintf(stdout, "%s\nflags (each with a JETMETRICS_* environment twin):\n", header)
+				fs.VisitAll(func(f *flag.Flag) {
+					def := ""
+					if f.DefValue != "" {
+						def = fmt.Sprintf(" (default %q)", f.DefValue)
+					}
+					fmt.Fprintf(stdout, "  --%s  [%s]\n      %s%s\n", f.Name, envName(f.Name), f.Usage, def)
+				})
+				return nil, err
+			}
+			msg := err.Error()
+			if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+				msg = "unknown flag " + name + " (see -h)"
+			}
+			return nil, usageError{msg}
+		}
+		if !positional || fs.NArg() == 0 {
+			rest = append(rest, fs.Args()...)
+			break
+		}
+		// fs.Args follows "--" whole, or starts at the first argument.
+		consumed := len(args) - fs.NArg()
+		if consumed > 0 && args[consumed-1] == "--" {
+			rest = append(rest, fs.Args()...)
+			break
+		}
+		rest = append(rest, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -61,7 +93,12 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 			err = usageError{fmt.Sprintf("invalid value %q for %s (from --%s): %v", v, env, f.Name, serr)}
 		}
 	})
-	return err
+	return rest, err
+}
+
+func isNegativeNumber(s string) bool {
+	_, err := strconv.ParseFloat(s, 64)
+	return err == nil && strings.HasPrefix(s, "-")
 }
 
 // flagError reports a flag whose value parsed but is not acceptable.

@@ -28,10 +28,17 @@ const usage = `usage: jetmetrics <command> [flags]
 commands:
   node      run a node: embedded or external NATS, managed or external Redis,
             the aggregator and the HTTP exposition server
+  publish   publish one counter, gauge or histogram value to a node and
+            wait for its acknowledgement
+  status    the cluster at a glance from one node's HTTP API
   version   print the version
 
 Run "jetmetrics <command> -h" for a command's flags. Every flag has an
 environment twin: --web.listen-address is JETMETRICS_WEB_LISTEN_ADDRESS.
+
+exit codes: 0 success; 1 refused or failed (invalid metric, permission
+denied, delta stream full, node not ready); 2 usage error; 3 timed out
+or unreachable.
 `
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -47,6 +54,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runNode(ctx, args[1:], stdout, stderr)
 	case "docs": // hidden: renders docs/configuration.md's flag tables
 		return runDocs(ctx, args[1:], stdout, stderr)
+	case "publish":
+		return runPublish(ctx, args[1:], stdout, stderr)
+	case "status":
+		return runStatus(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "jetmetrics", version)
 		return nil
@@ -71,9 +82,27 @@ type reportedError struct{ err error }
 func (e reportedError) Error() string { return e.err.Error() }
 func (e reportedError) Unwrap() error { return e.err }
 
+// codedError carries an exit code other than 1 or 2: publish's and
+// status's 3 for a node or NATS not reached in time.
+type codedError struct {
+	code int
+	err  error
+}
+
+func (e codedError) Error() string { return e.err.Error() }
+func (e codedError) Unwrap() error { return e.err }
+
+// Exit codes: 0 success, 1 refused or failed, 2 usage, 3 timed out or
+// unreachable (publish and status).
+const exitUnreachable = 3
+
 func exitCode(err error) int {
 	if errors.As(err, new(usageError)) {
 		return 2
+	}
+	var ce codedError
+	if errors.As(err, &ce) {
+		return ce.code
 	}
 	return 1
 }
