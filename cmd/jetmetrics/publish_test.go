@@ -17,13 +17,13 @@ import (
 	"github.com/jetmetrics/jetmetrics/tests/harness"
 )
 
-// publishRun runs "jetmetrics publish args..." and returns its error and
-// stdout.
-func publishRun(t *testing.T, args ...string) (error, string) {
+// publishRun runs "jetmetrics publish args..." and returns its stdout and
+// error.
+func publishRun(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	err := run(context.Background(), append([]string{"publish"}, args...), &stdout, &stderr)
-	return err, stdout.String()
+	return stdout.String(), err
 }
 
 // wantSamples waits until /metrics of url holds want, then checks that it
@@ -57,7 +57,7 @@ func wantSamples(t *testing.T, url string, want map[string]float64) {
 func TestPublishCountsOnce(t *testing.T) {
 	rn := harness.StartNode(t, node.Config{})
 	for range 2 {
-		err, out := publishRun(t, "--nats.url="+rn.NATSURL(), "--node=n1", "counter", "cli_deploys_total", "2.5", "service=billing", "--timeout=20s")
+		out, err := publishRun(t, "--nats.url="+rn.NATSURL(), "--node=n1", "counter", "cli_deploys_total", "2.5", "service=billing", "--timeout=20s")
 		if err != nil {
 			t.Fatalf("publish: %v", err)
 		}
@@ -65,10 +65,10 @@ func TestPublishCountsOnce(t *testing.T) {
 			t.Errorf("stdout = %q", out)
 		}
 	}
-	if err, _ := publishRun(t, "--nats.url="+rn.NATSURL(), "--node=n1", "histogram", "cli_seconds", "0.7", "--buckets=0.5,1"); err != nil {
+	if _, err := publishRun(t, "--nats.url="+rn.NATSURL(), "--node=n1", "histogram", "cli_seconds", "0.7", "--buckets=0.5,1"); err != nil {
 		t.Fatalf("publish histogram: %v", err)
 	}
-	if err, _ := publishRun(t, "--nats.url="+rn.NATSURL(), "--node=n1", "gauge", "cli_temperature", "-4"); err != nil {
+	if _, err := publishRun(t, "--nats.url="+rn.NATSURL(), "--node=n1", "gauge", "cli_temperature", "-4"); err != nil {
 		t.Fatalf("publish gauge: %v", err)
 	}
 	wantSamples(t, rn.URL, map[string]float64{
@@ -106,7 +106,7 @@ func TestPublishErrors(t *testing.T) {
 		{[]string{"--nats.url=nats://127.0.0.1:1", "--node=n1", "--timeout=300ms", "counter", "x_total", "1"}, 3, "not reached within --timeout=300ms"},
 	} {
 		t.Run(strings.Join(tc.args[1:], " "), func(t *testing.T) {
-			err, _ := publishRun(t, tc.args...)
+			_, err := publishRun(t, tc.args...)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error = %v, want one with %q", err, tc.want)
 			}
@@ -154,13 +154,13 @@ func TestPublishWithProducerCredential(t *testing.T) {
 		t.Fatal(err)
 	}
 	creds := []string{"--nats.url=" + rn.NATSURL(), "--nats.user=billing", "--nats.password-file=" + pwFile, "--name=billing"}
-	if err, _ := publishRun(t, append(creds, "--node=n1", "counter", "billing_invoices_total", "3")...); err != nil {
+	if _, err := publishRun(t, append(creds, "--node=n1", "counter", "billing_invoices_total", "3")...); err != nil {
 		t.Fatalf("publish with the producer credential: %v", err)
 	}
 	wantSamples(t, rn.URL, map[string]float64{"billing_invoices_total": 3})
 
 	start := time.Now()
-	err, _ := publishRun(t, append(creds, "--node=n2", "--timeout=20s", "counter", "billing_invoices_total", "1")...)
+	_, err := publishRun(t, append(creds, "--node=n2", "--timeout=20s", "counter", "billing_invoices_total", "1")...)
 	if err == nil || !strings.Contains(err.Error(), "refused: NATS denies this credential publishing to node n2") || exitCode(err) != 1 {
 		t.Fatalf("publish to an unauthorised node: error %v (exit %d), want refused, exit 1", err, exitCode(err))
 	}
@@ -172,7 +172,7 @@ func TestPublishWithProducerCredential(t *testing.T) {
 	if err := os.WriteFile(wrong, []byte("Wr0ng-secret"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err, _ = publishRun(t, "--nats.url="+rn.NATSURL(), "--nats.user=billing", "--nats.password-file="+wrong, "--name=billing", "--node=n1", "counter", "x_total", "1")
+	_, err = publishRun(t, "--nats.url="+rn.NATSURL(), "--nats.user=billing", "--nats.password-file="+wrong, "--name=billing", "--node=n1", "counter", "x_total", "1")
 	if err == nil || !strings.Contains(err.Error(), "rejects the credentials") || exitCode(err) != 1 {
 		t.Fatalf("wrong password: error %v (exit %d), want rejected credentials, exit 1", err, exitCode(err))
 	}
@@ -211,7 +211,7 @@ func TestPublishStreamFull(t *testing.T) {
 	help := "--help-text=" + strings.Repeat("h", 2000)
 	var err error
 	for i := 0; i < 100; i++ { // bounded: the stream holds about 8 of these
-		err, _ = publishRun(t, "--nats.url="+rn.NATSURL(), "--node=n1", "--timeout=1s", help, "counter", fmt.Sprintf("cli_fill_%d_total", i), "1")
+		_, err = publishRun(t, "--nats.url="+rn.NATSURL(), "--node=n1", "--timeout=1s", help, "counter", fmt.Sprintf("cli_fill_%d_total", i), "1")
 		if err != nil {
 			break
 		}
