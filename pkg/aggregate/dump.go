@@ -175,28 +175,53 @@ const dumpAttempts = 5
 // the largest aggregate the caps allow needs.
 const dumpMaxScans = 1 << 20
 
-// ErrChanging reports an aggregate written during each of Dump's reads.
-var ErrChanging = errors.New("aggregate changed during every read")
-
-// Dump reads the aggregate's hashes as one version. The series hash, which
-// may hold millions of fields, is read in bounded HSCAN calls under WATCH of
-// the mark hash, then the mark, metadata and rejection hashes in one
-// MULTI/EXEC: every writer of the aggregate (an apply, a restore, a reset)
-// writes the mark hash, so the EXEC fails if anything wrote the aggregate
-// during the scan, and the read starts over. After dumpAttempts such reads
-// it returns ErrChanging (wrapped).
+// Dump reads the aggregate's hashes as one version. A series hash of at
+// most DumpScanCount fields is read with the other hashes in one
+// MULTI/EXEC, a call no larger than one HSCAN. A larger one is read in
+// bounded HSCAN calls under WATCH of the mark hash, then the mark, metadata
+// and rejection hashes in one MULTI/EXEC: every writer of the aggregate (an
+// apply, a restore, a reset) writes the mark hash, so the EXEC fails if
+// anything wrote the aggregate during the scan, and the read starts over.
+// After dumpAttempts such reads (an aggregator applying faster than a
+// scan, say) it reads everything in one MULTI/EXEC, which a writer cannot
+// interleave: correct, though one large call.
 func (s *Store) Dump(ctx context.Context) (*Dump, error) {
-	for range dumpAttempts {
-		d, err := s.dumpOnce(ctx)
-		if errors.Is(err, redis.TxFailedErr) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("dump aggregate of %s: %w", s.node, err)
-		}
-		return d, nil
+	n, err := s.rdb.HLen(ctx, s.keys.series).Result()
+	if err != nil {
+		return nil, fmt.Errorf("dump aggregate of %s: %w", s.node, err)
 	}
-	return nil, fmt.Errorf("dump aggregate of %s: %w (%d reads): something keeps writing it; stop other writers of this node's keys", s.node, ErrChanging, dumpAttempts)
+	if n > DumpScanCount {
+		for range dumpAttempts {
+			d, err := s.dumpOnce(ctx)
+			if errors.Is(err, redis.TxFailedErr) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("dump aggregate of %s: %w", s.node, err)
+			}
+			return d, nil
+		}
+	}
+	d, err := s.dumpAtomic(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dump aggregate of %s: %w", s.node, err)
+	}
+	return d, nil
+}
+
+// dumpAtomic reads the four hashes in one MULTI/EXEC.
+func (s *Store) dumpAtomic(ctx context.Context) (*Dump, error) {
+	var cmds [4]*redis.MapStringStringCmd
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range []string{s.keys.mark, s.keys.meta, s.keys.series, s.keys.rejected} {
+			cmds[i] = p.HGetAll(ctx, k)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Dump{Node: s.node, Marks: cmds[0].Val(), Meta: cmds[1].Val(), Series: cmds[2].Val(), Rejected: cmds[3].Val()}, nil
 }
 
 func (s *Store) dumpOnce(ctx context.Context) (*Dump, error) {
