@@ -171,6 +171,12 @@ func (p *Publisher) Run(ctx context.Context) error {
 func (p *Publisher) Publish(ctx context.Context) error {
 	now := time.Now()
 	msg, mark, fields, err := p.snapshot(ctx, now)
+	if errors.Is(err, aggregate.ErrTorn) {
+		// Being restored or rebuilt: not a failure, and nothing to show
+		// yet; peers keep the last snapshot until its TTL.
+		p.log.Debug().Err(err).Msg("snapshot skipped: the aggregate is being restored or rebuilt")
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -316,9 +322,10 @@ func (p *Publisher) snapshot(ctx context.Context, now time.Time) (msg *nats.Msg,
 		return nil, 0, 0, err
 	}
 	if d.Torn() {
-		// Neither peers nor a later restore may see it; the aggregator
-		// rebuilds it from the last good checkpoint.
-		return nil, 0, 0, fmt.Errorf("aggregate at seq %d is torn (partly loaded by Redis): not published", d.Mark())
+		// Neither peers nor a later restore may see it: a restore in
+		// progress, or one Redis loaded in part, which the aggregator
+		// rebuilds from the last good checkpoint.
+		return nil, 0, 0, fmt.Errorf("aggregate at seq %d: %w", d.Mark(), aggregate.ErrTorn)
 	}
 	msg, err = streams.SnapshotMsg(subject, d, now, p.cfg.TTL)
 	return msg, d.Mark(), len(d.Series), err
