@@ -31,6 +31,8 @@ commands:
   publish   publish one counter, gauge or histogram value to a node and
             wait for its acknowledgement
   status    the cluster at a glance from one node's HTTP API
+  top       a live view of a node's busiest series by rate
+  dlq       dead letters: ls, show, and replay the ones now valid
   version   print the version
 
 Run "jetmetrics <command> -h" for a command's flags. Every flag has an
@@ -58,6 +60,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runPublish(ctx, args[1:], stdout, stderr)
 	case "status":
 		return runStatus(ctx, args[1:], stdout, stderr)
+	case "top":
+		return runTop(ctx, args[1:], stdout, stderr)
+	case "dlq":
+		return runDLQ(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "jetmetrics", version)
 		return nil
