@@ -228,9 +228,9 @@ func writeTopFrame(w io.Writer, base string, at time.Time, dt time.Duration, ser
 	fmt.Fprintf(w, "jetmetrics top  %s  %s  rates over %v  %d series, %d moving\n\n",
 		base, at.Format("15:04:05"), dt.Round(10*time.Millisecond), series, len(rows))
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "RATE/S\tTOTAL\tTYPE\t\n")
+	fmt.Fprintf(tw, "RATE/S\tTOTAL\tTYPE\t  SERIES\n")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", formatRate(r.rate), strconv.FormatFloat(r.total, 'g', 6, 64), r.kind, r.series)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t  %s\n", formatRate(r.rate), strconv.FormatFloat(r.total, 'g', 6, 64), r.kind, r.series)
 	}
 	tw.Flush()
 	if len(rows) == 0 {
