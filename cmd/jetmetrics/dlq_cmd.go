@@ -59,6 +59,13 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 }
 
+// dlqCommand runs "dlq name": for the flags reference (docs_cmd.go).
+func dlqCommand(name string) func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		return runDLQ(ctx, append([]string{name}, args...), stdout, stderr)
+	}
+}
+
 // natsFlags are the connection flags of the commands that read streams.
 type natsFlags struct {
 	url     string

@@ -38,6 +38,10 @@ var documentedCommands = []struct {
 	{"node", runNode},
 	{"publish", runPublish},
 	{"status", runStatus},
+	{"top", runTop},
+	{"dlq ls", dlqCommand("ls")},
+	{"dlq show", dlqCommand("show")},
+	{"dlq replay", dlqCommand("replay")},
 }
 
 // envOnly are the variables read without a flag twin: secrets, which a
