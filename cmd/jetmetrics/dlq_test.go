@@ -268,3 +268,58 @@ func TestDLQAndTopHelp(t *testing.T) {
 		}
 	}
 }
+
+// A letter replayed while its cause stands is rejected again: it comes
+// back as one new letter with the same reason from the replay's producer,
+// the original is kept, and replaying the original again does nothing.
+func TestDLQReplayStillInvalid(t *testing.T) {
+	rn := harness.StartNode(t, node.Config{Name: "n1", MaxSeriesPerMetric: 2})
+	produceRejected(t, rn)
+	nats := "--nats.url=" + rn.NATSURL()
+	var first uint64
+	harness.Eventually(t, 30*time.Second, func() error {
+		out, err := dlqRun(t, "ls", nats, "--output=json", "--reason=cardinality_limit")
+		if err != nil {
+			return err
+		}
+		var l dlqListing
+		if err := json.Unmarshal([]byte(out), &l); err != nil {
+			return err
+		}
+		if l.Matched != 2 {
+			return fmt.Errorf("%d letters, want 2", l.Matched)
+		}
+		first = l.Letters[0].Seq
+		return nil
+	})
+	seq := strconv.FormatUint(first, 10)
+	if out, err := dlqRun(t, "replay", nats, seq); err != nil || !strings.Contains(out, "replayed 1 letters") {
+		t.Fatalf("replay %s: %v\n%s", seq, err, out)
+	}
+	var again *letter
+	harness.Eventually(t, 30*time.Second, func() error {
+		out, err := dlqRun(t, "ls", nats, "--output=json", "--producer="+replayOwner)
+		if err != nil {
+			return err
+		}
+		var l dlqListing
+		if err := json.Unmarshal([]byte(out), &l); err != nil {
+			return err
+		}
+		if l.Matched != 1 {
+			return fmt.Errorf("%d letters from the replay, want 1", l.Matched)
+		}
+		again = l.Letters[0]
+		return nil
+	})
+	if again.Reason != "cardinality_limit" || again.Entries != 3 || !strings.Contains(again.Error, "its limit") {
+		t.Errorf("letter of the replay %+v, want cardinality_limit with 3 entries", again)
+	}
+	if out, err := dlqRun(t, "replay", nats, seq); err != nil || !strings.Contains(out, "replayed 0 letters, skipped 1") {
+		t.Fatalf("replay %s again: %v\n%s", seq, err, out)
+	}
+	out, err := dlqRun(t, "ls", nats, "--reason=cardinality_limit")
+	if err != nil || !strings.Contains(out, "\n3 letters by reason:") {
+		t.Errorf("want the 2 letters and the replay's one: %v\n%s", err, out)
+	}
+}
