@@ -293,7 +293,7 @@ func (r *replayer) replay(ctx context.Context, l *letter) error {
 
 	body := l.data
 	if l.BodyOmitted > 0 {
-		orig, err := originalBody(context.WithoutCancel(ctx), r.js, r.sc, l)
+		orig, err := originalBody(ctx, r.js, r.sc, l)
 		if err != nil {
 			r.fail(l, fmt.Sprintf("not replayable: its body was omitted (%d bytes) and %v", l.BodyOmitted, err))
 			return nil
