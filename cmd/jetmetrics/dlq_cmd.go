@@ -344,6 +344,7 @@ func runDLQList(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	producer := fs.String("producer", "", "only letters of this producer id or producer name")
 	limit := fs.Int("limit", 100, "most letters listed (the newest); the summary counts all")
 	output := fs.String("output", "table", "output format: table or json")
+	commandLineOnly(fs, "reason", "node", "producer", "limit")
 	rest, err := parseCommand(fs, args, stdout, dlqListUsage, false)
 	if err != nil {
 		if err == flag.ErrHelp {

@@ -90,6 +90,7 @@ func runDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	reason := fs.String("reason", "", "replay every letter of this rejection reason")
 	all := fs.Bool("all", false, "replay every letter")
 	dry := fs.Bool("dry-run", false, "say what would be replayed, publish and record nothing")
+	commandLineOnly(fs, "reason", "all", "dry-run")
 	rest, err := parseCommand(fs, args, stdout, dlqReplayUsage, true)
 	if err != nil {
 		if err == flag.ErrHelp {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"strconv"
 	"strings"
@@ -244,6 +245,29 @@ func TestDLQAndTopUsage(t *testing.T) {
 	}
 }
 
+// The flags that choose what a command acts on have no environment twin: a
+// JETMETRICS_ALL left in a shell never replays every letter, and
+// publish's JETMETRICS_NODE never filters a dlq listing.
+func TestSelectionFlagsIgnoreEnvironment(t *testing.T) {
+	t.Setenv("JETMETRICS_ALL", "true")
+	t.Setenv("JETMETRICS_REASON", "oversize")
+	t.Setenv("JETMETRICS_LIMIT", "0")
+	err := run(context.Background(), []string{"dlq", "replay"}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "want letters' SEQ..., or --reason=R, or --all") || exitCode(err) != 2 {
+		t.Fatalf("dlq replay with JETMETRICS_ALL and JETMETRICS_REASON set: %v, want the usage error", err)
+	}
+	// --limit=0 from the environment would be refused by top; it is not read.
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	limit := fs.Int("limit", 20, "")
+	commandLineOnly(fs, "limit")
+	if err := parseFlags(fs, nil, &bytes.Buffer{}); err != nil || *limit != 20 {
+		t.Fatalf("limit = %d (%v), want the default 20 with JETMETRICS_LIMIT=0 set", *limit, err)
+	}
+	if err := parseFlags(fs, []string{"--limit=3"}, &bytes.Buffer{}); err != nil || *limit != 3 {
+		t.Fatalf("limit = %d (%v), want 3 from the command line", *limit, err)
+	}
+}
+
 // Every new command's help gives an example and the exit codes.
 func TestDLQAndTopHelp(t *testing.T) {
 	for _, tc := range []struct {
@@ -251,9 +275,9 @@ func TestDLQAndTopHelp(t *testing.T) {
 		want []string
 	}{
 		{[]string{"dlq", "-h"}, []string{"dlq ls", "dlq show", "dlq replay", "exit codes:"}},
-		{[]string{"dlq", "ls", "-h"}, []string{"example:", "jetmetrics dlq ls --nats.url=", "exit codes:", "--reason", "JETMETRICS_PRODUCER"}},
+		{[]string{"dlq", "ls", "-h"}, []string{"example:", "jetmetrics dlq ls --nats.url=", "exit codes:", "--reason", "--producer  [command line only]", "JETMETRICS_NATS_URL"}},
 		{[]string{"dlq", "show", "-h"}, []string{"example:", "jetmetrics dlq show --nats.url=", "REJECTED", "exit codes:"}},
-		{[]string{"dlq", "replay", "-h"}, []string{"example:", "--dry-run", "exactly", "admin", "exit codes:", "JETMETRICS_ALL"}},
+		{[]string{"dlq", "replay", "-h"}, []string{"example:", "--dry-run", "exactly", "admin", "exit codes:", "--all  [command line only]"}},
 		{[]string{"top", "-h"}, []string{"example:", "jetmetrics top --web.url=", "exit codes:", "--once", "JETMETRICS_INTERVAL"}},
 		{[]string{"help"}, []string{"top", "dlq"}},
 	} {

@@ -136,7 +136,11 @@ func renderFlagsDoc(ctx context.Context) (string, error) {
 		fmt.Fprintf(&b, "\n### `jetmetrics %s`\n\n", c.name)
 		b.WriteString("| flag | environment variable | default | meaning |\n|---|---|---|---|\n")
 		fs.VisitAll(func(f *flag.Flag) {
-			fmt.Fprintf(&b, "| `--%s` | `%s` | %s | %s |\n", f.Name, envName(f.Name), flagDefault(f), cell(f.Usage))
+			env := "command line only"
+			if e := envTwin(f); e != "" {
+				env = "`" + e + "`"
+			}
+			fmt.Fprintf(&b, "| `--%s` | %s | %s | %s |\n", f.Name, env, flagDefault(f), cell(f.Usage))
 		})
 	}
 	b.WriteString("\n### Variables without a flag\n\n")

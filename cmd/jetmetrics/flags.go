@@ -16,6 +16,33 @@ func envName(flagName string) string {
 	return "JETMETRICS_" + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(flagName))
 }
 
+// cliOnly wraps the value of a flag that has no environment twin: one
+// that selects what a command acts on (dlq replay --all, --reason), which a
+// variable left in a shell must never choose.
+type cliOnly struct{ flag.Value }
+
+// IsBoolFlag keeps a wrapped boolean flag usable as --name.
+func (c cliOnly) IsBoolFlag() bool {
+	b, ok := c.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// commandLineOnly takes the environment twins of fs's flags names away.
+func commandLineOnly(fs *flag.FlagSet, names ...string) {
+	for _, name := range names {
+		f := fs.Lookup(name)
+		f.Value = cliOnly{f.Value}
+	}
+}
+
+// envTwin is f's environment variable, or "" for a command-line-only flag.
+func envTwin(f *flag.Flag) string {
+	if _, ok := f.Value.(cliOnly); ok {
+		return ""
+	}
+	return envName(f.Name)
+}
+
 // parseFlags parses args, then fills every flag not given on the command
 // line from its environment twin. Errors are one line naming the flag.
 func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
@@ -48,13 +75,17 @@ func parseCommand(fs *flag.FlagSet, args []string, stdout io.Writer, header stri
 					return nil, err
 				}
 				fs.SetOutput(stdout)
-				fmt.Fprintf(stdout, "%s\nflags (each with a JETMETRICS_* environment twin):\n", header)
+				fmt.Fprintf(stdout, "%s\nflags (each with a JETMETRICS_* environment twin unless marked command line only):\n", header)
 				fs.VisitAll(func(f *flag.Flag) {
 					def := ""
 					if f.DefValue != "" {
 						def = fmt.Sprintf(" (default %q)", f.DefValue)
 					}
-					fmt.Fprintf(stdout, "  --%s  [%s]\n      %s%s\n", f.Name, envName(f.Name), f.Usage, def)
+					env := envTwin(f)
+					if env == "" {
+						env = "command line only"
+					}
+					fmt.Fprintf(stdout, "  --%s  [%s]\n      %s%s\n", f.Name, env, f.Usage, def)
 				})
 				return nil, err
 			}
@@ -81,10 +112,10 @@ func parseCommand(fs *flag.FlagSet, args []string, stdout io.Writer, header stri
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if err != nil || set[f.Name] {
+		env := envTwin(f)
+		if err != nil || set[f.Name] || env == "" {
 			return
 		}
-		env := envName(f.Name)
 		v, ok := os.LookupEnv(env)
 		if !ok {
 			return

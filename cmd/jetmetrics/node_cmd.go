@@ -14,6 +14,7 @@ import (
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+	"golang.org/x/term"
 
 	"github.com/jetmetrics/jetmetrics/cmd/jetmetrics/node"
 	"github.com/jetmetrics/jetmetrics/pkg/config"
@@ -253,6 +254,6 @@ func isTerminal(w io.Writer) bool {
 	if !ok {
 		return false
 	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	// A terminal, not any character device: /dev/null is one too.
+	return term.IsTerminal(int(f.Fd()))
 }

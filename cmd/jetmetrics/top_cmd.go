@@ -45,6 +45,7 @@ func runTop(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	once := fs.Bool("once", false, "print one frame and exit, also on a terminal")
 	self := fs.Bool("self", false, "include the node's own metrics (jetmetrics_*, go_*, process_*, promhttp_*)")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long one scrape may take")
+	commandLineOnly(fs, "limit", "once", "self")
 	rest, err := parseCommand(fs, args, stdout, topUsage, false)
 	if err != nil {
 		if err == flag.ErrHelp {
