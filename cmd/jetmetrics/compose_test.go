@@ -13,7 +13,7 @@ import (
 )
 
 // composeFile is the compose example shipped in deploy/.
-const composeFile = "../../deploy/compose/docker-compose.yml"
+const composeFile = "../../deploy/compose/compose.yaml"
 
 // Every node of the compose example, with its environment and its secrets
 // in place of /run/secrets, passes --check-config: the cluster example

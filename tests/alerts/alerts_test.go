@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/jetmetrics/jetmetrics/cmd/jetmetrics/node"
+	"github.com/jetmetrics/jetmetrics/pkg/config"
 	"github.com/jetmetrics/jetmetrics/tests/harness"
 )
 
@@ -176,10 +179,35 @@ func TestEveryAlertFires(t *testing.T) {
 	ns := harness.NATS(t)
 	rs := harness.RedisTCP(t)
 	reg := prometheus.NewRegistry()
+	// A service node a probes and a volume it observes, each answering
+	// until told to fail.
+	var svcFails, volFails atomic.Bool
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if svcFails.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer svc.Close()
+	perf := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if volFails.Load() {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprint(w, `{"read":{"iops":12}}`)
+	}))
+	defer perf.Close()
 	a := harness.StartNode(t, node.Config{
 		Name: "a", NATSURL: ns.ClientURL(), RedisURL: rs.URL(), Registry: reg,
 		SnapshotInterval: 500 * time.Millisecond, SnapshotTTL: 2 * time.Second,
 		OrphanScanInterval: 500 * time.Millisecond,
+		File: config.File{
+			Observers: config.Observers{
+				Probe:  config.Observer{ObserveInterval: time.Second, ObserveTimeout: 900 * time.Millisecond},
+				Volume: config.Observer{ObserveInterval: time.Second, ObserveTimeout: 900 * time.Millisecond},
+			},
+			Probes:  []config.Probe{{Name: "shop", Kind: config.ProbeHTTP, Target: svc.URL}},
+			Volumes: []config.Volume{{Name: "perf", Backend: config.BackendHTTPJSON, Endpoint: perf.URL, Fields: map[string]string{"iops-read": "read.iops"}}},
+		},
 	})
 	b := harness.StartProcessNode(t, harness.ProcessNodeConfig{Name: "b", ExtraArgs: []string{
 		"--nats.url=" + ns.ClientURL(), "--snapshot.interval=500ms", "--snapshot.ttl=2s",
@@ -196,17 +224,40 @@ func TestEveryAlertFires(t *testing.T) {
 	}
 	r := &rig{t: t, a: a, b: b, reg: reg, js: js}
 
-	// Healthy: a sees b, and has scanned the delta stream.
-	r.waitA("peer b up and a delta scan", func(s map[string]float64) bool {
-		return s[`jetmetrics_peer_up{peer="b"}`] == 1 && s[`jetmetrics_delta_scans_total{result="ok"}`] > 0
+	// Healthy: a sees b, has scanned the delta stream, leads and observes
+	// its volume and service.
+	r.waitA("peer b up, a delta scan, the volume and the service observed", func(s map[string]float64) bool {
+		return s[`jetmetrics_peer_up{peer="b"}`] == 1 && s[`jetmetrics_delta_scans_total{result="ok"}`] > 0 &&
+			s[`jetmetrics_service_up{service="shop"}`] == 1 && s[`jetmetrics_volume_iops_read{volume="perf"}`] == 12 &&
+			s[`jetmetrics_observer_leader{observer="volume",target="perf"}`] == 1 &&
+			s[`jetmetrics_observer_leader{observer="probe",target="shop"}`] == 1
 	})
 	r.scrape("healthy")
 	r.scrape("healthy")
 
 	// A batch with a negative counter delta is dead-lettered.
 	r.publish("jetmetrics.delta.a.bad-1", `{"v":1,"node":"a","producer":"bad-1","seq":1,"metrics":[{"name":"jobs_total","type":"counter","value":-1}]}`)
-	r.waitA("a rejection", func(s map[string]float64) bool { return sum(s, "jetmetrics_rejected_total") > 0 })
-	r.scrape("rejected input", "JetmetricsRejectedInput")
+	r.waitA("a rejection in the DLQ", func(s map[string]float64) bool {
+		return sum(s, "jetmetrics_rejected_total") > 0 && s[`jetmetrics_stream_bytes{stream="JETMETRICS_DLQ"}`] > 0
+	})
+	r.scrape("rejected input", "JetmetricsRejectedInput", "JetmetricsDLQGrowing")
+
+	// The service answers 503.
+	svcFails.Store(true)
+	r.waitA("service down", func(s map[string]float64) bool {
+		v, ok := s[`jetmetrics_service_up{service="shop"}`]
+		return ok && v == 0
+	})
+	r.scrape("probe failing", "JetmetricsProbeFailing")
+
+	// The volume's backend answers 500: a, which leads it, drops its
+	// figures.
+	volFails.Store(true)
+	r.waitA("volume without figures", func(s map[string]float64) bool {
+		_, ok := s[`jetmetrics_volume_metric_last_updated_timestamp_seconds{volume="perf"}`]
+		return !ok && s[`jetmetrics_observer_leader{observer="volume",target="perf"}`] == 1
+	})
+	r.scrape("volume stale", "JetmetricsVolumeStale")
 
 	// Deltas for node "A", which does not exist (node "a" does).
 	r.publish("jetmetrics.delta.A.typo-1", `{"v":1,"node":"A","producer":"typo-1","seq":1,"metrics":[{"name":"jobs_total","type":"counter","value":1}]}`)
@@ -309,6 +360,39 @@ func TestEveryAlertFires(t *testing.T) {
 		return nil
 	})
 	r.scrape("snapshot publish failing", "JetmetricsSnapshotPublishFailing")
+
+	// The leases are taken by a holder Prometheus does not scrape (a node
+	// outside the job, say): a sees itself lose them and follows it.
+	leases, err := js.KeyValue(ctx, "jetmetrics_leases")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, held := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(held)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			for _, key := range []string{"volume.lease.perf", "probe.lease.shop"} {
+				if _, err := leases.Put(ctx, key, []byte("elsewhere")); err != nil {
+					t.Errorf("take lease %s: %v", key, err)
+					return
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	r.waitA("no leader", func(s map[string]float64) bool {
+		return s[`jetmetrics_observer_leader{observer="volume",target="perf"}`] == 0 &&
+			s[`jetmetrics_observer_leader{observer="probe",target="shop"}`] == 0
+	})
+	r.scrape("observer without a leader", "JetmetricsObserverWithoutLeader")
+	close(stop)
+	<-held
 
 	covered := map[string]bool{}
 	for _, rd := range r.rounds {
