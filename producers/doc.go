@@ -50,6 +50,11 @@
 // there. The two service latency families below are the SDK's own and are
 // refused too, except through Latency.
 //
+// A histogram whose buckets come from NativeBuckets (bounds 2^(k/2^schema)
+// for consecutive k) is also exposed as a Prometheus native histogram when
+// a scrape negotiates protobuf, with the same counts; any other layout is
+// exposed as a classic histogram only.
+//
 // # Service latency
 //
 // Latency returns a handle for a process's calls to one other service,
@@ -65,7 +70,8 @@
 // its window and half-life) and publishes each call as a delta, exactly
 // once like every delta: a success's latency in the histogram
 // jetmetrics_service_latency_seconds{service} with the fixed buckets of
-// streams.ServiceLatencyBuckets (0.5 ms to 60 s), and every call in
+// streams.ServiceLatencyBuckets (about 122 µs to 128 s, each bound sqrt 2
+// times the one before: native-histogram buckets), and every call in
 // jetmetrics_service_checks_total{service,result="success"|"failure"}. A
 // failure never enters the histogram or the tracker's latency statistics.
 // Errors are not classified into a label: the error's text stays in the

@@ -30,17 +30,30 @@ const (
 	ResultFailure = "failure"
 )
 
-// serviceLatencyBuckets: from 0.5 ms (a call within a data centre) to one
-// minute (a client's longest timeout), about 2.5× apart. 16 bounds.
+// serviceLatencyBuckets are the native-histogram buckets of schema 1
+// (each bound sqrt 2 times the one before) from 2^-13 s (about 122 µs, a
+// call within a data centre) to 2^7 s (128 s, past a client's longest
+// timeout): 2^(k/2) s for k from -26 to 14, 41 bounds. Being native
+// buckets (pkg/nativehistogram), the family is served as a Prometheus
+// native histogram too when a scrape negotiates protobuf. The values are
+// written out, not computed, because they are part of the wire format:
+// a JSON producer sends these float64 values exactly (docs/wire-format.md).
 var serviceLatencyBuckets = []float64{
-	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-	0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+	0.0001220703125, 0.00017263349150062197, 0.000244140625, 0.00034526698300124393, 0.00048828125, 0.0006905339660024879,
+	0.0009765625, 0.0013810679320049757, 0.001953125, 0.0027621358640099515, 0.00390625, 0.005524271728019903,
+	0.0078125, 0.011048543456039806, 0.015625, 0.02209708691207961, 0.03125, 0.04419417382415922,
+	0.0625, 0.08838834764831845, 0.125, 0.1767766952966369, 0.25, 0.3535533905932738,
+	0.5, 0.7071067811865476, 1, 1.4142135623730951, 2, 2.8284271247461903,
+	4, 5.656854249492381, 8, 11.313708498984761, 16, 22.627416997969522,
+	32, 45.254833995939045, 64, 90.50966799187809, 128,
 }
 
 // ServiceLatencyBuckets returns a copy of the upper bounds of
-// jetmetrics_service_latency_seconds, in seconds, without +Inf: 0.5 ms,
-// 1 ms, 2.5 ms, 5 ms, 10 ms, 25 ms, 50 ms, 100 ms, 250 ms, 500 ms, 1 s,
-// 2.5 s, 5 s, 10 s, 30 s, 60 s.
+// jetmetrics_service_latency_seconds, in seconds, without +Inf: the 41
+// native-histogram buckets of schema 1 from 2^-13 s (about 122 µs) to
+// 2^7 s (128 s), 2^(k/2) for k from -26 to 14, each sqrt 2 (about 1.41)
+// times the one before. Served in protobuf, the family is a Prometheus
+// native histogram too.
 func ServiceLatencyBuckets() []float64 { return slices.Clone(serviceLatencyBuckets) }
 
 // isServiceFamily reports whether name is one of the service latency

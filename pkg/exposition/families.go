@@ -45,8 +45,12 @@ func familyDTO(of *outFamily, nodeLabel bool) *dto.MetricFamily {
 		mf.Help = proto.String(first.Help)
 	}
 	for _, m := range of.members {
+		var native nativeLayout
+		if m.fam.Kind == aggregate.Histogram {
+			native = nativeLayoutOf(m.fam.Buckets)
+		}
 		for j := range m.fam.Series {
-			mf.Metric = append(mf.Metric, metric(m.fam, &m.fam.Series[j], m.state.Node, nodeLabel))
+			mf.Metric = append(mf.Metric, metric(m.fam, &m.fam.Series[j], m.state.Node, nodeLabel, native))
 		}
 	}
 	return mf
@@ -63,7 +67,8 @@ func metricType(k aggregate.Kind) *dto.MetricType {
 	}
 }
 
-func metric(f *aggregate.Family, s *aggregate.Series, node string, nodeLabel bool) *dto.Metric {
+// metric builds one series; native is a histogram family's native layout.
+func metric(f *aggregate.Family, s *aggregate.Series, node string, nodeLabel bool, native nativeLayout) *dto.Metric {
 	m := &dto.Metric{Label: labelPairs(s.Labels, node, nodeLabel)}
 	switch f.Kind {
 	case aggregate.Counter:
@@ -85,6 +90,11 @@ func metric(f *aggregate.Family, s *aggregate.Series, node string, nodeLabel boo
 		}
 		// The +Inf bucket is implied by the count, as client_golang does.
 		h.SampleCount = proto.Uint64(cum)
+		if native.ok {
+			var nb nativeBuckets
+			nb.fill(native, s.Counts, len(f.Buckets))
+			nb.setDTO(h, native)
+		}
 		m.Histogram = h
 	}
 	return m

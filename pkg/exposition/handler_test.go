@@ -48,7 +48,8 @@ func hist(name string, counts []uint64, sum float64, labels ...string) aggregate
 
 // tricky is a node's aggregate with what rendering can get wrong:
 // escapes, special values, labels on both sides of "node", counts past a
-// million, a counter without _total, a histogram without labels.
+// million, a counter without _total, a histogram without labels, a
+// histogram on native buckets.
 func tricky(node string, mark uint64, seed float64) *aggregate.State {
 	return &aggregate.State{
 		Node: node,
@@ -71,6 +72,14 @@ func tricky(node string, mark uint64, seed float64) *aggregate.State {
 				hist("c_seconds", []uint64{0, 0, 0, 0, 0}, 0),
 				hist("c_seconds", []uint64{3, 1_000_000, 0, 2, 7}, 4.5+seed, "op", "read"),
 				hist("c_seconds", []uint64{1, 1, 1, 1, 1}, 1, "a", "x", "op", "write", "zz", "y"),
+			}},
+			// Native buckets of schema 0, served in protobuf as a native
+			// histogram too.
+			{Name: "e_seconds", Meta: aggregate.Meta{Kind: aggregate.Histogram, Help: "Aligned.", Buckets: []float64{0.125, 0.25, 0.5, 1, 2, 4, 8, 16}}, Series: []aggregate.Series{
+				hist("e_seconds", []uint64{0, 0, 0, 0, 0, 0, 0, 0, 0}, 0, "k", "empty"),
+				hist("e_seconds", []uint64{5, 0, 0, 0, 0, 0, 0, 0, 0}, 0.1+seed, "k", "zero"),
+				hist("e_seconds", []uint64{0, 1, 0, 0, 2, 0, 0, 0, 3}, math.Inf(1), "k", "gaps"),
+				hist("e_seconds", []uint64{1, 1, 0, 1, 0, 0, 0, 9, 1_000_000}, 1e9, "k", "dense"),
 			}},
 			{Name: "d_things", Meta: aggregate.Meta{Kind: aggregate.Counter, Help: "No _total suffix."}, Series: []aggregate.Series{
 				scalar("d_things", 2.5+seed, "kind", "a"),

@@ -13,7 +13,6 @@ import (
 
 	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
 	"github.com/jetmetrics/jetmetrics/pkg/exposition"
-	"github.com/jetmetrics/jetmetrics/streams"
 )
 
 // span is a native histogram's bucket span: offset from the end of the
@@ -78,17 +77,21 @@ func nhcbOf(t *testing.T, h *dto.Histogram) nhcb {
 	return out
 }
 
-// A protobuf scrape of a histogram carries exactly what Prometheus needs
-// to store it as a native histogram with custom buckets (NHCB, schema -53,
-// by convert_classic_histograms_to_nhcb): every bucket's count, +Inf's
+// A protobuf scrape of a histogram whose bounds are not native buckets
+// carries exactly what Prometheus needs to store it as a native histogram
+// with custom buckets (NHCB, schema -53, by
+// convert_classic_histograms_to_nhcb): every bucket's count, +Inf's
 // included, the sum and the count. It carries no native-histogram fields:
 // the protobuf exposition format has no field for custom bucket bounds
 // (io.prometheus.client.Histogram of client_model v0.6.3 and of
 // Prometheus' own copy), so a schema -53 histogram in it would be invalid,
 // and a Prometheus scraping native histograms would take it for one and
-// drop its classic series.
+// drop its classic series. (Histograms on native buckets are served as
+// exponential native histograms too: TestProtobufAlignedHistogramIsNative.)
 func TestProtobufHistogramConvertsToNHCB(t *testing.T) {
-	bounds := streams.ServiceLatencyBuckets()
+	// Decimal bounds, not native buckets: the service latency layout
+	// before it moved to native buckets.
+	bounds := []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
 	n := len(bounds)
 	counts := func(set map[int]uint64) []uint64 {
 		c := make([]uint64, n+1)

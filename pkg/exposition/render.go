@@ -106,6 +106,10 @@ type familyRenderer struct {
 	les []string
 	// labels is scratch: one series' labels as written inside braces.
 	labels []byte
+	// native is a histogram's native layout, in protobuf; nb is scratch
+	// for one series' native buckets.
+	native nativeLayout
+	nb     nativeBuckets
 }
 
 func newFamilyRenderer(f format, fam *aggregate.Family, node string) *familyRenderer {
@@ -116,6 +120,9 @@ func newFamilyRenderer(f format, fam *aggregate.Family, node string) *familyRend
 			r.les = append(r.les, string(r.appendFloat(nil, b)))
 		}
 		r.les = append(r.les, "+Inf")
+	}
+	if fam.Kind == aggregate.Histogram && f == formatProto {
+		r.native = nativeLayoutOf(fam.Buckets)
 	}
 	return r
 }
@@ -304,6 +311,9 @@ func (r *familyRenderer) appendProtoMetric(dst []byte, s *aggregate.Series) []by
 	var hist int
 	switch r.fam.Kind {
 	case aggregate.Histogram:
+		if r.native.ok {
+			r.nb.fill(r.native, s.Counts, len(r.fam.Buckets))
+		}
 		hist = r.protoHistogramSize(s)
 		n += 1 + protowire.SizeBytes(hist)
 	default:
@@ -351,6 +361,9 @@ func (r *familyRenderer) appendProtoMetric(dst []byte, s *aggregate.Series) []by
 			dst = protowire.AppendTag(dst, 2, protowire.Fixed64Type)
 			dst = protowire.AppendFixed64(dst, math.Float64bits(ub))
 		}
+		if r.native.ok {
+			dst = r.nb.appendProto(dst, r.native)
+		}
 	}
 	return dst
 }
@@ -382,8 +395,9 @@ func appendProtoLabel(dst []byte, name, value string) []byte {
 	return protowire.AppendString(dst, value)
 }
 
-// protoHistogramSize is the size of a Histogram message: count, sum and
-// one bucket per finite bound (+Inf is implied by the count).
+// protoHistogramSize is the size of a Histogram message: count, sum,
+// one bucket per finite bound (+Inf is implied by the count) and, for an
+// aligned layout, the native-histogram fields of r.nb.
 func (r *familyRenderer) protoHistogramSize(s *aggregate.Series) int {
 	n := 1 + protowire.SizeVarint(histogramCount(r.fam, s)) + 1 + 8
 	var cum uint64
@@ -392,6 +406,9 @@ func (r *familyRenderer) protoHistogramSize(s *aggregate.Series) int {
 			cum += s.Counts[i]
 		}
 		n += 1 + protowire.SizeBytes(protoBucketSize(cum))
+	}
+	if r.native.ok {
+		n += r.nb.protoSize(r.native)
 	}
 	return n
 }

@@ -27,9 +27,10 @@ type latencyLoad struct {
 
 // Multiples of 1/512 s: whole nanoseconds, exact in binary, so every sum
 // is exact whatever the order of addition. They fall in the buckets of
-// 0.0005, 0.0025, 0.025, 0.25, 1 (a bound itself), 2.5 and +Inf.
+// 2^-13 (the lowest), 2^-9, 2^-6, 2^-3, 1 and 2 (bounds themselves: le is
+// inclusive) and +Inf (past 128 s).
 var latencySamples = []time.Duration{
-	0, time.Second / 512, time.Second / 64, time.Second / 8, time.Second, 2 * time.Second, 64 * time.Second,
+	0, time.Second / 512, time.Second / 64, time.Second / 8, time.Second, 2 * time.Second, 256 * time.Second,
 }
 
 // run publishes the load through a producer of the node and closes it.
