@@ -37,12 +37,26 @@ type nodeEntry struct {
 func (n *Node) serveNodes(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	known, err := n.knownPeers(ctx)
+	nodes, err := n.nodeList(ctx, time.Now())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	now := time.Now()
+	w.Header().Set("Content-Type", "application/json")
+	if err := json.NewEncoder(w).Encode(struct {
+		Nodes []nodeEntry `json:"nodes"`
+	}{nodes}); err != nil {
+		n.log.Debug().Err(err).Msg("write nodes")
+	}
+}
+
+// nodeList is every node this node knows at now, itself first: what GET
+// /api/v1/nodes and the status page show.
+func (n *Node) nodeList(ctx context.Context, now time.Time) ([]nodeEntry, error) {
+	known, err := n.knownPeers(ctx)
+	if err != nil {
+		return nil, err
+	}
 	subjects := n.cfg.Streams.Subjects()
 	self := nodeEntry{Name: n.cfg.Name, Role: "self", Up: true, DeltaSubject: subjects.OwnedDelta(n.cfg.Name, "<name>", "<name>-<id>")}
 	if a := n.agg.Load(); a != nil {
@@ -68,12 +82,7 @@ func (n *Node) serveNodes(w http.ResponseWriter, r *http.Request) {
 		}
 		nodes = append(nodes, e)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	if err := json.NewEncoder(w).Encode(struct {
-		Nodes []nodeEntry `json:"nodes"`
-	}{nodes}); err != nil {
-		n.log.Debug().Err(err).Msg("write nodes")
-	}
+	return nodes, nil
 }
 
 // forgetNode serves DELETE /api/v1/nodes/{name}: it publishes a removal of

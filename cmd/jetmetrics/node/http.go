@@ -60,15 +60,7 @@ func (n *Node) routes() http.Handler {
 		}
 		fmt.Fprintf(w, "jetmetrics is ready.\n\n%s", report)
 	})
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprintf(w, `<html><head><title>jetmetrics</title></head><body><h1>jetmetrics node %s</h1>
-<ul><li><a href="/metrics">/metrics</a>: this node's aggregate and the process's own metrics</li>
-<li><a href="/metrics/cluster">/metrics/cluster</a>: every live node, each series with node="…" (?node=, ?name=, ?format=json)</li>
-<li><a href="/api/v1/volumes">/api/v1/volumes</a>: the storage volumes observed, with their last results</li>
-<li><a href="/api/v1/services">/api/v1/services</a>: the services probed, with their latency and up/down</li>
-<li><a href="/-/healthy">/-/healthy</a></li><li><a href="/-/ready">/-/ready</a></li></ul></body></html>`, n.cfg.Name)
-	})
+	n.statusRoutes(mux)
 	return mux
 }
 

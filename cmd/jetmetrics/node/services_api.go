@@ -33,6 +33,9 @@ type serviceEntry struct {
 	Leader string `json:"leader"`
 	// StateError says why the state could not be read or used.
 	StateError string `json:"state_error,omitempty"`
+	// samples are the state's window of recent latencies, oldest first,
+	// for the status page's sparkline; GET .../latency serves them.
+	samples []float64
 }
 
 // serviceLatency is GET /api/v1/services/{name}/latency.
@@ -84,18 +87,31 @@ func (n *Node) serveServices(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	tokens := make([]string, len(s.names))
-	for i, name := range s.names {
+	out, err := s.list(ctx, len(s.names))
+	if err != nil {
+		n.jsonError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	n.writeJSON(w, http.StatusOK, struct {
+		Services []serviceEntry `json:"services"`
+	}{out})
+}
+
+// list is the first limit probed services with their state's summary and
+// leader: what GET /api/v1/services and the status page show.
+func (s *serviceState) list(ctx context.Context, limit int) ([]serviceEntry, error) {
+	names := s.names[:min(limit, len(s.names))]
+	tokens := make([]string, len(names))
+	for i, name := range names {
 		tokens[i], _ = streams.TargetToken(name)
 	}
 	entries, err := s.store.GetMany(ctx, tokens)
 	if err != nil {
-		n.jsonError(w, http.StatusServiceUnavailable, fmt.Sprintf("read the latency states: %v", err))
-		return
+		return nil, fmt.Errorf("read the latency states: %w", err)
 	}
 	leaders := s.leaders()
-	out := make([]serviceEntry, len(s.names))
-	for i, name := range s.names {
+	out := make([]serviceEntry, len(names))
+	for i, name := range names {
 		e := entries[tokens[i]]
 		se := serviceEntry{Service: name, Leader: leaders[name]}
 		if e.Type == "hash" {
@@ -107,13 +123,12 @@ func (n *Node) serveServices(w http.ResponseWriter, r *http.Request) {
 				se.Up, se.MeanSeconds, se.EWMASeconds, se.P99Seconds = up(snap), snap.MeanSeconds, snap.EWMASeconds, snap.P99Seconds
 				se.Successes, se.Failures, se.LastError = snap.Successes, snap.Failures, snap.LastError
 				se.LastCheck, se.LastSuccess, se.Node = timePtr(e.At), timePtr(snap.LastSuccess), e.Node
+				se.samples = snap.SamplesSeconds
 			}
 		}
 		out[i] = se
 	}
-	n.writeJSON(w, http.StatusOK, struct {
-		Services []serviceEntry `json:"services"`
-	}{out})
+	return out, nil
 }
 
 // serveServiceLatency serves GET /api/v1/services/{name}/latency: the

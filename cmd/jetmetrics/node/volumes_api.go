@@ -133,18 +133,27 @@ func (n *Node) serveVolumes(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
+	n.writeJSON(w, http.StatusOK, struct {
+		Volumes []volumeEntry `json:"volumes"`
+	}{s.list(ctx, len(s.vols), time.Now())})
+}
+
+// list is the first limit configured volumes with their backend, leader
+// and last cached result at now: what GET /api/v1/volumes and the status
+// page show.
+func (s *volumeService) list(ctx context.Context, limit int, now time.Time) []volumeEntry {
+	vols := s.vols[:min(limit, len(s.vols))]
 	leaders := map[string]string{}
 	for _, l := range s.leases.Leaders() {
 		leaders[l.Target] = l.Node
 	}
-	tokens := make([]string, len(s.vols))
-	for i, v := range s.vols {
+	tokens := make([]string, len(vols))
+	for i, v := range vols {
 		tokens[i], _ = streams.TargetToken(v.Name)
 	}
 	entries, cacheErr := s.cache.GetMany(ctx, tokens)
-	now := time.Now()
-	out := make([]volumeEntry, len(s.vols))
-	for i, v := range s.vols {
+	out := make([]volumeEntry, len(vols))
+	for i, v := range vols {
 		e := volumeEntry{volumeResult: volumeResult{Volume: v.Name, Backend: v.Backend}, Leader: leaders[v.Name]}
 		if cacheErr != nil {
 			e.CacheError = cacheErr.Error()
@@ -155,9 +164,7 @@ func (n *Node) serveVolumes(w http.ResponseWriter, r *http.Request) {
 		}
 		out[i] = e
 	}
-	n.writeJSON(w, http.StatusOK, struct {
-		Volumes []volumeEntry `json:"volumes"`
-	}{out})
+	return out
 }
 
 // result is the API form of o, served from source at now.

@@ -142,7 +142,10 @@ func (w *webServer) secure(path string, healthyOpen bool, addr net.Addr, log zer
 		return fmt.Errorf("--web.config.file %q: exporter-toolkit left the handler unauthenticated", path)
 	}
 	w.srv.Handler = probe.Handler
-	if probe.TLSConfig != nil {
+	// The toolkit serves TLS only with a GetConfigForClient of its own
+	// (rereading the file per handshake); without TLS it falls back to
+	// plain Serve, which sets up HTTP/2 and with it a TLSConfig too.
+	if probe.TLSConfig != nil && probe.TLSConfig.GetConfigForClient != nil {
 		w.tls = true
 		// Its GetConfigForClient offers h2 in ALPN only when the file
 		// enables HTTP/2; the server sets up its own, with its own limits.
