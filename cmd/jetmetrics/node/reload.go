@@ -226,7 +226,7 @@ func (n *Node) applyReload(ctx context.Context) error {
 		return &ReloadError{Err: swapErr}
 	}
 	n.log.Info().Int("volumes", len(vols)).Int("probes", len(file.Probes)).Int("observers_restarted", len(gens)).
-		Int("max_series", next.MaxSeries).Msg("configuration reloaded")
+		Int("max_series", agg.Limits().MaxSeries).Msg("configuration reloaded")
 	return nil
 }
 
