@@ -8,7 +8,9 @@ import (
 	"io"
 	"log"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
@@ -23,8 +25,62 @@ import (
 )
 
 func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, opts, err := nodeConfig(args, stdout)
+	if err != nil {
+		if err == flag.ErrHelp {
+			return nil
+		}
+		return err
+	}
+	// A reload (SIGHUP, POST /-/reload) builds the configuration again
+	// the same way: the same flags and variables, the file read anew, so
+	// that precedence is decided in one place.
+	cfg.Reload = func() (node.Config, error) {
+		c, _, err := nodeConfig(args, io.Discard)
+		if err != nil {
+			return node.Config{}, err
+		}
+		if err := checkNodeFlags(c); err != nil {
+			return node.Config{}, err
+		}
+		return c, nil
+	}
+	logger, err := newLogger(opts.logLevel, opts.logFormat, stderr)
+	if err != nil {
+		return err
+	}
+	// From here on everything goes through the logger: the node's own
+	// lines, the log package's (net/http and any dependency that uses
+	// it), and the error that ends the run.
+	prevOut, prevFlags := log.Writer(), log.Flags()
+	log.SetFlags(0)
+	log.SetOutput(node.LogWriter(logger.With().Str("component", "log").Logger(), zerolog.WarnLevel))
+	defer func() {
+		log.SetOutput(prevOut)
+		log.SetFlags(prevFlags)
+	}()
+	if err := startNode(ctx, cfg, logger, opts.checkConfig, stdout); err != nil {
+		logger.Error().Err(err).Msg("jetmetrics node stopped")
+		return reportedError{err}
+	}
+	return nil
+}
+
+// nodeOptions are the node command's flags that are not node.Config's.
+type nodeOptions struct {
+	logLevel, logFormat string
+	checkConfig         bool
+}
+
+// nodeConfig parses the node command's flags and their JETMETRICS_*
+// variables, and reads --config.file. Precedence is decided here, once
+// for every key: a flag given on the command line, then its variable,
+// then the file's key of the same meaning (config.File.FlagValues), then
+// the flag's default. -h returns flag.ErrHelp.
+func nodeConfig(args []string, stdout io.Writer) (node.Config, nodeOptions, error) {
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
 	var cfg node.Config
+	var opts nodeOptions
 	fs.StringVar(&cfg.Name, "node.name", node.DefaultName(), "node name, a subject token of [A-Za-z0-9_-]")
 	fs.StringVar(&cfg.DataDir, "data.dir", "./data", "directory for the embedded NATS store and the managed Redis files")
 	fs.BoolVar(&cfg.AdoptDataDir, "data.adopt", false, "start on a --data.dir recorded as another node's, and record it as this node's")
@@ -59,6 +115,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&cfg.RedisConnectTimeout, "redis.connect-timeout", node.DefaultConnectTimeout, "how long a start waits for the Redis of --redis.url to answer before it fails")
 	fs.StringVar(&cfg.WebListen, "web.listen-address", node.DefaultWebListen, "HTTP address for /metrics and the API")
 	fs.StringVar(&cfg.WebConfigFile, "web.config.file", "", "exporter-toolkit web configuration file for TLS, client certificates and basic auth (reread on every request); empty serves plain HTTP")
+	fs.BoolVar(&cfg.WebEnableLifecycle, "web.enable-lifecycle", false, "serve POST /-/reload, which rereads --config.file (SIGHUP does too, always)")
 	fs.BoolVar(&cfg.WebHealthyWithoutAuth, "web.healthy-without-auth", false, "serve /-/healthy without the basic auth of --web.config.file (TLS still applies)")
 	fs.IntVar(&cfg.WebMaxConnections, "web.max-connections", node.DefaultWebMaxConnections, "most HTTP connections open at once; more wait to be accepted")
 	fs.IntVar(&cfg.WebMaxMetricsRequests, "web.max-requests.metrics", node.DefaultWebMaxMetricsRequests, "most /metrics requests served at once; more get 503 with Retry-After")
@@ -85,25 +142,34 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&cfg.OrphanScanInterval, "cluster.orphan-scan-interval", 30*time.Second, "how often the delta stream is scanned for deltas no live node will apply (jetmetrics_orphan_deltas)")
 	fs.BoolVar(&cfg.Demo, "demo", false, "also run a built-in producer publishing demo metrics")
 	fs.DurationVar(&cfg.DemoInterval, "demo.interval", time.Second, "how often the demo producer updates its metrics")
-	logLevel := fs.String("log.level", "info", "log level: debug, info, warn or error")
-	logFormat := fs.String("log.format", "console", "log format: console or json")
-	configFile := fs.String("config.file", "", "YAML file of volumes and observer settings (docs/configuration.md); empty: none")
-	checkConfig := fs.Bool("check-config", false, "validate the flags and --config.file, and exit")
+	fs.StringVar(&opts.logLevel, "log.level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&opts.logFormat, "log.format", "console", "log format: console or json")
+	configFile := fs.String("config.file", "", "YAML file of volumes, probes, observer settings and limits (docs/configuration.md); reread on SIGHUP and POST /-/reload; empty: none")
+	fs.BoolVar(&opts.checkConfig, "check-config", false, "validate the flags and --config.file, and exit")
 	if err := parseFlags(fs, args, stdout); err != nil {
-		if err == flag.ErrHelp {
-			return nil
-		}
-		return err
+		return cfg, opts, err
 	}
 	if *configFile != "" {
 		f, err := config.Load(*configFile)
 		if err != nil {
 			if errors.As(err, new(*config.Error)) {
-				return usageError{err.Error()} // names the file already
+				return cfg, opts, usageError{err.Error()} // names the file already
 			}
-			return usageError{"--config.file: " + err.Error()}
+			return cfg, opts, usageError{"--config.file: " + err.Error()}
 		}
 		cfg.File = f
+		// Flags given on the command line or through their variable are
+		// set already (parseFlags); the file fills the others.
+		given := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		for name, v := range f.FlagValues() {
+			if given[name] {
+				continue
+			}
+			if err := fs.Set(name, v); err != nil {
+				return cfg, opts, usageError{fmt.Sprintf("--config.file %s: invalid value %q for the twin of --%s: %v", *configFile, v, name, err)}
+			}
+		}
 	}
 	// The password's environment variable has no flag: a flag's value is
 	// on the command line, which every user of the machine can read.
@@ -115,25 +181,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			cfg.NATSClusterRoutes = append(cfg.NATSClusterRoutes, r)
 		}
 	}
-	logger, err := newLogger(*logLevel, *logFormat, stderr)
-	if err != nil {
-		return err
-	}
-	// From here on everything goes through the logger: the node's own
-	// lines, the log package's (net/http and any dependency that uses
-	// it), and the error that ends the run.
-	prevOut, prevFlags := log.Writer(), log.Flags()
-	log.SetFlags(0)
-	log.SetOutput(node.LogWriter(logger.With().Str("component", "log").Logger(), zerolog.WarnLevel))
-	defer func() {
-		log.SetOutput(prevOut)
-		log.SetFlags(prevFlags)
-	}()
-	if err := startNode(ctx, cfg, logger, *checkConfig, stdout); err != nil {
-		logger.Error().Err(err).Msg("jetmetrics node stopped")
-		return reportedError{err}
-	}
-	return nil
+	return cfg, opts, nil
 }
 
 // startNode validates cfg and, unless only checking, runs the node.
@@ -158,7 +206,30 @@ func startNode(ctx context.Context, cfg node.Config, logger zerolog.Logger, chec
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	return n.Run(ctx)
+	// SIGHUP rereads --config.file, as POST /-/reload does. Reload
+	// logs the outcome itself and serialises concurrent reloads.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	reloads := make(chan struct{})
+	go func() {
+		defer close(reloads)
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-hup:
+				logger.Info().Msg("SIGHUP: reloading the configuration")
+				_ = n.Reload(runCtx) // logged and counted by Reload
+			}
+		}
+	}()
+	err = n.Run(runCtx)
+	cancel()
+	<-reloads
+	return err
 }
 
 // checkNodeFlags refuses the flag values that node.Config reads as "the

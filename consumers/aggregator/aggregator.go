@@ -31,6 +31,8 @@ type Aggregator struct {
 	sm       *streamMetrics
 
 	ready atomic.Bool
+	// lim are the limits in force (SetLimits).
+	lim atomic.Pointer[Limits]
 	// mark is the aggregate's stream mark (its version); seq the delta
 	// stream sequence it stands for, and inc and base the stream
 	// incarnation and its base (aggregate.Marks), of the current session.
@@ -416,12 +418,13 @@ func (a *Aggregator) read(ctx context.Context, it jetstream.MessagesContext, ite
 
 // decode decodes in's message into in.dec, or says in in.reject why not.
 func (a *Aggregator) decode(in item) item {
-	if len(in.data) > a.cfg.MaxMessageBytes {
+	lim := a.limits()
+	if len(in.data) > lim.MaxMessageBytes {
 		in.reject = &streams.RejectError{Reason: streams.ReasonOversize,
-			Err: fmt.Errorf("batch of %d bytes is over the node's limit of %d", len(in.data), a.cfg.MaxMessageBytes)}
+			Err: fmt.Errorf("batch of %d bytes is over the node's limit of %d", len(in.data), lim.MaxMessageBytes)}
 		return in
 	}
-	dec, err := streams.Decode(in.data, a.cfg.Node, a.cfg.Limits)
+	dec, err := streams.Decode(in.data, a.cfg.Node, lim.Series)
 	switch {
 	case err != nil:
 		var rej *streams.RejectError

@@ -119,7 +119,9 @@ func TestProducerPrunedAndBack(t *testing.T) {
 // it holds keep applying.
 func TestProducerLimit(t *testing.T) {
 	f := newFolder(t)
-	f.a.cfg.MaxProducers = 2
+	lim := f.a.Limits()
+	lim.MaxProducers = 2
+	f.a.SetLimits(lim)
 	ctx := context.Background()
 	steps := []struct {
 		producer string
@@ -158,5 +160,16 @@ func TestProducerLimit(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(f.a.m.producers); got != 2 {
 		t.Errorf("jetmetrics_aggregator_producers = %v, want 2", got)
+	}
+
+	// A raised limit (a reload) takes effect from the next message, with
+	// the aggregator running on.
+	lim.MaxProducers = 3
+	f.a.SetLimits(lim)
+	if letters := f.batchAt(uint64(len(steps)+1), 0, "p5", 1); len(letters) != 0 {
+		t.Fatalf("p5 after raising the limit to 3: %d letters (%v), want none", len(letters), letters[0].rej)
+	}
+	if got := f.a.Limits().MaxProducers; got != 3 {
+		t.Errorf("Limits().MaxProducers = %d, want 3", got)
 	}
 }

@@ -283,11 +283,11 @@ func (st *sessionState) add(a *Aggregator, in item) {
 		st.letters = append(st.letters, deadLetter{in: in, rej: rej})
 		return
 	}
-	if prev == 0 && len(st.marks.Producers) >= a.cfg.MaxProducers {
+	if maxProducers := a.limits().MaxProducers; prev == 0 && len(st.marks.Producers) >= maxProducers {
 		// Its mark would be one more than the node holds: marks travel in
 		// every snapshot, which must stay within the server's payload limit.
 		rej := &streams.RejectError{Reason: streams.ReasonProducerLimit,
-			Err: fmt.Errorf("producer %s: the node holds the marks of %d producers, its limit (--limits.max-producers)", d.Producer, a.cfg.MaxProducers)}
+			Err: fmt.Errorf("producer %s: the node holds the marks of %d producers, its limit (--limits.max-producers)", d.Producer, maxProducers)}
 		st.live.reject(string(rej.Reason))
 		a.m.rejected.Inc()
 		st.letters = append(st.letters, deadLetter{in: in, rej: rej})
@@ -379,13 +379,14 @@ func (st *sessionState) apply(a *Aggregator, e *streams.Entry) *streams.RejectEr
 	}
 	c := st.cellOf(e.Key)
 	if c == nil {
-		if len(st.live.cells) >= a.cfg.MaxSeries {
+		lim := a.limits()
+		if len(st.live.cells) >= lim.MaxSeries {
 			return &streams.RejectError{Reason: streams.ReasonCardinality,
-				Err: fmt.Errorf("series %s: the node holds %d series, its limit", e.Key, a.cfg.MaxSeries)}
+				Err: fmt.Errorf("series %s: the node holds %d series, its limit", e.Key, lim.MaxSeries)}
 		}
-		if st.perMetric[e.Name] >= a.cfg.MaxSeriesPerMetric {
+		if st.perMetric[e.Name] >= lim.MaxSeriesPerMetric {
 			return &streams.RejectError{Reason: streams.ReasonCardinality,
-				Err: fmt.Errorf("series %s: metric %s has %d series, its limit", e.Key, e.Name, a.cfg.MaxSeriesPerMetric)}
+				Err: fmt.Errorf("series %s: metric %s has %d series, its limit", e.Key, e.Name, lim.MaxSeriesPerMetric)}
 		}
 		c = st.live.series(e.Key, e.Name, meta)
 		st.perMetric[c.name]++ // the cell's copy: e's strings go with its message

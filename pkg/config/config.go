@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 )
@@ -18,6 +19,10 @@ type File struct {
 	Volumes []Volume `yaml:"volumes"`
 	// Probes are the services whose latency the probe observer checks.
 	Probes []Probe `yaml:"probes"`
+	// Limits are the node's cardinality and input limits. Each is also a
+	// flag (--limits.<key>); a flag or its JETMETRICS_* variable, when
+	// given, overrides the key (see FlagValues).
+	Limits Limits `yaml:"limits"`
 
 	// src is where Load read the file, for errors to name file and line.
 	src *source
@@ -45,6 +50,44 @@ type Observer struct {
 	// MaxConcurrent bounds the polls running at once on one node
 	// (default 64).
 	MaxConcurrent int `yaml:"max-concurrent"`
+}
+
+// Limits are the keys of the file's limits section, each the twin of the
+// flag --limits.<key>. Zero means "not set here": the flag's value (its
+// default, or what was given) applies.
+type Limits struct {
+	// MaxSeries is the most series a node holds.
+	MaxSeries int `yaml:"max-series" flag:"limits.max-series"`
+	// MaxSeriesPerMetric is the most series one metric holds.
+	MaxSeriesPerMetric int `yaml:"max-series-per-metric" flag:"limits.max-series-per-metric"`
+	// MaxProducers is the most producer ids whose batch marks a node
+	// holds.
+	MaxProducers int `yaml:"max-producers" flag:"limits.max-producers"`
+	// MaxBatchBytes is the largest delta message accepted (at least 1024).
+	MaxBatchBytes int `yaml:"max-batch-bytes" flag:"limits.max-batch-bytes"`
+	// MaxLabels is the most labels a series may have.
+	MaxLabels int `yaml:"max-labels" flag:"limits.max-labels"`
+	// MaxLabelValueBytes is the longest label value in bytes.
+	MaxLabelValueBytes int `yaml:"max-label-value-bytes" flag:"limits.max-label-value-bytes"`
+}
+
+// FlagValues are the values the file gives to keys that are also flags,
+// by flag name, as the flag would parse them: the command sets each one
+// whose flag was given neither on the command line nor through its
+// JETMETRICS_* variable, so that a flag or variable overrides the file
+// and the file overrides the flag's default. Keys the file leaves out are
+// missing.
+func (f File) FlagValues() map[string]string {
+	out := map[string]string{}
+	v := reflect.ValueOf(f.Limits)
+	for i := range v.NumField() {
+		name := v.Type().Field(i).Tag.Get("flag")
+		if name == "" || v.Field(i).IsZero() {
+			continue
+		}
+		out[name] = fmt.Sprint(v.Field(i).Interface())
+	}
+	return out
 }
 
 // Observer defaults.

@@ -157,6 +157,7 @@ var (
 	observerType = reflect.TypeFor[Observer]()
 	volumeType   = reflect.TypeFor[Volume]()
 	probeType    = reflect.TypeFor[Probe]()
+	limitsType   = reflect.TypeFor[Limits]()
 )
 
 // observerDefaults are shown when a file sets an observer setting to 0,
@@ -333,6 +334,9 @@ func (d *decoder) mapping(n *yaml.Node, key string, v reflect.Value) error {
 		}
 		if t == observerType && !isNull(vn) && fv.IsZero() {
 			return d.errorf(vn, path, "0 would mean the default (%s): leave the key out for it, or give more than 0", observerDefaults[k])
+		}
+		if t == limitsType && !isNull(vn) && fv.IsZero() {
+			return d.errorf(vn, path, "0 is no limit this node can keep: leave the key out for the flag's value (--limits.%s), or give more than 0", k)
 		}
 		if t == probeType && k == "timeout" && !isNull(vn) && fv.IsZero() {
 			return d.errorf(vn, path, "0 would mean the default (observers.probe.observe-timeout): leave the key out for it, or give more than 0")

@@ -16,6 +16,10 @@ import (
 // MaxVolumeNameBytes bounds a volume's name.
 const MaxVolumeNameBytes = 255
 
+// minBatchBytes is the smallest limits.max-batch-bytes: a delta batch of
+// one series must fit.
+const minBatchBytes = 1024
+
 // figures are the keys of Volume.Fields: the six figures of a result.
 var figures = []string{
 	"iops-read", "iops-write",
@@ -39,6 +43,9 @@ func (f File) Validate() error {
 	}
 	if err := f.checkObserver("observers.probe", f.Observers.Probe); err != nil {
 		return err
+	}
+	if f.Limits.MaxBatchBytes != 0 && f.Limits.MaxBatchBytes < minBatchBytes {
+		return f.errorf("limits.max-batch-bytes", "%d is under the minimum of %d", f.Limits.MaxBatchBytes, minBatchBytes)
 	}
 	names := map[string]int{}
 	for i, v := range f.Volumes {

@@ -160,7 +160,7 @@ func TestNodeServesVolumes(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, c := range []string{"aggregator: ok", "broadcast: ok", "volume-leases: ok", "volume-observer: ok", "volume-cache: ok", "volume-api: ok"} {
+	for _, c := range []string{"aggregator: ok", "broadcast: ok", "volumes: ok"} {
 		if !strings.Contains(string(body), c+"\n") {
 			t.Errorf("/-/ready does not say %q:\n%s", c, body)
 		}

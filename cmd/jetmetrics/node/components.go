@@ -72,15 +72,11 @@ func (n *Node) components(ctx context.Context, js, admin jetstream.JetStream, rd
 	if n.cfg.Demo {
 		comps = append(comps, component{name: "demo", run: func(ctx context.Context) error { return runDemo(ctx, nc, n.cfg) }})
 	}
-	vols, err := n.volumeComponents(ctx, js, admin, rdb)
+	observers, err := n.observerSlots(ctx, js, admin, rdb, nc)
 	if err != nil {
 		return nil, err
 	}
-	probes, err := n.probeComponents(ctx, js, admin, rdb, nc)
-	if err != nil {
-		return nil, err
-	}
-	return append(append(comps, vols...), probes...), nil
+	return append(comps, observers...), nil
 }
 
 // aggregatorReady: the aggregator consumes and applies this node's deltas,

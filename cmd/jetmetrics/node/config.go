@@ -109,6 +109,9 @@ type Config struct {
 	// client certificates, bcrypt basic auth), read again on every request
 	// and handshake; empty serves plain HTTP to anyone.
 	WebConfigFile string
+	// WebEnableLifecycle serves POST /-/reload; without it the endpoint
+	// answers 403.
+	WebEnableLifecycle bool
 	// WebHealthyWithoutAuth serves /-/healthy without basic auth (TLS and
 	// client certificates still apply: they precede any request).
 	WebHealthyWithoutAuth bool
@@ -154,9 +157,15 @@ type Config struct {
 	// deltas no live node will apply (default 30 s).
 	OrphanScanInterval time.Duration
 
-	// File is the decoded --config.file: volumes and observer settings
-	// (zero: none).
+	// File is the decoded --config.file: volumes, probes, observer
+	// settings and limits (zero: none).
 	File config.File
+	// Reload builds the configuration anew for Node.Reload (SIGHUP, POST
+	// /-/reload): the command rereads --config.file and applies the same
+	// precedence as at start. Of what it returns, the node applies File
+	// and the limits; the rest must not differ. Nil: a reload rereads
+	// nothing and keeps the running configuration.
+	Reload func() (Config, error)
 
 	// Demo also runs a built-in producer publishing demo metrics of every
 	// kind each DemoInterval (default 1 s).

@@ -23,7 +23,7 @@ func (n *Node) routes() http.Handler {
 	for i, r := range streams.Reasons {
 		reasons[i] = string(r)
 	}
-	n.localExpo = mustHandler(exposition.HandlerConfig{Gatherer: n.reg, StateGauges: servedGauges, Reasons: reasons,
+	n.localExpo = mustHandler(exposition.HandlerConfig{Gatherer: prometheus.Gatherers{n.reg, n.observerGatherer()}, StateGauges: servedGauges, Reasons: reasons,
 		EnableOpenMetrics: true, ErrorLog: promLogger{n}})
 	n.clusterExpo = mustHandler(exposition.HandlerConfig{NodeLabel: true, Gatherer: n.clusterVolumeGatherer(), Reasons: reasons, EnableOpenMetrics: true, ErrorLog: promLogger{n}})
 	rejected := n.rejectedRequests()
@@ -44,6 +44,7 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("DELETE /api/v1/nodes/{name}", n.forgetNode)
 	n.volumeRoutes(mux)
 	n.serviceRoutes(mux)
+	mux.HandleFunc("POST /-/reload", n.serveReload)
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "jetmetrics is healthy.")
 	})

@@ -66,10 +66,11 @@ type Node struct {
 	runner  atomic.Pointer[runner]
 	running atomic.Bool
 	// vols are the volumes observed: the configuration file's, or with
-	// Demo and none there, the machine's disks. volumes serves them once
-	// the volume components run; clusterVolumes gathers their gauges for
-	// /metrics/cluster.
-	vols           []config.Volume
+	// Demo and none there, the machine's disks (demoVols). volumes serves
+	// them once the volume components run; clusterVolumes gathers their
+	// gauges for /metrics/cluster.
+	vols           atomic.Pointer[[]config.Volume]
+	demoVols       []config.Volume
 	volumes        atomic.Pointer[volumeService]
 	clusterVolumes atomic.Pointer[prometheus.Registry]
 	// services serves the probed services once the probe components run;
@@ -81,7 +82,11 @@ type Node struct {
 	obsKV jetstream.KeyValue
 	// stall is since when the readiness checks have seen the
 	// aggregator's mark stand still.
-	stall     progress
+	stall progress
+	// reload is the state of configuration reloads (reload.go).
+	reload reloadState
+	// file is the configuration file in force: cfg.File until a reload.
+	file      atomic.Pointer[config.File]
 	started   chan struct{}
 	startOnce sync.Once
 }
@@ -108,13 +113,18 @@ func New(cfg Config) (*Node, error) {
 	if err := reg.Register(newStreamCollector(n)); err != nil {
 		return nil, fmt.Errorf("stream metrics: %w", err)
 	}
-	n.vols = cfg.File.Volumes
-	if cfg.Demo && len(n.vols) == 0 {
+	if cfg.Demo {
 		vols, err := demoVolumes()
 		if err != nil {
 			n.log.Warn().Err(err).Msg("demo: no local volumes")
 		}
-		n.vols = vols
+		n.demoVols = vols
+	}
+	n.file.Store(&cfg.File)
+	vols := n.volumesOf(cfg.File)
+	n.vols.Store(&vols)
+	if err := n.registerReload(); err != nil {
+		return nil, err
 	}
 	return n, nil
 }

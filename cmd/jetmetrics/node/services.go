@@ -14,6 +14,7 @@ import (
 
 	cl "github.com/jetmetrics/jetmetrics/consumers/latency"
 	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
+	"github.com/jetmetrics/jetmetrics/pkg/config"
 	"github.com/jetmetrics/jetmetrics/pkg/latency"
 	"github.com/jetmetrics/jetmetrics/producers"
 	"github.com/jetmetrics/jetmetrics/producers/observer"
@@ -45,17 +46,30 @@ func (s *serviceState) leaders() map[string]string {
 
 // probing reports whether the node probes services: the configuration
 // file has probes, or --demo probes its own.
-func (n *Node) probing() bool { return len(n.cfg.File.Probes) > 0 || n.cfg.Demo }
+func (n *Node) probing() bool { return len(n.currentFile().Probes) > 0 || n.cfg.Demo }
 
-// probeComponents returns the probe components: leases, observer (probing
-// the services this node leads, publishing each result and recording it
-// through the delta pipeline), the latency state writer and the API. It
-// returns none when the node probes nothing.
-func (n *Node) probeComponents(ctx context.Context, js, admin jetstream.JetStream, rdb *redis.Client, nc *nats.Conn) ([]Component, error) {
-	if !n.probing() {
-		return nil, nil
+// probeKey is what a probe generation is built from.
+type probeKey struct {
+	Probes []config.Probe
+	Obs    config.Observer
+}
+
+// probeGen builds a generation of the probe parts for file's probes (or
+// --demo's when it has none): leases, observer (probing the services
+// this node leads, publishing each result and recording it through the
+// delta pipeline) and the latency state writer, with the API's state and
+// the gauges. It is empty when the node probes nothing.
+func (n *Node) probeGen(ctx context.Context, js, admin jetstream.JetStream, rdb *redis.Client, nc *nats.Conn, file config.File) (*obsGen, error) {
+	g := newGen(probeKey{file.Probes, file.Observers.Probe})
+	if len(file.Probes) == 0 && !n.cfg.Demo {
+		g.publish = func() {
+			n.services.Store(nil)
+			n.clusterServices.Store(nil)
+		}
+		return g, nil
 	}
-	obs := n.cfg.File.Observers.Probe.WithDefaults()
+	reg := g.reg
+	obs := file.Observers.Probe.WithDefaults()
 	sc, kv, err := n.provisionObs(ctx, js, admin)
 	if err != nil {
 		return nil, err
@@ -67,8 +81,8 @@ func (n *Node) probeComponents(ctx context.Context, js, admin jetstream.JetStrea
 		timeouts map[string]time.Duration
 		closers  []func()
 	)
-	if len(n.cfg.File.Probes) > 0 {
-		set, err := pp.FromConfig(n.cfg.File.Probes, nc)
+	if len(file.Probes) > 0 {
+		set, err := pp.FromConfig(file.Probes, nc)
 		if err != nil {
 			return nil, fmt.Errorf("--config.file: %w", err)
 		}
@@ -111,19 +125,19 @@ func (n *Node) probeComponents(ctx context.Context, js, admin jetstream.JetStrea
 		recorded[name] = recordingProber{pr, h}
 	}
 
-	poller, err := pp.New(pp.Config{Node: n.cfg.Name, Subjects: sc.Subjects(), Probers: recorded, Timeouts: timeouts}, js, n.reg)
+	poller, err := pp.New(pp.Config{Node: n.cfg.Name, Subjects: sc.Subjects(), Probers: recorded, Timeouts: timeouts}, js, reg)
 	if err != nil {
 		closeAll()
 		return nil, err
 	}
 	names := poller.Targets()
-	leases, err := observer.NewLeases(observer.LeaseConfig{Observer: probeObserver, Node: n.cfg.Name, Targets: names}, kv, log, n.reg)
+	leases, err := observer.NewLeases(observer.LeaseConfig{Observer: probeObserver, Node: n.cfg.Name, Targets: names}, kv, log, reg)
 	if err != nil {
 		closeAll()
 		return nil, err
 	}
 	o, err := observer.New(observer.Config{Name: probeObserver, Node: n.cfg.Name, Targets: names,
-		Interval: obs.ObserveInterval, Timeout: obs.ObserveTimeout, MaxConcurrent: obs.MaxConcurrent}, leases, poller, log, n.reg)
+		Interval: obs.ObserveInterval, Timeout: obs.ObserveTimeout, MaxConcurrent: obs.MaxConcurrent}, leases, poller, log, reg)
 	if err != nil {
 		closeAll()
 		return nil, err
@@ -133,12 +147,12 @@ func (n *Node) probeComponents(ctx context.Context, js, admin jetstream.JetStrea
 		keyPrefix = aggregate.DefaultKeyPrefix
 	}
 	store := cl.NewStore(rdb, keyPrefix)
-	resets, err := latency.NewResets(n.reg, log)
+	resets, err := latency.NewResets(reg, log)
 	if err != nil {
 		closeAll()
 		return nil, err
 	}
-	writer, err := cl.New(cl.Config{Node: n.cfg.Name, Streams: sc, Services: names}, js, store, resets, log, n.reg)
+	writer, err := cl.New(cl.Config{Node: n.cfg.Name, Streams: sc, Services: names}, js, store, resets, log, reg)
 	if err != nil {
 		closeAll()
 		return nil, err
@@ -156,7 +170,7 @@ func (n *Node) probeComponents(ctx context.Context, js, admin jetstream.JetStrea
 		closeAll()
 		return nil, err
 	}
-	if err := n.reg.Register(local); err != nil {
+	if err := reg.Register(local); err != nil {
 		closeAll()
 		return nil, fmt.Errorf("register service latency gauges: %w", err)
 	}
@@ -170,10 +184,21 @@ func (n *Node) probeComponents(ctx context.Context, js, admin jetstream.JetStrea
 		closeAll()
 		return nil, fmt.Errorf("register cluster service latency gauges: %w", err)
 	}
-	n.clusterServices.Store(creg)
+	g.publish = func() {
+		n.services.Store(s)
+		n.clusterServices.Store(creg)
+	}
+	g.discard = func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if cerr := sdk.Close(cctx); cerr != nil {
+			log.Warn().Err(cerr).Msg("probe producer: close")
+		}
+		closeAll()
+	}
 
 	runLeases := func(ctx context.Context) error { return keepLeases(ctx, leases, log) }
-	return []Component{
+	g.parts = []Component{
 		component{name: "probe-leases", run: runLeases, ready: func(context.Context) error {
 			if leases.TTL() == 0 {
 				return errors.New("reading the lease bucket")
@@ -192,17 +217,8 @@ func (n *Node) probeComponents(ctx context.Context, js, admin jetstream.JetStrea
 			return err
 		}},
 		component{name: "latency-state", run: writer.Run, ready: readyFlag(writer.Ready, "not reading the observation stream yet")},
-		component{name: "services-api", run: func(ctx context.Context) error {
-			n.services.Store(s)
-			<-ctx.Done()
-			return nil
-		}, ready: func(context.Context) error {
-			if n.services.Load() == nil {
-				return errors.New("not serving yet")
-			}
-			return nil
-		}},
-	}, nil
+	}
+	return g, nil
 }
 
 // recordingProber records each probe through the SDK's latency handle.

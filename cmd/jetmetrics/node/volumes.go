@@ -61,16 +61,29 @@ type volumeService struct {
 	last map[string]known
 }
 
-// volumeComponents provisions the observation stream and the lease bucket
-// and returns the volume components: leases, observer, cache writer and
-// API. It returns none when no volume is configured.
-// The stream and the bucket are made through admin, the node's admin
-// connection; the components use js, the node's own.
-func (n *Node) volumeComponents(ctx context.Context, js, admin jetstream.JetStream, rdb *redis.Client) ([]Component, error) {
-	if len(n.vols) == 0 {
-		return nil, nil
+// volumeKey is what a volume generation is built from.
+type volumeKey struct {
+	Vols []config.Volume
+	Obs  config.Observer
+}
+
+// volumeGen provisions the observation stream and the lease bucket and
+// builds a generation of the volume parts for vols: leases, observer and
+// cache writer, with the API's state and the gauges. It is empty when vols
+// is. The stream and the bucket are made through admin, the node's admin
+// connection; the parts use js, the node's own.
+func (n *Node) volumeGen(ctx context.Context, js, admin jetstream.JetStream, rdb *redis.Client, vols []config.Volume, obsCfg config.Observer) (*obsGen, error) {
+	g := newGen(volumeKey{vols, obsCfg})
+	if len(vols) == 0 {
+		g.publish = func() {
+			n.volumes.Store(nil)
+			n.clusterVolumes.Store(nil)
+			n.vols.Store(nil)
+		}
+		return g, nil
 	}
-	obs := n.cfg.File.Observers.Volume.WithDefaults()
+	reg := g.reg
+	obs := obsCfg.WithDefaults()
 	sc, kv, err := n.provisionObs(ctx, js, admin)
 	if err != nil {
 		return nil, err
@@ -82,32 +95,32 @@ func (n *Node) volumeComponents(ctx context.Context, js, admin jetstream.JetStre
 		keyPrefix = aggregate.DefaultKeyPrefix
 	}
 	s := &volumeService{
-		node: n.cfg.Name, obs: obs, vols: n.vols, byName: map[string]int{}, backends: map[string]pv.Backend{},
+		node: n.cfg.Name, obs: obs, vols: vols, byName: map[string]int{}, backends: map[string]pv.Backend{},
 		cache: obscache.New(rdb, keyPrefix, volumeObserver), js: js, streams: sc,
 		base: ctx, log: log, last: map[string]known{},
 	}
-	names := make([]string, len(n.vols))
-	for i, v := range n.vols {
+	names := make([]string, len(vols))
+	for i, v := range vols {
 		b, err := backendMakers[v.Backend](v)
 		if err != nil {
 			return nil, fmt.Errorf("--config.file: volumes[%d] (%q): %w", i, v.Name, err)
 		}
 		s.backends[v.Name], s.byName[v.Name], names[i] = b, i, v.Name
 	}
-	poller, err := pv.New(pv.Config{Node: n.cfg.Name, Subjects: sc.Subjects(), Backends: s.backends}, js, n.reg)
+	poller, err := pv.New(pv.Config{Node: n.cfg.Name, Subjects: sc.Subjects(), Backends: s.backends}, js, reg)
 	if err != nil {
 		return nil, err
 	}
-	s.leases, err = observer.NewLeases(observer.LeaseConfig{Observer: volumeObserver, Node: n.cfg.Name, Targets: names}, kv, log, n.reg)
+	s.leases, err = observer.NewLeases(observer.LeaseConfig{Observer: volumeObserver, Node: n.cfg.Name, Targets: names}, kv, log, reg)
 	if err != nil {
 		return nil, err
 	}
 	o, err := observer.New(observer.Config{Name: volumeObserver, Node: n.cfg.Name, Targets: names,
-		Interval: obs.ObserveInterval, Timeout: obs.ObserveTimeout, MaxConcurrent: obs.MaxConcurrent}, s.leases, poller, log, n.reg)
+		Interval: obs.ObserveInterval, Timeout: obs.ObserveTimeout, MaxConcurrent: obs.MaxConcurrent}, s.leases, poller, log, reg)
 	if err != nil {
 		return nil, err
 	}
-	writer, err := volumecache.New(volumecache.Config{Node: n.cfg.Name, Streams: sc, TTL: obs.CacheTTL}, js, s.cache, log, n.reg)
+	writer, err := volumecache.New(volumecache.Config{Node: n.cfg.Name, Streams: sc, TTL: obs.CacheTTL}, js, s.cache, log, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +132,7 @@ func (n *Node) volumeComponents(ctx context.Context, js, admin jetstream.JetStre
 	if err != nil {
 		return nil, err
 	}
-	if err := n.reg.Register(local); err != nil {
+	if err := reg.Register(local); err != nil {
 		return nil, fmt.Errorf("register volume gauges: %w", err)
 	}
 	cluster, err := volumecache.NewClusterCollector(s.cache, names, 0, log)
@@ -130,9 +143,12 @@ func (n *Node) volumeComponents(ctx context.Context, js, admin jetstream.JetStre
 	if err := creg.Register(cluster); err != nil {
 		return nil, fmt.Errorf("register cluster volume gauges: %w", err)
 	}
-	n.clusterVolumes.Store(creg)
-
-	return []Component{
+	g.publish = func() {
+		n.vols.Store(&vols)
+		n.volumes.Store(s)
+		n.clusterVolumes.Store(creg)
+	}
+	g.parts = []Component{
 		component{name: "volume-leases", run: s.runLeases, ready: func(context.Context) error {
 			if s.leases.TTL() == 0 {
 				return errors.New("reading the lease bucket")
@@ -141,17 +157,8 @@ func (n *Node) volumeComponents(ctx context.Context, js, admin jetstream.JetStre
 		}},
 		component{name: "volume-observer", run: o.Run},
 		component{name: "volume-cache", run: writer.Run, ready: readyFlag(writer.Ready, "not reading the observation stream yet")},
-		component{name: "volume-api", run: func(ctx context.Context) error {
-			n.volumes.Store(s)
-			<-ctx.Done()
-			return nil
-		}, ready: func(context.Context) error {
-			if n.volumes.Load() == nil {
-				return errors.New("not serving yet")
-			}
-			return nil
-		}},
-	}, nil
+	}
+	return g, nil
 }
 
 // obsConfig is the observation stream's and the lease bucket's
@@ -159,11 +166,12 @@ func (n *Node) volumeComponents(ctx context.Context, js, admin jetstream.JetStre
 // history of the two, and a lease TTL from the shorter interval of those
 // configured.
 func (n *Node) obsConfig() streams.ObsConfig {
-	vol, probe := n.cfg.File.Observers.Volume.WithDefaults(), n.cfg.File.Observers.Probe.WithDefaults()
+	file := n.currentFile()
+	vol, probe := file.Observers.Volume.WithDefaults(), file.Observers.Probe.WithDefaults()
 	depth, interval := vol.HistoryDepth, vol.ObserveInterval
 	if n.probing() {
 		depth = max(depth, probe.HistoryDepth)
-		if len(n.vols) == 0 {
+		if len(n.volumeList()) == 0 {
 			depth, interval = probe.HistoryDepth, probe.ObserveInterval
 		}
 		interval = min(interval, probe.ObserveInterval)

@@ -90,7 +90,7 @@ func (n *Node) jsonError(w http.ResponseWriter, code int, msg string) {
 // volumeService returns the volume service, or answers 503 (404 when no
 // volume is configured) and nil.
 func (n *Node) volumeService(w http.ResponseWriter, r *http.Request) *volumeService {
-	if len(n.vols) == 0 {
+	if len(n.volumeList()) == 0 {
 		n.jsonError(w, http.StatusNotFound, fmt.Sprintf("volume %q is not configured: no volume is (declare them in --config.file)", r.PathValue("name")))
 		return nil
 	}
@@ -121,7 +121,7 @@ func (n *Node) volumeName(w http.ResponseWriter, r *http.Request, s *volumeServi
 // serveVolumes serves GET /api/v1/volumes: every configured volume with
 // its backend, leader and last cached result.
 func (n *Node) serveVolumes(w http.ResponseWriter, r *http.Request) {
-	if len(n.vols) == 0 {
+	if len(n.volumeList()) == 0 {
 		n.writeJSON(w, http.StatusOK, struct {
 			Volumes []volumeEntry `json:"volumes"`
 		}{[]volumeEntry{}})

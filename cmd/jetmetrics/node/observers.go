@@ -1,0 +1,157 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// observerSlot runs the parts of one observer (volumes or probes) built
+// from one configuration, a generation, and replaces them whole when a
+// reload changes that observer's part of the file: the old parts stop
+// (releasing their leases) and the new ones start. Only that observer
+// restarts; the aggregator and every other component run on.
+type observerSlot struct {
+	name  string
+	first *obsGen
+	gens  chan *obsGen
+	cur   atomic.Pointer[obsGen]
+}
+
+// obsGen is one generation of an observer's parts.
+type obsGen struct {
+	// key is the configuration the generation was built from: a reload
+	// whose key is equal keeps the running generation.
+	key any
+	// parts run together until the generation is replaced.
+	parts []Component
+	// reg holds the parts' metrics, served on /metrics while they run.
+	reg *prometheus.Registry
+	// publish makes the generation's state the API's, before its parts
+	// start; it also clears the previous one's when the generation is
+	// empty.
+	publish func()
+	// discard frees what a generation that never started holds.
+	discard func()
+	started chan struct{}
+}
+
+func newObserverSlot(name string, first *obsGen) *observerSlot {
+	s := &observerSlot{name: name, first: first, gens: make(chan *obsGen)}
+	s.cur.Store(first)
+	return s
+}
+
+func (s *observerSlot) Name() string { return s.name }
+
+// Run runs the first generation, then each one Swap hands over, until ctx
+// ends or a part fails.
+func (s *observerSlot) Run(ctx context.Context) error {
+	g := s.first
+	for g != nil {
+		var err error
+		if g, err = s.runGen(ctx, g); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runGen runs g until ctx ends (it returns nil, nil), one of its parts
+// fails (nil and the error), or the next generation arrives (which it
+// returns once g's parts have stopped).
+func (s *observerSlot) runGen(ctx context.Context, g *obsGen) (*obsGen, error) {
+	gctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(g.parts))
+	var wg sync.WaitGroup
+	if g.publish != nil {
+		g.publish()
+	}
+	s.cur.Store(g)
+	for _, p := range g.parts {
+		wg.Go(func() {
+			if err := p.Run(gctx); err != nil {
+				errc <- fmt.Errorf("%s: %w", p.Name(), err)
+			}
+		})
+	}
+	close(g.started)
+	var next *obsGen
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	case next = <-s.gens:
+	}
+	cancel()
+	wg.Wait()
+	if err == nil {
+		select {
+		case err = <-errc:
+			next = nil
+		default:
+		}
+	}
+	return next, err
+}
+
+// Swap hands g over to Run and waits until g's parts have started (the
+// previous generation's have stopped by then).
+func (s *observerSlot) Swap(ctx context.Context, g *obsGen) error {
+	select {
+	case s.gens <- g:
+	case <-ctx.Done():
+		g.drop()
+		return fmt.Errorf("%s: %w", s.name, ctx.Err())
+	}
+	select {
+	case <-g.started:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w", s.name, ctx.Err())
+	}
+}
+
+// Ready is the running generation's: the first part that is not ready.
+func (s *observerSlot) Ready(ctx context.Context) error {
+	g := s.cur.Load()
+	select {
+	case <-g.started:
+	default:
+		return errors.New("starting")
+	}
+	for _, p := range g.parts {
+		if err := p.Ready(ctx); err != nil {
+			return fmt.Errorf("%s: %w", p.Name(), err)
+		}
+	}
+	return nil
+}
+
+// gather gathers the running generation's metrics.
+func (s *observerSlot) gather() ([]*dto.MetricFamily, error) {
+	if g := s.cur.Load(); g != nil && g.reg != nil {
+		return g.reg.Gather()
+	}
+	return nil, nil
+}
+
+// drop frees an unstarted generation.
+func (g *obsGen) drop() {
+	if g != nil && g.discard != nil {
+		g.discard()
+	}
+}
+
+// newGen is an empty generation of key: no parts, no metrics.
+func newGen(key any) *obsGen {
+	return &obsGen{key: key, reg: prometheus.NewRegistry(), started: make(chan struct{})}
+}
+
+var _ Component = (*observerSlot)(nil)

@@ -1,0 +1,265 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/jetmetrics/jetmetrics/consumers/aggregator"
+	"github.com/jetmetrics/jetmetrics/pkg/config"
+)
+
+// reloadState is what reloads share: the lock that serialises them, the
+// connections new observer generations use, the observers' slots and
+// the metrics Prometheus names the same way for its own reloads.
+type reloadState struct {
+	mu sync.Mutex
+	// Set once by components, read under mu.
+	js, admin      jetstream.JetStream
+	rdb            *redis.Client
+	nc             *nats.Conn
+	volume, probe  *observerSlot
+	success, stamp prometheus.Gauge
+}
+
+// ReloadError is why Reload changed nothing. Refused reports that the
+// configuration was not accepted (a bad file: fix it and reload again);
+// otherwise applying it failed.
+type ReloadError struct {
+	Refused bool
+	Err     error
+}
+
+func (e *ReloadError) Error() string { return e.Err.Error() }
+func (e *ReloadError) Unwrap() error { return e.Err }
+
+func (n *Node) registerReload() error {
+	n.reload.success = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "jetmetrics_config_last_reload_successful",
+		Help: "1 if the last configuration reload (SIGHUP, POST /-/reload) succeeded or none was tried, 0 if it was refused or failed.",
+	})
+	n.reload.stamp = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "jetmetrics_config_last_reload_success_timestamp_seconds",
+		Help: "Unix time of the last successful configuration reload, or of the start.",
+	})
+	n.reload.success.Set(1)
+	n.reload.stamp.SetToCurrentTime()
+	for _, c := range []prometheus.Collector{n.reload.success, n.reload.stamp} {
+		if err := n.reg.Register(c); err != nil {
+			return fmt.Errorf("reload metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// currentFile is the configuration file in force.
+func (n *Node) currentFile() config.File { return *n.file.Load() }
+
+// volumeList is the volumes observed now.
+func (n *Node) volumeList() []config.Volume {
+	if p := n.vols.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// volumesOf are the volumes a node with file observes: the file's, or
+// with --demo and none there, the machine's disks.
+func (n *Node) volumesOf(file config.File) []config.Volume {
+	if len(file.Volumes) == 0 && n.cfg.Demo {
+		return n.demoVols
+	}
+	return file.Volumes
+}
+
+// observerSlots builds the first generation of each observer from the
+// file and returns the components that run them.
+func (n *Node) observerSlots(ctx context.Context, js, admin jetstream.JetStream, rdb *redis.Client, nc *nats.Conn) ([]Component, error) {
+	n.reload.mu.Lock()
+	defer n.reload.mu.Unlock()
+	n.reload.js, n.reload.admin, n.reload.rdb, n.reload.nc = js, admin, rdb, nc
+	file := n.currentFile()
+	vg, err := n.volumeGen(ctx, js, admin, rdb, n.volumesOf(file), file.Observers.Volume)
+	if err != nil {
+		return nil, err
+	}
+	pg, err := n.probeGen(ctx, js, admin, rdb, nc, file)
+	if err != nil {
+		return nil, err
+	}
+	n.reload.volume, n.reload.probe = newObserverSlot("volumes", vg), newObserverSlot("probes", pg)
+	return []Component{n.reload.volume, n.reload.probe}, nil
+}
+
+// observerGatherer gathers the metrics of the observers' running
+// generations, for /metrics.
+func (n *Node) observerGatherer() prometheus.Gatherer {
+	return gathererFunc(func() ([]*dto.MetricFamily, error) {
+		var out []*dto.MetricFamily
+		for _, s := range []*observerSlot{n.reload.volumeSlot(), n.reload.probeSlot()} {
+			if s == nil {
+				continue
+			}
+			mfs, err := s.gather()
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, mfs...)
+		}
+		return out, nil
+	})
+}
+
+func (r *reloadState) volumeSlot() *observerSlot {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.volume
+}
+
+func (r *reloadState) probeSlot() *observerSlot {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.probe
+}
+
+// Reload rereads the configuration (Config.Reload), validates it whole
+// and applies it: volumes, probes and observer settings (an observer
+// whose part of the file changed restarts, alone) and the aggregator's
+// limits (changed in place). A configuration that is not valid is
+// refused and nothing changes. Reloads are serialised. The outcome is
+// logged and kept in jetmetrics_config_last_reload_successful.
+func (n *Node) Reload(ctx context.Context) error {
+	n.reload.mu.Lock()
+	defer n.reload.mu.Unlock()
+	err := n.applyReload(ctx)
+	if err != nil {
+		n.reload.success.Set(0)
+		var re *ReloadError
+		if errors.As(err, &re) && re.Refused {
+			n.log.Error().Err(err).Msg("configuration reload refused: the running configuration stays")
+		} else {
+			n.log.Error().Err(err).Msg("configuration reload failed: the running configuration stays")
+		}
+		return err
+	}
+	n.reload.success.Set(1)
+	n.reload.stamp.SetToCurrentTime()
+	return nil
+}
+
+func (n *Node) applyReload(ctx context.Context) error {
+	agg := n.agg.Load()
+	if !n.running.Load() || n.reload.volume == nil || agg == nil {
+		return &ReloadError{Err: errors.New("the node is still starting: reload once it runs (/-/ready)")}
+	}
+	if n.cfg.Reload == nil {
+		n.log.Info().Msg("configuration reload: no --config.file, nothing to reread")
+		return nil
+	}
+	next, err := n.cfg.Reload()
+	if err == nil {
+		err = next.Validate()
+	}
+	if err != nil {
+		return &ReloadError{Refused: true, Err: err}
+	}
+	next = next.withDefaults()
+
+	// Build every new generation first: applying starts only once
+	// nothing can fail any more, so a failure changes nothing.
+	file, r := next.File, &n.reload
+	var gens []struct {
+		slot *observerSlot
+		gen  *obsGen
+	}
+	drop := func() {
+		for _, g := range gens {
+			g.gen.drop()
+		}
+	}
+	vols := n.volumesOf(file)
+	if key := (volumeKey{vols, file.Observers.Volume}); !reflect.DeepEqual(key, r.volume.cur.Load().key) {
+		g, err := n.volumeGen(n.runCtx(), r.js, r.admin, r.rdb, vols, file.Observers.Volume)
+		if err != nil {
+			return &ReloadError{Err: fmt.Errorf("volumes: %w", err)}
+		}
+		gens = append(gens, struct {
+			slot *observerSlot
+			gen  *obsGen
+		}{r.volume, g})
+	}
+	if key := (probeKey{file.Probes, file.Observers.Probe}); !reflect.DeepEqual(key, r.probe.cur.Load().key) {
+		g, err := n.probeGen(n.runCtx(), r.js, r.admin, r.rdb, r.nc, file)
+		if err != nil {
+			drop()
+			return &ReloadError{Err: fmt.Errorf("probes: %w", err)}
+		}
+		gens = append(gens, struct {
+			slot *observerSlot
+			gen  *obsGen
+		}{r.probe, g})
+	}
+
+	agg.SetLimits(aggregator.Limits{Series: next.Limits, MaxSeries: next.MaxSeries, MaxSeriesPerMetric: next.MaxSeriesPerMetric,
+		MaxProducers: next.MaxProducers, MaxMessageBytes: next.MaxBatchBytes})
+	n.file.Store(&file)
+	var swapErr error
+	for i, g := range gens {
+		if err := g.slot.Swap(ctx, g.gen); err != nil {
+			for _, rest := range gens[i+1:] {
+				rest.gen.drop()
+			}
+			swapErr = errors.Join(swapErr, err)
+			break
+		}
+	}
+	if swapErr != nil {
+		return &ReloadError{Err: swapErr}
+	}
+	n.log.Info().Int("volumes", len(vols)).Int("probes", len(file.Probes)).Int("observers_restarted", len(gens)).
+		Int("max_series", agg.Limits().MaxSeries).Msg("configuration reloaded")
+	return nil
+}
+
+// runCtx is the context the components run in: a new observer
+// generation's live calls and provisioning are bounded by it.
+func (n *Node) runCtx() context.Context {
+	if r := n.runner.Load(); r != nil {
+		return r.ctx
+	}
+	return context.Background()
+}
+
+// serveReload serves POST /-/reload (with --web.enable-lifecycle): 200
+// when the configuration was reloaded, 400 when it was refused, 500 when
+// applying it failed, each with a line of text saying so.
+func (n *Node) serveReload(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if !n.cfg.WebEnableLifecycle {
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprintln(w, "lifecycle APIs are not enabled: start the node with --web.enable-lifecycle, or send it SIGHUP")
+		return
+	}
+	err := n.Reload(r.Context())
+	var re *ReloadError
+	switch {
+	case err == nil:
+		fmt.Fprintln(w, "configuration reloaded")
+		return
+	case errors.As(err, &re) && re.Refused:
+		w.WriteHeader(http.StatusBadRequest)
+	default:
+		w.WriteHeader(http.StatusInternalServerError)
+	}
+	fmt.Fprintf(w, "configuration reload failed, the running configuration stays: %v\n", err)
+}

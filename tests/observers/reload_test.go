@@ -1,0 +1,187 @@
+package observers_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	jmnode "github.com/jetmetrics/jetmetrics/cmd/jetmetrics/node"
+	"github.com/jetmetrics/jetmetrics/pkg/config"
+	"github.com/jetmetrics/jetmetrics/producers"
+	"github.com/jetmetrics/jetmetrics/tests/harness"
+)
+
+// post POSTs to url and returns the status and body.
+func post(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(url, "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// probeServer is a service to probe that counts its requests.
+func probeServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		calls.Add(1)
+		fmt.Fprintln(w, "ok")
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &calls
+}
+
+// A reload through POST /-/reload adds a probe and removes the volume
+// while the aggregator counts on exactly; a bad file is refused whole with
+// its file:line:key, the metric says so and the old targets still run.
+func TestReloadAppliesTheFile(t *testing.T) {
+	arr := newArray(t, 100, 0)
+	svcA, callsA := probeServer(t)
+	svcB, callsB := probeServer(t)
+	path := filepath.Join(t.TempDir(), "jetmetrics.yaml")
+	write := func(content string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	observers := "observers:\n  volume: {observe-interval: 1s, observe-timeout: 500ms}\n  probe: {observe-interval: 1s, observe-timeout: 500ms}\n"
+	probeA := "  - {name: svc-a, kind: http, target: " + svcA.URL + "}\n"
+	write(observers + "volumes:\n  - {name: vol-1, backend: http-json, endpoint: " + arr.srv.URL + ", fields: {iops-read: r}}\nprobes:\n" + probeA)
+	f, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := jmnode.Config{File: f, WebEnableLifecycle: true}
+	cfg.Reload = func() (jmnode.Config, error) {
+		c := cfg
+		c.File, err = config.Load(path)
+		return c, err
+	}
+	rn := harness.StartNode(t, cfg)
+
+	harness.Eventually(t, 20*time.Second, func() error {
+		if arr.calls.Load() == 0 || callsA.Load() == 0 {
+			return fmt.Errorf("volume polled %d times, svc-a %d", arr.calls.Load(), callsA.Load())
+		}
+		return nil
+	})
+
+	// Deltas published before, across and after the reload.
+	p, err := producers.New(producers.Config{Node: rn.Name(), Name: "reload", FlushInterval: 50 * time.Millisecond}, rn.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := p.NewCounter(producers.Opts{Name: "reload_events_total", Help: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Add(5)
+
+	write(observers + "probes:\n" + probeA + "  - {name: svc-b, kind: http, target: " + svcB.URL + "}\n")
+	c.Add(7)
+	if code, body := post(t, rn.URL+"/-/reload"); code != http.StatusOK {
+		t.Fatalf("POST /-/reload: %d %s", code, body)
+	}
+	c.Add(11)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	harness.Eventually(t, 20*time.Second, func() error {
+		var list struct {
+			Services []struct {
+				Service string `json:"service"`
+				Up      *bool  `json:"up"`
+			} `json:"services"`
+		}
+		if code := get(t, rn.URL+"/api/v1/services", &list); code != http.StatusOK {
+			return fmt.Errorf("services: %d", code)
+		}
+		up := map[string]bool{}
+		for _, s := range list.Services {
+			up[s.Service] = s.Up != nil && *s.Up
+		}
+		if !up["svc-a"] || !up["svc-b"] || len(up) != 2 {
+			return fmt.Errorf("services %v, want svc-a and svc-b up", up)
+		}
+		return nil
+	})
+	// The volume is gone from the API, and is not polled any more: while
+	// svc-b is probed three more times, the backend sees no call.
+	var vols struct {
+		Volumes []result `json:"volumes"`
+	}
+	if code := get(t, rn.URL+"/api/v1/volumes", &vols); code != http.StatusOK || len(vols.Volumes) != 0 {
+		t.Fatalf("volumes after the reload: %d %+v, want none", code, vols.Volumes)
+	}
+	polled, probed := arr.calls.Load(), callsB.Load()
+	harness.Eventually(t, 20*time.Second, func() error {
+		if callsB.Load() < probed+3 {
+			return fmt.Errorf("svc-b probed %d times since", callsB.Load()-probed)
+		}
+		return nil
+	})
+	if got := arr.calls.Load(); got != polled {
+		t.Errorf("the removed volume was polled %d more times", got-polled)
+	}
+	// The aggregator counted every delta once, across the reload.
+	harness.Eventually(t, 20*time.Second, func() error {
+		fams, err := harness.Scrape(rn.URL + "/metrics")
+		if err != nil {
+			return err
+		}
+		s := harness.Samples(fams)
+		if got := s["reload_events_total"]; got != 23 {
+			return fmt.Errorf("reload_events_total = %v, want 23", got)
+		}
+		if s["jetmetrics_config_last_reload_successful"] != 1 {
+			return fmt.Errorf("jetmetrics_config_last_reload_successful = %v, want 1", s["jetmetrics_config_last_reload_successful"])
+		}
+		return nil
+	})
+
+	// A bad file is refused whole: 400 naming file:line:key, metric 0,
+	// both probes still run.
+	write(observers + "probes:\n" + probeA + "limits:\n  max-seriess: 10\n")
+	code, body := post(t, rn.URL+"/-/reload")
+	if code != http.StatusBadRequest || !strings.Contains(body, path+":7: limits.max-seriess: unknown key (did you mean max-series?)") {
+		t.Fatalf("POST /-/reload of a bad file: %d %q, want 400 naming %s:7: limits.max-seriess", code, body, path)
+	}
+	fams, err := harness.Scrape(rn.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := harness.Samples(fams)["jetmetrics_config_last_reload_successful"]; got != 0 {
+		t.Errorf("jetmetrics_config_last_reload_successful = %v after a refused reload, want 0", got)
+	}
+	probed = callsB.Load()
+	harness.Eventually(t, 20*time.Second, func() error {
+		if callsB.Load() < probed+2 {
+			return fmt.Errorf("svc-b probed %d times since the refused reload", callsB.Load()-probed)
+		}
+		return nil
+	})
+}
+
+// Without --web.enable-lifecycle POST /-/reload is 403 and names the flag.
+func TestReloadNeedsLifecycleFlag(t *testing.T) {
+	rn := harness.StartNode(t, jmnode.Config{})
+	code, body := post(t, rn.URL+"/-/reload")
+	if code != http.StatusForbidden || !strings.Contains(body, "--web.enable-lifecycle") {
+		t.Fatalf("POST /-/reload: %d %q, want 403 naming --web.enable-lifecycle", code, body)
+	}
+}
