@@ -490,11 +490,45 @@ func (a *Aggregator) deadLetter(ctx context.Context, in item, rej *streams.Rejec
 			err = publish()
 		}
 	}
+	if refused(err) {
+		// The stream cannot take it, and retrying would stall every good
+		// delta behind it until an operator made room. The letter is a
+		// copy: the rejection is counted with the aggregate, and the
+		// original stays in the delta stream at its sequence.
+		a.m.lettersDropped.WithLabelValues(string(rej.Reason)).Inc()
+		a.log.Error().Err(err).Uint64("seq", in.seq).Str("subject", in.subject).Str("reason", string(rej.Reason)).Str("stream", a.cfg.Streams.DeadLetterStream()).
+			Msg("dead-letter stream refused the letter: dropped; the original stays in the delta stream at its seq (docs/operations.md, \"A full dead-letter stream\")")
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("dead-letter seq %d: %w", in.seq, err)
 	}
 	a.log.Warn().Uint64("seq", in.seq).Str("subject", in.subject).Str("reason", string(rej.Reason)).Err(rej.Err).Msg("rejected input dead-lettered")
 	return nil
+}
+
+// JetStream error codes of a message a stream will not store however
+// often it is sent, until its operator changes the stream or the server.
+const (
+	jsStreamStoreFailed     jetstream.ErrorCode = 10077 // at a limit under discard new, or too large to store
+	jsInsufficientResources jetstream.ErrorCode = 10023 // the server's or account's storage is used up
+	jsMessageExceedsMaximum jetstream.ErrorCode = 10054 // over the stream's max message size
+	jsHeaderExceedsMaximum  jetstream.ErrorCode = 10097
+)
+
+// refused reports whether err is the dead-letter stream refusing a letter
+// for good rather than a transient failure (timeout, lost connection, no
+// leader), which the session retries.
+func refused(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode {
+	case jsStreamStoreFailed, jsInsufficientResources, jsMessageExceedsMaximum, jsHeaderExceedsMaximum:
+		return true
+	}
+	return false
 }
 
 // entryList writes the entry indices comma-separated, the first ones only

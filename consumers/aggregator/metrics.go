@@ -26,6 +26,7 @@ type metrics struct {
 	series                                       prometheus.Gauge
 	producers                                    prometheus.Gauge
 	producersPruned                              prometheus.Counter
+	lettersDropped                               *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -92,8 +93,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "jetmetrics_aggregator_producers_pruned_total",
 			Help: "Producer batch marks forgotten because their producer applied nothing for longer than the replay horizon.",
 		}),
+		lettersDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetmetrics_aggregator_dead_letters_dropped_total",
+			Help: "Dead letters the dead-letter stream refused (full under discard new, out of storage, over its message size), by rejection reason: dropped, the rejection still counted and the original still in the delta stream (docs/operations.md, \"A full dead-letter stream\").",
+		}, []string{"reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.messages, m.entries, m.rejectedEntries, m.applies, m.applySeconds, m.groupMessages, m.restarts, m.restores, m.checkpointsRefused, m.tornResets, m.mark, m.pending, m.series, m.producers, m.producersPruned} {
+	for _, c := range []prometheus.Collector{m.messages, m.entries, m.rejectedEntries, m.applies, m.applySeconds, m.groupMessages, m.restarts, m.restores, m.checkpointsRefused, m.tornResets, m.mark, m.pending, m.series, m.producers, m.producersPruned, m.lettersDropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -104,6 +109,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.partlyRejected = m.messages.WithLabelValues("partly_rejected")
 	for _, r := range streams.Reasons {
 		m.rejectedEntries.WithLabelValues(string(r))
+		m.lettersDropped.WithLabelValues(string(r))
 	}
 	return m, nil
 }

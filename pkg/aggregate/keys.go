@@ -3,8 +3,6 @@ package aggregate
 import (
 	"strconv"
 	"strings"
-
-	"github.com/jetmetrics/jetmetrics/pkg/series"
 )
 
 // Field suffixes of a histogram series in the series hash: one field per
@@ -51,43 +49,6 @@ func splitField(field string) (key string, bucket int, hist bool) {
 		}
 	}
 	return field, 0, false
-}
-
-// parseKey is series.ParseKey for State.build. A key without a backslash,
-// whose label values hold no escapes, it parses itself and gives label
-// values that are substrings of the key, where series.ParseKey allocates
-// each; anything else, a malformed key included, goes to series.ParseKey,
-// which defines the result and the error.
-func parseKey(key string, dst []series.Label) (string, []series.Label, error) {
-	brace := strings.IndexByte(key, '{')
-	if brace < 0 {
-		return key, dst, nil
-	}
-	if key[len(key)-1] != '}' || strings.IndexByte(key, '\\') >= 0 {
-		return series.ParseKey(key, dst)
-	}
-	n := len(dst)
-	rest := key[brace+1 : len(key)-1]
-	for len(rest) > 0 {
-		eq := strings.IndexByte(rest, '=')
-		if eq <= 0 || eq+1 >= len(rest) || rest[eq+1] != '"' {
-			return series.ParseKey(key, dst[:n])
-		}
-		name := rest[:eq]
-		rest = rest[eq+2:]
-		q := strings.IndexByte(rest, '"')
-		if q < 0 {
-			return series.ParseKey(key, dst[:n])
-		}
-		dst = append(dst, series.Label{Name: name, Value: rest[:q]})
-		if rest = rest[q+1:]; len(rest) > 0 {
-			if rest[0] != ',' {
-				return series.ParseKey(key, dst[:n])
-			}
-			rest = rest[1:]
-		}
-	}
-	return key[:brace], dst, nil
 }
 
 // keys are the Redis keys of one node's aggregate.

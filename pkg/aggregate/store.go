@@ -439,7 +439,7 @@ func (st *State) build(metas map[string]Meta, fields map[string]string) error {
 		out := Family{Meta: f.meta, Series: make([]Series, len(f.series))}
 		for j, sf := range f.series {
 			var err error
-			out.Name, scratch, err = parseKey(sf.key, scratch[:0])
+			out.Name, scratch, err = series.ParseKey(sf.key, scratch[:0])
 			if err != nil {
 				return err
 			}

@@ -214,7 +214,10 @@ func appendEscaped(dst []byte, s string) []byte {
 var ErrKey = errors.New("malformed series key")
 
 // ParseKey splits a canonical key into its metric name and labels, appending
-// the labels to dst (which may be nil) in key order.
+// the labels to dst (which may be nil) in key order. The name, the label
+// names and every label value without escapes are substrings of key, so
+// labels parsed from a key that is kept cost no bytes beside it; only a
+// value with escapes is a string of its own.
 func ParseKey(key string, dst []Label) (string, []Label, error) {
 	brace := strings.IndexByte(key, '{')
 	if brace < 0 {
@@ -233,6 +236,17 @@ func ParseKey(key string, dst []Label) (string, []Label, error) {
 		}
 		lname := rest[:eq]
 		rest = rest[eq+2:]
+		if q := strings.IndexAny(rest, `"\\`); q >= 0 && rest[q] == '"' {
+			// No escapes: the value is the key's own bytes.
+			dst = append(dst, Label{Name: lname, Value: rest[:q]})
+			if rest = rest[q+1:]; len(rest) > 0 {
+				if rest[0] != ',' {
+					return "", dst, fmt.Errorf("%w %q", ErrKey, key)
+				}
+				rest = rest[1:]
+			}
+			continue
+		}
 		var b strings.Builder
 		closed := false
 		i := 0

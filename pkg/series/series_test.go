@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/jetmetrics/jetmetrics/pkg/series"
 )
@@ -102,4 +103,30 @@ func FuzzKey(f *testing.F) {
 			t.Fatalf("round trip of %q %v gave %q %v", name, labels, gotName, got)
 		}
 	})
+}
+
+// TestParseKeyValuesShareKey checks that labels parsed from a key hold no
+// bytes of their own unless escaped: a held series costs its label bytes
+// once (docs/performance.md, "Memory per series").
+func TestParseKeyValuesShareKey(t *testing.T) {
+	key := series.Key("x", []series.Label{{"a", strings.Repeat("v", 256)}, {"b", `say "hi"`}, {"c", "plain"}})
+	_, labels, err := series.ParseKey(key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	within := func(s string) bool {
+		p, k := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(unsafe.StringData(key)))
+		return p >= k && p+uintptr(len(s)) <= k+uintptr(len(key))
+	}
+	for _, l := range labels {
+		if !within(l.Name) {
+			t.Errorf("label name %q is a copy, not a substring of the key", l.Name)
+		}
+		if escaped := l.Name == "b"; within(l.Value) == escaped {
+			t.Errorf("label %s=%q: substring of the key %v, want %v", l.Name, l.Value, !escaped, escaped)
+		}
+	}
+	if labels[1].Value != `say "hi"` {
+		t.Errorf("escaped value %q, want %q", labels[1].Value, `say "hi"`)
+	}
 }

@@ -322,6 +322,25 @@ func TestEveryAlertFires(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The dead-letter stream refuses letters (full under discard new, as an
+	// external NATS's may be defined): a drops them and goes on applying.
+	dlq, err := js.Stream(ctx, "JETMETRICS_DLQ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	qcfg := dlq.CachedInfo().Config
+	refusing := qcfg
+	refusing.Discard, refusing.MaxBytes = jetstream.DiscardNew, max(1, int64(dlq.CachedInfo().State.Bytes))
+	if _, err := js.UpdateStream(ctx, refusing); err != nil {
+		t.Fatal(err)
+	}
+	r.publish("jetmetrics.delta.a.bad-2", `{"v":1,"node":"a","producer":"bad-2","seq":1,"metrics":[{"name":"jobs_total","type":"counter","value":-1}]}`)
+	r.waitA("a dead letter dropped", func(s map[string]float64) bool { return sum(s, "jetmetrics_aggregator_dead_letters_dropped_total") > 0 })
+	r.scrape("dead letters dropped", "JetmetricsDeadLettersDropped")
+	if _, err := js.UpdateStream(ctx, qcfg); err != nil {
+		t.Fatal(err)
+	}
+
 	// Redis goes away: the aggregator resumes again and again.
 	before := r.counter("jetmetrics_aggregator_resumes_total")
 	if err := rs.Stop(ctx); err != nil {

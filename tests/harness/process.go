@@ -164,6 +164,16 @@ func (p *ProcessNode) signal(sig syscall.Signal) error {
 	}
 }
 
+// Pid is the running process's id, 0 when it is not running.
+func (p *ProcessNode) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // Output is what the process has logged so far.
 func (p *ProcessNode) Output() string {
 	p.mu.Lock()

@@ -254,7 +254,7 @@ func (p *statusPage) view(ctx context.Context, now time.Time) statusView {
 	v.DLQ = p.dlq(ctx)
 
 	switch s := n.volumes.Load(); {
-	case len(n.vols) == 0:
+	case len(n.volumeList()) == 0:
 	case s == nil:
 		v.VolumesErr = "the volume observer is starting"
 	default:
