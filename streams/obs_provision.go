@@ -124,7 +124,7 @@ func ProvisionObs(ctx context.Context, js jetstream.JetStream, c ObsConfig) erro
 		return fmt.Errorf("provision observation stream: %w", err)
 	}
 	sc := c.ObsStreamConfig()
-	if err := provision(ctx, js, sc); err != nil {
+	if err := provision(ctx, js, sc, false); err != nil {
 		return fmt.Errorf("provision stream %s: %w", sc.Name, err)
 	}
 	return nil

@@ -31,6 +31,14 @@ type Config struct {
 	// oldest dead letters go (discard old: they are copies, the deltas
 	// stay in the delta stream) (0 or negative: unlimited).
 	DeadLetterMaxBytes int64
+	// DeltaMaxBytesDerived and DeadLetterMaxBytesDerived say the bounds
+	// are a node's default (derived from its own free space, or unlimited
+	// for want of knowing an external server's disk), not an operator's
+	// choice: they bound a stream this node creates, and a stream that
+	// exists keeps its bound. Nodes with different disks (or one on an
+	// external NATS) then never overwrite each other's or the operator's
+	// bound at each start.
+	DeltaMaxBytesDerived, DeadLetterMaxBytesDerived bool
 	// Duplicates is the broker's deduplication window on Nats-Msg-Id
 	// (default 2 min).
 	Duplicates time.Duration
@@ -158,9 +166,16 @@ func Provision(ctx context.Context, js jetstream.JetStream, c Config) error {
 	if err := c.Validate(); err != nil {
 		return fmt.Errorf("provision streams: %w", err)
 	}
-	for _, sc := range []jetstream.StreamConfig{c.DeltaStreamConfig(), c.DeadLetterStreamConfig(), c.SnapshotStreamConfig()} {
-		if err := provision(ctx, js, sc); err != nil {
-			return fmt.Errorf("provision stream %s: %w", sc.Name, err)
+	for _, p := range []struct {
+		sc        jetstream.StreamConfig
+		keepBound bool
+	}{
+		{c.DeltaStreamConfig(), c.DeltaMaxBytesDerived},
+		{c.DeadLetterStreamConfig(), c.DeadLetterMaxBytesDerived},
+		{c.SnapshotStreamConfig(), false},
+	} {
+		if err := provision(ctx, js, p.sc, p.keepBound); err != nil {
+			return fmt.Errorf("provision stream %s: %w", p.sc.Name, err)
 		}
 	}
 	return nil
@@ -197,13 +212,16 @@ func Gone(err error) bool {
 	return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
-func provision(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig) error {
+func provision(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig, keepBound bool) error {
 	for {
 		s, err := js.Stream(ctx, sc.Name)
 		switch {
 		case err == nil:
 			info := s.CachedInfo()
 			sc.Replicas = info.Config.Replicas
+			if keepBound {
+				sc.MaxBytes = info.Config.MaxBytes
+			}
 			// A bound below what the stream holds would make JetStream
 			// delete the oldest messages at once, acknowledged deltas
 			// included: keep it at least at the stream's size (a bound

@@ -33,12 +33,15 @@ func freeBytes(dir string) (uint64, error) {
 
 // boundStreams sets the streams' byte bounds left at 0 (derive): from
 // the free space of dir for the embedded server, unlimited with a
-// warning for an external NATS, whose disk this node cannot see.
+// warning for an external NATS, whose disk this node cannot see. A derived
+// bound only bounds a stream this node creates: one that exists keeps its
+// own (streams.Config.DeltaMaxBytesDerived).
 func (n *Node) boundStreams(dir string, embedded bool) error {
 	s := &n.cfg.Streams
 	if s.DeltaMaxBytes != 0 && s.DeadLetterMaxBytes != 0 {
 		return nil
 	}
+	s.DeltaMaxBytesDerived, s.DeadLetterMaxBytesDerived = s.DeltaMaxBytes == 0, s.DeadLetterMaxBytes == 0
 	if !embedded {
 		if s.DeltaMaxBytes == 0 {
 			n.log.Warn().Msg("--streams.delta-max-bytes unset with --nats.url: the delta stream is bounded only by the NATS server's limits; set it to what that server's disk can hold")
