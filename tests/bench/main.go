@@ -101,6 +101,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	simSeries := fs.String("sim.series", "10k,100k", "series per simulated peer (S) of the sim figure, comma separated")
 	simQuick := fs.Bool("sim.quick", false, "the sim figure's quick mode: S=10k only and 2 rounds (a few minutes on 2 cores)")
 	fs.IntVar(&cfg.sim.rounds, "sim.rounds", 4, "intervals the sim figure measures per case, after the first full one")
+	fs.IntVar(&cfg.sim.fullEvery, "sim.full-every", 0, "the simulated peers' --snapshot.full-every (0: the default)")
 	fs.DurationVar(&cfg.sim.interval, "sim.interval", 5*time.Second, "the nominal snapshot interval the sim figure reports rates at")
 	fs.StringVar(&cfg.nodeBin, "node.bin", "", "jetmetrics binary the memory figure runs; empty builds one")
 	fs.StringVar(&cfg.profileDir, "profile", "", "write a CPU profile of this process per figure into this directory")

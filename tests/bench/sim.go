@@ -231,7 +231,7 @@ func simCase(ctx context.Context, e *env, cfg simConfig, log zerolog.Logger, bas
 		p := &simPeer{held: h}
 		p.pub, err = snapshot.New(snapshot.Config{
 			Node: st.Node, Interval: cfg.interval, TTL: time.Hour, CheckpointInterval: 24 * time.Hour,
-			Memory: p, Logger: log,
+			FullEvery: cfg.fullEvery, Memory: p, Logger: log,
 		}, js, aggregate.NewStore(scratch, "", st.Node), prometheus.NewRegistry())
 		if err != nil {
 			return err
@@ -321,7 +321,11 @@ func simCase(ctx context.Context, e *env, cfg simConfig, log zerolog.Logger, bas
 		return goal{kind: atMost, value: v, unit: unit}
 	}
 	slices.Sort(res.scrapes)
-	note := fmt.Sprintf("%d rounds at a nominal %s interval; full every %d", cfg.rounds, cfg.interval, max(cfg.fullEvery, 1))
+	fullEvery := cfg.fullEvery
+	if fullEvery == 0 {
+		fullEvery = snapshot.DefaultFullEvery
+	}
+	note := fmt.Sprintf("%d rounds at a nominal %s interval; full every %d", cfg.rounds, cfg.interval, fullEvery)
 	rep.add(
 		newRow(label+": broadcast ingress", "MB/s", res.wireBytes/cfg.interval.Seconds()/1e6, math.NaN(), g(10, "MB/s"),
 			fmt.Sprintf("%.0f messages per interval; %s", res.msgs, note)),
