@@ -92,7 +92,7 @@ func simFigure(ctx context.Context, e *env, cfg simConfig, log zerolog.Logger, r
 		for _, n := range cfg.peers {
 			fmt.Fprintf(os.Stderr, "bench: sim N=%d S=%d…\n", n, s)
 			if err := simCase(ctx, e, cfg, log, held, scratch, n, s, rep); err != nil {
-				return fmt.Errorf("N=%d S=%d: %w", n, s, err)
+				return fmt.Errorf("sim with %d peers of %d series: %w", n, s, err)
 			}
 			if ctx.Err() != nil {
 				return ctx.Err()
