@@ -44,6 +44,7 @@ func (c Config) NodePermissions(node string, obs ObsConfig) Permissions {
 		s.Checkpoint(node),
 		s.Snapshot(node) + ".*", // chunks (snapshot_chunk.go)
 		s.Checkpoint(node) + ".*",
+		s.SnapshotRequestAll(), // asking a peer for a full snapshot (snapshot_delta.go)
 		s.DeadLetterAll(),
 		obs.Subjects().ObservationAll(),
 		"$KV." + obs.LeaseBucket() + ".>",
@@ -65,5 +66,5 @@ func (c Config) NodePermissions(node string, obs ObsConfig) Permissions {
 			"$JS.ACK."+st+".>",
 		)
 	}
-	return Permissions{Publish: pub, Subscribe: []string{"_INBOX.>"}}
+	return Permissions{Publish: pub, Subscribe: []string{"_INBOX.>", s.SnapshotRequest(node)}}
 }

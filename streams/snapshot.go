@@ -100,6 +100,10 @@ type SnapshotInfo struct {
 	// Removed marks a graceful removal, or the server's delete marker
 	// after the snapshot expired.
 	Removed bool
+	// Delta marks an incremental snapshot, which applies on Base only
+	// (snapshot_delta.go).
+	Delta bool
+	Base  DeltaBase
 }
 
 // ParseSnapshotHeaders reads a snapshot message's headers. node is the
@@ -127,6 +131,9 @@ func ParseSnapshotHeaders(h nats.Header, node string) (SnapshotInfo, error) {
 		return info, fmt.Errorf("snapshot of %s: bad ttl %q", node, h.Get(HeaderSnapshotTTL))
 	}
 	info.TTL = time.Duration(ttl) * time.Millisecond
+	if err := parseDeltaHeaders(h, &info); err != nil {
+		return info, err
+	}
 	return info, nil
 }
 
@@ -155,6 +162,9 @@ func CheckCheckpoint(h nats.Header, data []byte, node string) (*aggregate.Dump, 
 		return nil, fmt.Errorf("%w: %w", ErrBadCheckpoint, err)
 	case info.Removed:
 		return nil, bad("it is a removal, not a snapshot")
+	case info.Delta:
+		// Restoring one would lose every series it did not change.
+		return nil, bad("it is an incremental snapshot; checkpoints are full")
 	case h.Get(HeaderContentEncoding) != SnapshotEncoding:
 		return nil, bad("encoding %q, not %s", h.Get(HeaderContentEncoding), SnapshotEncoding)
 	}

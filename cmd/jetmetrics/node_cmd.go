@@ -19,6 +19,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/jetmetrics/jetmetrics/cmd/jetmetrics/node"
+	"github.com/jetmetrics/jetmetrics/consumers/snapshot"
 	"github.com/jetmetrics/jetmetrics/pkg/config"
 	"github.com/jetmetrics/jetmetrics/pkg/exposition"
 	"github.com/jetmetrics/jetmetrics/streams"
@@ -138,6 +139,7 @@ func nodeConfig(args []string, stdout io.Writer) (node.Config, nodeOptions, erro
 	fs.IntVar(&cfg.Limits.MaxLabelValueBytes, "limits.max-label-value-bytes", 256, "longest label value in bytes")
 	fs.DurationVar(&cfg.SnapshotInterval, "snapshot.interval", node.DefaultSnapshotInterval, "how often the node publishes its snapshot to the cluster")
 	fs.DurationVar(&cfg.SnapshotTTL, "snapshot.ttl", 0, "how long peers show a node after its last snapshot; 0 means three --snapshot.interval (at least 1s)")
+	fs.IntVar(&cfg.SnapshotFullEvery, "snapshot.full-every", snapshot.DefaultFullEvery, "every how many snapshots one is full; the others carry only the series changed since the previous one (1: full ones only, for a cluster with nodes older than incremental snapshots)")
 	fs.DurationVar(&cfg.PeerForgetAfter, "cluster.peer-forget-after", 24*time.Hour, "how long a peer whose snapshot expired stays known, with jetmetrics_peer_up 0, unless it stops gracefully or is forgotten (DELETE /api/v1/nodes/{name})")
 	fs.DurationVar(&cfg.OrphanScanInterval, "cluster.orphan-scan-interval", 30*time.Second, "how often the delta stream is scanned for deltas no live node will apply (jetmetrics_orphan_deltas)")
 	fs.BoolVar(&cfg.Demo, "demo", false, "also run a built-in producer publishing demo metrics")
@@ -257,6 +259,8 @@ func checkNodeFlags(cfg node.Config) error {
 		return flagError("snapshot.interval", cfg.SnapshotInterval.String(), "want at least 100ms")
 	case cfg.SnapshotTTL < 0:
 		return flagError("snapshot.ttl", cfg.SnapshotTTL.String(), "want 0 (three --snapshot.interval) or at least 1s")
+	case cfg.SnapshotFullEvery < 1:
+		return flagError("snapshot.full-every", fmt.Sprint(cfg.SnapshotFullEvery), "want at least 1 (1: every snapshot full)")
 	case cfg.OrphanScanInterval <= 0:
 		return flagError("cluster.orphan-scan-interval", cfg.OrphanScanInterval.String(), "want a positive duration")
 	case cfg.PeerForgetAfter <= 0:

@@ -61,9 +61,13 @@ const (
 	// ResultIncomplete is a chunked snapshot with a chunk missing
 	// (expired, purged, never published) or of another version.
 	ResultIncomplete = "incomplete"
+	// ResultNoBase is an incremental snapshot whose base is not the
+	// stored one (lost, skipped, reordered, or this node is new): it is
+	// not applied, and the peer is asked for a full one.
+	ResultNoBase = "nobase"
 )
 
-var results = []string{ResultStored, ResultStale, ResultRemoved, ResultExpired, ResultInvalid, ResultForged, ResultOversize, ResultIncomplete}
+var results = []string{ResultStored, ResultStale, ResultRemoved, ResultExpired, ResultInvalid, ResultForged, ResultOversize, ResultIncomplete, ResultNoBase}
 
 // Consumer stores every node's snapshots as they are published.
 type Consumer struct {
@@ -94,7 +98,7 @@ func New(cfg Config, js jetstream.JetStream, peers *aggregate.Peers, reg prometh
 		log: cfg.Logger.With().Str("node", cfg.Node).Str("stream", cfg.Streams.SnapshotStream()).Logger(),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetmetrics_broadcast_snapshots_total",
-			Help: "Snapshots received from the cluster, by result (stored, stale, removed, expired, invalid, forged: naming another node than its subject's, or a chunk not what its head declares, oversize: beyond this node's limits, incomplete: a chunk missing or of another version).",
+			Help: "Snapshots received from the cluster, by result (stored, stale, removed, expired, invalid, forged: naming another node than its subject's, or a chunk not what its head declares, oversize: beyond this node's limits, incomplete: a chunk missing or of another version, nobase: an incremental snapshot whose base this node does not hold; a full one is asked for).",
 		}, []string{"result"}),
 		recreated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "jetmetrics_broadcast_stream_recreated_total",
@@ -309,6 +313,13 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) error {
 	case err != nil:
 		return err
 	}
+	// The TTL runs from publication (the server's timestamp), not from
+	// receipt: a replayed old snapshot of a dead node is already expired
+	// and is not stored. It is capped by this node's own setting.
+	expires := md.Timestamp.Add(min(info.TTL, c.cfg.MaxTTL))
+	if info.Delta {
+		return c.handleDelta(ctx, msg.Subject(), node, info, expires, data)
+	}
 	d, err := streams.DecodeSnapshotLimited(data, c.cfg.Limits)
 	switch {
 	case errors.Is(err, streams.ErrSnapshotTooLarge):
@@ -324,10 +335,6 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) error {
 		c.log.Warn().Str("subject", msg.Subject()).Str("peer", d.Node).Msg("snapshot skipped: its data names another node than its subject")
 		return nil
 	}
-	// The TTL runs from publication (the server's timestamp), not from
-	// receipt: a replayed old snapshot of a dead node is already expired
-	// and is not stored. It is capped by this node's own setting.
-	expires := md.Timestamp.Add(min(info.TTL, c.cfg.MaxTTL))
 	ok, err := c.peers.Put(ctx, aggregate.Snapshot{Node: node, Version: info.Version, Generated: info.Generated, Expires: expires, Data: data})
 	if err != nil {
 		return err
@@ -336,6 +343,40 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) error {
 		c.received.WithLabelValues(ResultStored).Inc()
 	} else {
 		c.received.WithLabelValues(ResultStale).Inc()
+	}
+	return nil
+}
+
+// handleDelta stores an incremental snapshot onto exactly its base, or
+// asks its node for a full one. It is decoded first, within the limits, so
+// the cluster view never meets one it cannot read.
+func (c *Consumer) handleDelta(ctx context.Context, subject, node string, info streams.SnapshotInfo, expires time.Time, data []byte) error {
+	if _, err := streams.DecodeSnapshotDelta(data, c.cfg.Limits); err != nil {
+		result := ResultInvalid
+		if errors.Is(err, streams.ErrSnapshotTooLarge) {
+			result = ResultOversize
+		}
+		c.received.WithLabelValues(result).Inc()
+		c.log.Warn().Err(err).Str("subject", subject).Uint64("seq", info.Version).Msg("snapshot delta skipped")
+		return nil
+	}
+	res, err := c.peers.PutDelta(ctx, aggregate.Snapshot{Node: node, Version: info.Version, Generated: info.Generated, Expires: expires, Data: data},
+		info.Base.Version, info.Base.Generated)
+	if err != nil {
+		return err
+	}
+	switch res {
+	case aggregate.DeltaStored:
+		c.received.WithLabelValues(ResultStored).Inc()
+	case aggregate.DeltaStale:
+		c.received.WithLabelValues(ResultStale).Inc()
+	default:
+		c.received.WithLabelValues(ResultNoBase).Inc()
+		c.log.Debug().Str("peer", node).Uint64("seq", info.Version).Uint64("base", info.Base.Version).Msg("snapshot delta without its base: asking for a full one")
+		// Best effort: the peer's periodic full snapshot comes anyway.
+		if err := c.js.Conn().Publish(c.cfg.Streams.Subjects().SnapshotRequest(node), nil); err != nil {
+			c.log.Warn().Err(err).Str("peer", node).Msg("full snapshot not asked for; waiting for the periodic one")
+		}
 	}
 	return nil
 }

@@ -32,13 +32,14 @@ type rig struct {
 	peers *aggregate.Peers
 	reg   *prometheus.Registry
 	subj  streams.Subjects
+	sc    streams.Config
 }
 
 // start runs a broadcast consumer of node n1 with cfg's limits until the
 // test ends.
 func start(t *testing.T, cfg broadcast.Config) *rig {
 	js, sc := harness.Streams(t)
-	r := &rig{t: t, js: js, peers: aggregate.NewPeers(harness.RedisClient(t, harness.Redis(t)), ""), reg: prometheus.NewRegistry(), subj: sc.Subjects()}
+	r := &rig{t: t, js: js, peers: aggregate.NewPeers(harness.RedisClient(t, harness.Redis(t)), ""), reg: prometheus.NewRegistry(), subj: sc.Subjects(), sc: sc}
 	cfg.Node, cfg.Streams, cfg.Logger = "n1", sc, harness.Logger(t)
 	c, err := broadcast.New(cfg, js, r.peers, r.reg)
 	if err != nil {

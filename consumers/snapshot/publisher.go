@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -29,6 +30,12 @@ type Config struct {
 	Interval time.Duration
 	// TTL is how long peers keep a snapshot (default 3 intervals).
 	TTL time.Duration
+	// FullEvery makes every FullEvery-th snapshot a full one and the
+	// others deltas of the series changed since the previous snapshot
+	// (default DefaultFullEvery; 1 publishes full snapshots only, as nodes
+	// before incremental snapshots do). A checkpoint due, a peer's request
+	// and any failed publication also make the next snapshot full.
+	FullEvery int
 	// CheckpointInterval is how often the snapshot is also written as the
 	// node's checkpoint (default 1 min; never more often than Interval).
 	CheckpointInterval time.Duration
@@ -51,6 +58,11 @@ type Config struct {
 // DefaultInterval is the default snapshot interval.
 const DefaultInterval = 5 * time.Second
 
+// DefaultFullEvery is the default FullEvery: a full snapshot a minute at
+// the default interval, when the default checkpoint is due anyway (see
+// docs/capacity.md for the measured trade-off).
+const DefaultFullEvery = 12
+
 func (c Config) withDefaults() Config {
 	c.Streams = c.Streams.WithDefaults()
 	if c.Interval <= 0 {
@@ -61,6 +73,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CheckpointInterval <= 0 {
 		c.CheckpointInterval = time.Minute
+	}
+	if c.FullEvery <= 0 {
+		c.FullEvery = DefaultFullEvery
 	}
 	return c
 }
@@ -99,6 +114,8 @@ type Publisher struct {
 	bytes     prometheus.Gauge
 	series    prometheus.Gauge
 	chunks    prometheus.Counter
+	deltas    prometheus.Counter
+	requests  prometheus.Counter
 	lastCkpt  time.Time
 	snapSlot  string
 	ckptSlot  string
@@ -106,6 +123,15 @@ type Publisher struct {
 	// lastSeq is the snapshot stream sequence of the last publish.
 	lastSeq    uint64
 	hasVersion bool
+
+	// The last snapshot published, which the next delta applies on, and
+	// its fields; hasBase is false when the next must be full.
+	base      streams.DeltaBase
+	hasBase   bool
+	sinceFull int
+	tracked   tracker
+	// wantFull is set by a peer's request for a full snapshot.
+	wantFull atomic.Bool
 }
 
 // New returns a publisher of store's aggregate; its metrics go to reg.
@@ -136,7 +162,13 @@ func New(cfg Config, js jetstream.JetStream, store *aggregate.Store, reg prometh
 			Name: "jetmetrics_snapshot_chunks_total", Help: "Messages (chunks and heads) of snapshots and checkpoints too large for one message of the server's max_payload.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{p.published, p.failures, p.recreated, p.bytes, p.series, p.chunks} {
+	p.deltas = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "jetmetrics_snapshot_deltas_total", Help: "Snapshots published as deltas of the previous one (incremental); the others of jetmetrics_snapshot_published_total are full.",
+	})
+	p.requests = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "jetmetrics_snapshot_full_requests_total", Help: "Peers' requests for a full snapshot (a delta reached them without its base).",
+	})
+	for _, c := range []prometheus.Collector{p.published, p.failures, p.recreated, p.bytes, p.series, p.chunks, p.deltas, p.requests} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("snapshot metrics: %w", err)
 		}
@@ -147,6 +179,17 @@ func New(cfg Config, js jetstream.JetStream, store *aggregate.Store, reg prometh
 // Run publishes every interval until ctx ends, then publishes a removal and
 // returns nil. A failed publication is logged and retried at the next tick.
 func (p *Publisher) Run(ctx context.Context) error {
+	// A peer that received a delta without its base asks for a full
+	// snapshot: the next tick publishes one.
+	sub, err := p.js.Conn().Subscribe(p.subjects.SnapshotRequest(p.cfg.Node), func(*nats.Msg) {
+		p.requests.Inc()
+		p.wantFull.Store(true)
+	})
+	if err != nil {
+		p.log.Warn().Err(err).Str("subject", p.subjects.SnapshotRequest(p.cfg.Node)).Msg("full snapshots on request unavailable; peers wait for the periodic one")
+	} else {
+		defer func() { _ = sub.Unsubscribe() }()
+	}
 	t := time.NewTicker(p.cfg.Interval)
 	defer t.Stop()
 	for {
@@ -167,10 +210,15 @@ func (p *Publisher) Run(ctx context.Context) error {
 	}
 }
 
-// Publish publishes one snapshot now, and a checkpoint when one is due.
+// RequestFull makes the next snapshot full, as a peer's request does.
+func (p *Publisher) RequestFull() { p.wantFull.Store(true) }
+
+// Publish publishes one snapshot now — full, or a delta of the previous
+// one (Config.FullEvery) — and a checkpoint when one is due. Checkpoints
+// are always full: a snapshot is full whenever one is due.
 func (p *Publisher) Publish(ctx context.Context) error {
 	now := time.Now()
-	msg, mark, fields, err := p.snapshot(ctx, now)
+	src, err := p.source(ctx)
 	if errors.Is(err, aggregate.ErrTorn) {
 		// Being restored or rebuilt: not a failure, and nothing to show
 		// yet; peers keep the last snapshot until its TTL.
@@ -180,11 +228,24 @@ func (p *Publisher) Publish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	mark := src.mark()
 	if p.cfg.Floor != nil {
 		if floor := p.cfg.Floor(); mark < floor {
 			p.log.Debug().Uint64("seq", mark).Uint64("floor", floor).Msg("snapshot skipped: catching up with what was published before")
 			return nil
 		}
+	}
+	ckptDue := mark > 0 && now.Sub(p.lastCkpt) >= p.cfg.CheckpointInterval
+	full := !p.hasBase || p.sinceFull+1 >= p.cfg.FullEvery || ckptDue || p.wantFull.Swap(false) || mark < p.base.Version
+	// Until it is published, nothing says the peers hold what follows.
+	p.hasBase = false
+	gen := time.UnixMilli(now.UnixMilli())
+	if !full {
+		return p.publishDelta(ctx, src, mark, gen)
+	}
+	msg, fields, err := p.snapshotMsg(src, now)
+	if err != nil {
+		return err
 	}
 	if err := p.publishChunked(ctx, msg, &p.snapSlot, p.cfg.TTL); err != nil {
 		return fmt.Errorf("publish snapshot at seq %d: %w", mark, err)
@@ -193,7 +254,11 @@ func (p *Publisher) Publish(ctx context.Context) error {
 	p.bytes.Set(float64(len(msg.Data)))
 	p.series.Set(float64(fields))
 	p.lastMark, p.hasVersion = mark, true
-	if mark > 0 && now.Sub(p.lastCkpt) >= p.cfg.CheckpointInterval {
+	if p.cfg.FullEvery > 1 {
+		p.tracked.reset(src)
+		p.base, p.hasBase, p.sinceFull = streams.DeltaBase{Version: mark, Generated: gen}, true, 0
+	}
+	if ckptDue {
 		ckpt := nats.NewMsg(p.subjects.Checkpoint(p.cfg.Node))
 		for k, v := range msg.Header {
 			ckpt.Header[k] = v
@@ -211,6 +276,26 @@ func (p *Publisher) Publish(ctx context.Context) error {
 		p.lastCkpt = now
 		p.log.Debug().Uint64("seq", mark).Int("bytes", len(msg.Data)).Msg("checkpoint published")
 	}
+	return nil
+}
+
+// publishDelta publishes the delta of src on the last snapshot published.
+func (p *Publisher) publishDelta(ctx context.Context, src source, mark uint64, gen time.Time) error {
+	d := src.delta()
+	p.tracked.diff(src, d)
+	msg, err := streams.SnapshotDeltaMsg(p.subjects.Snapshot(p.cfg.Node), p.cfg.Node, mark, p.base, d, gen, p.cfg.TTL)
+	if err != nil {
+		return err
+	}
+	if err := p.publishChunked(ctx, msg, &p.snapSlot, p.cfg.TTL); err != nil {
+		return fmt.Errorf("publish snapshot delta at seq %d: %w", mark, err)
+	}
+	p.published.Inc()
+	p.deltas.Inc()
+	p.bytes.Set(float64(len(msg.Data)))
+	p.lastMark, p.hasVersion = mark, true
+	p.base, p.hasBase = streams.DeltaBase{Version: mark, Generated: gen}, true
+	p.sinceFull++
 	return nil
 }
 
@@ -303,32 +388,40 @@ func (p *Publisher) sawSequence(seq uint64) {
 	if seq < p.lastSeq {
 		p.log.Warn().Uint64("seq", seq).Uint64("last_seq", p.lastSeq).Msg("snapshot stream was recreated: writing a checkpoint now")
 		p.lastCkpt = time.Time{}
+		p.hasBase = false
 	}
 	p.lastSeq = seq
 }
 
-// snapshot builds the snapshot message: from the aggregate in memory when
-// there is one, else from Redis.
-func (p *Publisher) snapshot(ctx context.Context, now time.Time) (msg *nats.Msg, mark uint64, fields int, err error) {
-	subject := p.subjects.Snapshot(p.cfg.Node)
+// source reads the aggregate: from memory when the aggregator holds it,
+// else from Redis.
+func (p *Publisher) source(ctx context.Context) (source, error) {
 	if p.cfg.Memory != nil {
 		if h, ok := p.cfg.Memory.Held(); ok {
-			msg, fields, err = streams.SnapshotMsgOf(subject, h, now, p.cfg.TTL)
-			return msg, h.State.Mark, fields, err
+			return source{held: &h}, nil
 		}
 	}
 	d, err := p.store.Dump(ctx)
 	if err != nil {
-		return nil, 0, 0, err
+		return source{}, err
 	}
 	if d.Torn() {
 		// Neither peers nor a later restore may see it: a restore in
 		// progress, or one Redis loaded in part, which the aggregator
 		// rebuilds from the last good checkpoint.
-		return nil, 0, 0, fmt.Errorf("aggregate at seq %d: %w", d.Mark(), aggregate.ErrTorn)
+		return source{}, fmt.Errorf("aggregate at seq %d: %w", d.Mark(), aggregate.ErrTorn)
 	}
-	msg, err = streams.SnapshotMsg(subject, d, now, p.cfg.TTL)
-	return msg, d.Mark(), len(d.Series), err
+	return source{dump: d}, nil
+}
+
+// snapshotMsg builds the full snapshot message of src.
+func (p *Publisher) snapshotMsg(src source, now time.Time) (msg *nats.Msg, fields int, err error) {
+	subject := p.subjects.Snapshot(p.cfg.Node)
+	if src.held != nil {
+		return streams.SnapshotMsgOf(subject, *src.held, now, p.cfg.TTL)
+	}
+	msg, err = streams.SnapshotMsg(subject, src.dump, now, p.cfg.TTL)
+	return msg, len(src.dump.Series), err
 }
 
 func (p *Publisher) publishRemoval(ctx context.Context) error {

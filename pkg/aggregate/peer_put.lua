@@ -8,6 +8,8 @@ local cur = redis.call('HGET', KEYS[1], 'version')
 if cur and tonumber(cur) > tonumber(ARGV[1]) then
   return 0
 end
+-- A full snapshot replaces the chain of deltas stored on the last one.
+redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'generated', ARGV[2], 'expires', ARGV[3], 'data', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 -- The record follows the snapshot stored: a live snapshot brings a removed

@@ -68,7 +68,10 @@ type Snapshot struct {
 	Version   uint64
 	Generated time.Time
 	Expires   time.Time
-	Data      []byte
+	// Data is the full snapshot as received, and Deltas the incremental
+	// ones stored on it since, oldest first (PutDelta).
+	Data   []byte
+	Deltas [][]byte
 }
 
 // Peer is what the store remembers of a node.
@@ -116,6 +119,61 @@ func (p *Peers) Put(ctx context.Context, s Snapshot) (accepted bool, err error) 
 	return true, nil
 }
 
+//go:embed peer_delta.lua
+var peerDeltaSource string
+
+var peerDeltaScript = redis.NewScript(peerDeltaSource)
+
+// MaxPeerDeltas bounds the deltas stored on one full snapshot: past it a
+// delta is refused as having no base, so a peer publishing deltas only
+// is asked for a full one rather than grow its chain without bound.
+const MaxPeerDeltas = 64
+
+// DeltaResult is what PutDelta did.
+type DeltaResult int
+
+// Results of PutDelta.
+const (
+	// DeltaStored: stored on its base.
+	DeltaStored DeltaResult = iota
+	// DeltaStale: the stored snapshot is newer, or is this one.
+	DeltaStale
+	// DeltaNoBase: the stored snapshot is not the delta's base (missing,
+	// another version, another incarnation of the node) or its chain is
+	// full: nothing was stored, and a full snapshot is needed.
+	DeltaNoBase
+)
+
+// PutDelta stores the incremental snapshot s (its Data) onto the stored
+// snapshot of its node only when that is exactly its base: version
+// baseVersion generated at baseGenerated. It never stores a delta
+// anywhere else.
+func (p *Peers) PutDelta(ctx context.Context, s Snapshot, baseVersion uint64, baseGenerated time.Time) (DeltaResult, error) {
+	ttl := time.Until(s.Expires)
+	if ttl <= 0 {
+		return DeltaStale, nil
+	}
+	n, err := peerDeltaScript.Run(ctx, p.rdb, []string{p.key(s.Node), p.record(s.Node)},
+		strconv.FormatUint(s.Version, 10), strconv.FormatInt(s.Generated.UnixMilli(), 10),
+		strconv.FormatInt(s.Expires.UnixMilli(), 10), ttl.Milliseconds()+1, s.Data,
+		(ttl+p.forgetAfter).Milliseconds()+1,
+		strconv.FormatUint(baseVersion, 10), strconv.FormatInt(baseGenerated.UnixMilli(), 10), MaxPeerDeltas).Int()
+	if err != nil {
+		return DeltaNoBase, fmt.Errorf("store snapshot delta of %s: %w", s.Node, err)
+	}
+	switch n {
+	case 1:
+	case 0:
+		return DeltaStale, nil
+	default:
+		return DeltaNoBase, nil
+	}
+	if err := p.rdb.ZAdd(ctx, p.index, redis.Z{Score: float64(s.Expires.UnixMilli()), Member: s.Node}).Err(); err != nil {
+		return DeltaStored, fmt.Errorf("index snapshot of %s: %w", s.Node, err)
+	}
+	return DeltaStored, nil
+}
+
 //go:embed peer_remove.lua
 var peerRemoveSource string
 
@@ -156,14 +214,13 @@ func (p *Peers) List(ctx context.Context, withData bool) ([]Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list peers: %w", err)
 	}
+	if withData {
+		return p.listData(ctx, names)
+	}
 	cmds := make([]*redis.SliceCmd, len(names))
 	_, err = p.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
 		for i, n := range names {
-			data := "data"
-			if !withData {
-				data = "version" // keep the shape: four fields
-			}
-			cmds[i] = pl.HMGet(ctx, p.key(n), "version", "generated", "expires", data)
+			cmds[i] = pl.HMGet(ctx, p.key(n), "version", "generated", "expires")
 		}
 		return nil
 	})
@@ -173,14 +230,45 @@ func (p *Peers) List(ctx context.Context, withData bool) ([]Snapshot, error) {
 	out := make([]Snapshot, 0, len(names))
 	for i, n := range names {
 		v := cmds[i].Val()
-		if len(v) != 4 || v[0] == nil || v[3] == nil {
+		if len(v) != 3 || v[0] == nil {
 			continue // expired between the index and the read
 		}
-		var data string
-		if withData {
-			data, _ = v[3].(string)
+		out = append(out, Snapshot{Node: n, Version: parseUint(v[0]), Generated: parseMilli(v[1]), Expires: parseMilli(v[2])})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out, nil
+}
+
+// listData reads the snapshots of names whole: the full one and its
+// deltas.
+func (p *Peers) listData(ctx context.Context, names []string) ([]Snapshot, error) {
+	cmds := make([]*redis.MapStringStringCmd, len(names))
+	_, err := p.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		for i, n := range names {
+			cmds[i] = pl.HGetAll(ctx, p.key(n))
 		}
-		out = append(out, Snapshot{Node: n, Version: parseUint(v[0]), Generated: parseMilli(v[1]), Expires: parseMilli(v[2]), Data: []byte(data)})
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("list peers: %w", err)
+	}
+	out := make([]Snapshot, 0, len(names))
+	for i, n := range names {
+		h := cmds[i].Val()
+		data, ok := h["data"]
+		if !ok {
+			continue // expired between the index and the read
+		}
+		s := Snapshot{Node: n, Version: parseUint(h["version"]), Generated: parseMilli(h["generated"]), Expires: parseMilli(h["expires"]), Data: []byte(data)}
+		chain, _ := strconv.Atoi(h["deltas"])
+		for k := 1; k <= chain; k++ {
+			d, ok := h["d"+strconv.Itoa(k)]
+			if !ok {
+				return nil, fmt.Errorf("list peers: snapshot of %s lacks delta %d of %d", n, k, chain)
+			}
+			s.Deltas = append(s.Deltas, []byte(d))
+		}
+		out = append(out, s)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
 	return out, nil

@@ -41,6 +41,10 @@ func main() {
 // figureNames are the figures in the order they run.
 var figureNames = []string{"hotpath", "ingest", "exposition", "snapshot", "memory", "start", "observe", "probes", "volume-api"}
 
+// extraFigures run only when --figures names them: the sim figure
+// (go tool task sim) takes from minutes to an hour.
+var extraFigures = []string{"sim"}
+
 type config struct {
 	out                    string
 	markdown               string
@@ -55,6 +59,7 @@ type config struct {
 	profileDir             string
 	nodeBin                string
 	startPlain, startHists int
+	sim                    simConfig
 	verbose                bool
 }
 
@@ -92,6 +97,12 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.volumeAPI.backendDelay, "volume-api.backend-delay", 50*time.Millisecond, "how long the volume-api figure's backend takes to answer")
 	fs.IntVar(&cfg.startPlain, "start.series", 1_000_000, "plain series of the start figure")
 	fs.IntVar(&cfg.startHists, "start.histograms", 100_000, "histogram series of 64 buckets of the start figure")
+	simPeers := fs.String("sim.peers", "10,30,100", "simulated peers (N) of the sim figure, comma separated")
+	simSeries := fs.String("sim.series", "10k,100k", "series per simulated peer (S) of the sim figure, comma separated")
+	simQuick := fs.Bool("sim.quick", false, "the sim figure's quick mode: S=10k only and 2 rounds (a few minutes on 2 cores)")
+	fs.IntVar(&cfg.sim.rounds, "sim.rounds", 4, "intervals the sim figure measures per case, after the first full one")
+	fs.IntVar(&cfg.sim.fullEvery, "sim.full-every", 0, "the simulated peers' --snapshot.full-every (0: the default)")
+	fs.DurationVar(&cfg.sim.interval, "sim.interval", 5*time.Second, "the nominal snapshot interval the sim figure reports rates at")
 	fs.StringVar(&cfg.nodeBin, "node.bin", "", "jetmetrics binary the memory figure runs; empty builds one")
 	fs.StringVar(&cfg.profileDir, "profile", "", "write a CPU profile of this process per figure into this directory")
 	fs.BoolVar(&cfg.verbose, "v", false, "log progress and the servers' warnings to stderr")
@@ -102,8 +113,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		if f = strings.TrimSpace(f); f == "" {
 			continue
 		}
-		if !slices.Contains(figureNames, f) {
-			return cfg, fmt.Errorf("--figures: unknown figure %q; want some of %s", f, strings.Join(figureNames, ", "))
+		if !slices.Contains(figureNames, f) && !slices.Contains(extraFigures, f) {
+			return cfg, fmt.Errorf("--figures: unknown figure %q; want some of %s", f, strings.Join(append(figureNames, extraFigures...), ", "))
 		}
 		cfg.figures = append(cfg.figures, f)
 	}
@@ -115,6 +126,21 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		cfg.hot.output = string(b)
 	}
 	cfg.expo.series = cfg.series
+	if *simQuick {
+		*simSeries = "10k"
+		cfg.sim.rounds = 2
+	}
+	var err error
+	if cfg.sim.peers, err = parseInts(*simPeers); err != nil {
+		return cfg, fmt.Errorf("--sim.peers: %w", err)
+	}
+	if cfg.sim.series, err = parseInts(*simSeries); err != nil {
+		return cfg, fmt.Errorf("--sim.series: %w", err)
+	}
+	if cfg.sim.rounds < 1 || cfg.sim.interval <= 0 {
+		return cfg, fmt.Errorf("--sim.rounds must be at least 1 and --sim.interval positive")
+	}
+	cfg.sim.nodeBin = cfg.nodeBin
 	if cfg.series < 1000 || cfg.expo.scrapes < 1 || cfg.hot.count < 1 || cfg.ingest.producers < 1 || cfg.ingest.series < 1 {
 		return cfg, fmt.Errorf("--series must be at least 1000 and the counts at least 1")
 	}
@@ -216,6 +242,8 @@ func runFigure(ctx context.Context, fig string, cfg config, log zerolog.Logger, 
 		return probesFigure(ctx, e, cfg.probes, rep)
 	case "volume-api":
 		return volumeAPIFigure(ctx, e, cfg.volumeAPI, rep)
+	case "sim":
+		return simFigure(ctx, e, cfg.sim, e.log, rep)
 	}
 	return fmt.Errorf("unknown figure %q", fig)
 }

@@ -65,7 +65,7 @@ func (v *clusterView) states(ctx context.Context) ([]exposition.NodeInfo, []*agg
 			// An unreadable snapshot is remembered too, so it is logged
 			// once per version rather than on every scrape.
 			d = decoded{version: s.Version, generated: s.Generated}
-			dump, err := streams.DecodeSnapshot(s.Data)
+			dump, err := streams.DecodeSnapshotChain(s.Data, s.Deltas, streams.SnapshotLimits{})
 			if err == nil {
 				d.state, err = dump.State()
 			}

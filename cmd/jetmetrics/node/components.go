@@ -36,14 +36,15 @@ func (n *Node) components(ctx context.Context, js, admin jetstream.JetStream, rd
 	}
 	n.agg.Store(agg)
 	pub, err := snapshot.New(snapshot.Config{
-		Node:     n.cfg.Name,
-		Streams:  n.cfg.Streams,
-		Interval: n.cfg.SnapshotInterval,
-		TTL:      n.cfg.SnapshotTTL,
-		Logger:   n.cfg.Logger,
-		Memory:   agg,
-		Floor:    n.publishFloor,
-		Admin:    admin,
+		Node:      n.cfg.Name,
+		Streams:   n.cfg.Streams,
+		Interval:  n.cfg.SnapshotInterval,
+		TTL:       n.cfg.SnapshotTTL,
+		FullEvery: n.cfg.SnapshotFullEvery,
+		Logger:    n.cfg.Logger,
+		Memory:    agg,
+		Floor:     n.publishFloor,
+		Admin:     admin,
 	}, js, aggregate.NewStore(rdb, n.cfg.RedisKeyPrefix, n.cfg.Name), n.reg)
 	if err != nil {
 		return nil, err

@@ -149,6 +149,10 @@ type Config struct {
 	// (default 5 s); SnapshotTTL how long peers keep it (default three
 	// intervals, at least 1 s).
 	SnapshotInterval, SnapshotTTL time.Duration
+	// SnapshotFullEvery makes every SnapshotFullEvery-th snapshot full and
+	// the others incremental (snapshot.Config.FullEvery; 0 means
+	// snapshot.DefaultFullEvery, 1 full snapshots only).
+	SnapshotFullEvery int
 	// PeerForgetAfter is how long a peer whose snapshot expired stays
 	// known, shown as down, unless it is removed on purpose first
 	// (default 24 h).
