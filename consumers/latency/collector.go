@@ -3,6 +3,8 @@ package latency
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,7 +31,9 @@ type Leads func(service string) bool
 // without a usable state has no gauges. Collect reads Redis once per
 // scrape; it is safe for concurrent use.
 type Collector struct {
-	store    *Store
+	store *Store
+	// mu guards services and tokens, which SetServices changes.
+	mu       sync.Mutex
 	services []string
 	tokens   []string
 	leads    Leads
@@ -104,10 +108,13 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Redis error leaves the gauges out of this scrape and is logged.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	var led, tokens []string
-	for i, s := range c.services {
+	c.mu.Lock()
+	names, all := c.services, c.tokens
+	c.mu.Unlock()
+	for i, s := range names {
 		if c.leads(s) {
 			led = append(led, s)
-			tokens = append(tokens, c.tokens[i])
+			tokens = append(tokens, all[i])
 		}
 	}
 	if len(led) == 0 {
@@ -160,4 +167,21 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			map[float64]float64{0.5: snap.P50Seconds, 0.9: snap.P90Seconds, 0.99: snap.P99Seconds}, labels...)
 		gauge(c.success, float64(snap.LastSuccess.UnixNano())/1e9)
 	}
+}
+
+// SetServices changes the services exposed, for a configuration reload: the
+// next scrape shows the new list. An invalid name changes nothing.
+func (c *Collector) SetServices(services []string) error {
+	tokens := make([]string, len(services))
+	for i, n := range services {
+		tok, err := streams.TargetToken(n)
+		if err != nil {
+			return fmt.Errorf("service latency collector: %w", err)
+		}
+		tokens[i] = tok
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.services, c.tokens = slices.Clone(services), tokens
+	return nil
 }

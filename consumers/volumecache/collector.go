@@ -3,6 +3,8 @@ package volumecache
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,7 +29,9 @@ type Leads func(volume string) bool
 //
 // Collect reads Redis once per scrape; it is safe for concurrent use.
 type Collector struct {
-	cache   *obscache.Cache
+	cache *obscache.Cache
+	// mu guards volumes and tokens, which SetVolumes changes.
+	mu      sync.Mutex
 	volumes []string
 	tokens  []string
 	leads   Leads
@@ -95,10 +99,13 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // result. A Redis error leaves the gauges out of this scrape and is logged.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	var led, tokens []string
-	for i, v := range c.volumes {
+	c.mu.Lock()
+	names, all := c.volumes, c.tokens
+	c.mu.Unlock()
+	for i, v := range names {
 		if c.leads(v) {
 			led = append(led, v)
-			tokens = append(tokens, c.tokens[i])
+			tokens = append(tokens, all[i])
 		}
 	}
 	if len(led) == 0 {
@@ -130,4 +137,21 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.descs[j], prometheus.GaugeValue, x, labels...)
 		}
 	}
+}
+
+// SetVolumes changes the volumes exposed, for a configuration reload: the
+// next scrape shows the new list. An invalid name changes nothing.
+func (c *Collector) SetVolumes(volumes []string) error {
+	tokens := make([]string, len(volumes))
+	for i, n := range volumes {
+		tok, err := streams.TargetToken(n)
+		if err != nil {
+			return fmt.Errorf("volume collector: %w", err)
+		}
+		tokens[i] = tok
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.volumes, c.tokens = slices.Clone(volumes), tokens
+	return nil
 }

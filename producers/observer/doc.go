@@ -31,7 +31,14 @@
 // so a node cut off from NATS stops polling before the bucket can expire
 // the lease and another node take it.
 //
-// Concurrency: Observer.Status, Leases.Lease and Leases.Leaders are safe
-// to call from any goroutine while Run runs. Poll is called from many
+// A configuration reload changes the targets in place: Leases.SetTargets
+// keeps the leases of the targets that stay and releases the removed
+// ones at once, Observer.Update starts and stops loops per target and
+// keeps the others' schedules. A lease bucket found gone is made again
+// through LeaseConfig.Provision once it has been gone a TTL.
+//
+// Concurrency: Observer.Status, Observer.Update, Leases.Lease,
+// Leases.Leaders and Leases.SetTargets are safe to call from any
+// goroutine while Run runs. Poll is called from many
 // goroutines at once, at most once at a time per target.
 package observer

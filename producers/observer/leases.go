@@ -61,6 +61,16 @@ type LeaseConfig struct {
 	Renew time.Duration
 	// StopTimeout bounds releasing the leases when Run ends (default 2 s).
 	StopTimeout time.Duration
+	// Provision, when set, makes the bucket again once it has been found
+	// gone (deleted by an operator, or lost with its stream) for a whole
+	// TTL, and returns it: by then no node still counts on a lease of the
+	// old bucket (validFor), so the fresh bucket's leases, whose revisions
+	// start again from 1, never overlap one. Every node may call it at
+	// once: streams.ProvisionLeases is safe for that. A bucket found gone
+	// when Run starts, before any TTL was read, is made at once. Nil: the
+	// leases wait for something else to make the bucket; meanwhile this
+	// node leads nothing.
+	Provision func(ctx context.Context) (jetstream.KeyValue, error)
 }
 
 // Leadership is what one node knows of one target's lease.
@@ -82,25 +92,31 @@ type Leadership struct {
 // releases everything when Run ends. Lease is safe for concurrent use.
 type Leases struct {
 	cfg    LeaseConfig
-	kv     jetstream.KeyValue
 	log    zerolog.Logger
 	prefix string // observer + "."
-	keys   map[string]string
-	// member is the value of this node's node key: its name and
-	// targetSet, a hash of its sorted targets.
-	member    string
-	targetSet string
-	leader    *prometheus.GaugeVec
+	leader *prometheus.Desc
+	// kick asks Run for a round now (SetTargets added targets).
+	kick chan struct{}
 
+	// rounds serialises round and SetTargets: a round never steps a
+	// target SetTargets removed, nor takes its lease after the release.
+	rounds sync.Mutex
 	// Only round uses these: the rounds that read the bucket, in which
 	// round each node's key was last seen, and the live nodes.
 	reads int
 	seen  map[string]int
 	live  []string
 
-	mu    sync.Mutex
-	ttl   time.Duration
-	state map[string]*leaseState
+	mu sync.Mutex
+	kv jetstream.KeyValue
+	// gone is when a read first found the bucket gone (zero: it was not).
+	gone time.Time
+	// member is the value of this node's node key: its name and
+	// targetSet, a hash of its sorted targets.
+	member    string
+	targetSet string
+	ttl       time.Duration
+	state     map[string]*leaseState
 }
 
 type leaseState struct {
@@ -151,37 +167,129 @@ func NewLeases(cfg LeaseConfig, kv jetstream.KeyValue, log zerolog.Logger, reg p
 		kv:     kv,
 		log:    log.With().Str("observer", cfg.Observer).Logger(),
 		prefix: cfg.Observer + ".",
-		keys:   make(map[string]string, len(cfg.Targets)),
-		state:  make(map[string]*leaseState, len(cfg.Targets)),
+		kick:   make(chan struct{}, 1),
 		seen:   make(map[string]int),
-		leader: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name:        "jetmetrics_observer_leader",
-			Help:        "1 for each target this node leads (holds the lease of); summed over the nodes, 1 per target.",
-			ConstLabels: prometheus.Labels{"observer": cfg.Observer},
-		}, []string{"target"}),
+		leader: prometheus.NewDesc("jetmetrics_observer_leader",
+			"1 for each target this node leads (holds a valid lease of); summed over the nodes, 1 per target.",
+			[]string{"target"}, prometheus.Labels{"observer": cfg.Observer}),
 	}
-	for _, t := range cfg.Targets {
-		tok, err := streams.TargetToken(t)
-		if err != nil {
-			return nil, fmt.Errorf("new leases: %w", err)
-		}
-		if _, dup := l.state[t]; dup {
-			return nil, fmt.Errorf("new leases: target %q listed twice", t)
-		}
-		key := l.prefix + "lease." + tok
-		l.keys[key] = t
+	keys, err := l.leaseKeys(cfg.Targets)
+	if err != nil {
+		return nil, fmt.Errorf("new leases: %w", err)
+	}
+	l.state = make(map[string]*leaseState, len(keys))
+	for t, key := range keys {
 		l.state[t] = &leaseState{key: key}
 	}
-	sorted := slices.Clone(cfg.Targets)
-	slices.Sort(sorted)
-	l.targetSet = fmt.Sprintf("%016x", hash(sorted...))
-	l.member = cfg.Node + " " + l.targetSet
+	l.setMember(cfg.Targets)
 	if reg != nil {
-		if err := reg.Register(l.leader); err != nil {
+		if err := reg.Register(leaderCollector{l}); err != nil {
 			return nil, fmt.Errorf("register leader gauge: %w", err)
 		}
 	}
 	return l, nil
+}
+
+// leaseKeys returns each target's lease key, or why targets cannot be
+// led.
+func (l *Leases) leaseKeys(targets []string) (map[string]string, error) {
+	keys := make(map[string]string, len(targets))
+	for _, t := range targets {
+		tok, err := streams.TargetToken(t)
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := keys[t]; dup {
+			return nil, fmt.Errorf("target %q listed twice", t)
+		}
+		keys[t] = l.prefix + "lease." + tok
+	}
+	return keys, nil
+}
+
+// setMember sets the node key's value for targets. Call it with l.mu held
+// or before Run.
+func (l *Leases) setMember(targets []string) {
+	sorted := slices.Clone(targets)
+	slices.Sort(sorted)
+	l.targetSet = fmt.Sprintf("%016x", hash(sorted...))
+	l.member = l.cfg.Node + " " + l.targetSet
+}
+
+// SetTargets changes the targets to lead while Run runs, keeping the
+// leases of the targets that stay as they are: same holder, same
+// revision, renewed as before. The leases this node holds on removed
+// targets are released at once (another node may take them in its next
+// round, not a TTL later), and added targets enter the next round's
+// assignment, which SetTargets starts without waiting for the renewal
+// interval. ctx bounds the releases; a release that fails leaves the
+// lease to expire with the bucket's TTL. An invalid list changes
+// nothing.
+//
+// Every node of the observer should list the same targets: until they
+// all do (a reload rolling through a cluster), nodes with different lists
+// do not count each other as live, keep what they hold and race for
+// vacant leases by compare-and-set, which stays one holder per target.
+func (l *Leases) SetTargets(ctx context.Context, targets []string) error {
+	keys, err := l.leaseKeys(targets)
+	if err != nil {
+		return fmt.Errorf("set lease targets: %w", err)
+	}
+	l.rounds.Lock()
+	defer l.rounds.Unlock()
+	released := make(map[string]leaseState)
+	var added []string
+	l.mu.Lock()
+	for t, st := range l.state {
+		if _, keep := keys[t]; keep {
+			continue
+		}
+		if st.held {
+			released[t] = *st
+		}
+		delete(l.state, t)
+	}
+	for t, key := range keys {
+		if _, ok := l.state[t]; !ok {
+			l.state[t] = &leaseState{key: key}
+			added = append(added, t)
+		}
+	}
+	l.setMember(targets)
+	kv := l.kv
+	l.mu.Unlock()
+
+	for t, st := range released {
+		if err := kv.Delete(ctx, st.key, jetstream.LastRevision(st.rev)); err != nil {
+			l.log.Warn().Err(err).Str("target", t).Msg("release lease of a removed target")
+			continue
+		}
+		l.log.Info().Str("target", t).Msg("lease of a removed target released")
+	}
+	slices.Sort(added)
+	l.log.Info().Int("targets", len(keys)).Strs("added", added).Int("removed_held", len(released)).Msg("lease targets changed")
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// leaderCollector exposes jetmetrics_observer_leader from the leases'
+// state at scrape time, so the gauge drops to 0 the moment a lease's
+// validity runs out, renewed or not.
+type leaderCollector struct{ l *Leases }
+
+func (c leaderCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.l.leader }
+
+func (c leaderCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, ld := range c.l.Leaders() {
+		v := 0.0
+		if ld.Held {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.l.leader, prometheus.GaugeValue, v, ld.Target)
+	}
 }
 
 // Lease returns this node's lease on target, valid until a little before
@@ -222,7 +330,10 @@ func (l *Leases) TTL() time.Duration {
 // and returns nil. It returns an error only if the bucket's status cannot
 // be read at the start or the bucket has no TTL.
 func (l *Leases) Run(ctx context.Context) error {
-	st, err := l.kv.Status(ctx)
+	st, err := l.bucket().Status(ctx)
+	if err != nil && l.reprovision(ctx, err) {
+		st, err = l.bucket().Status(ctx)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -254,8 +365,54 @@ func (l *Leases) Run(ctx context.Context) error {
 			l.release()
 			return nil
 		case <-t.C:
+		case <-l.kick:
 		}
 	}
+}
+
+// bucket is the lease bucket in use.
+func (l *Leases) bucket() jetstream.KeyValue {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.kv
+}
+
+// reprovision makes the bucket again through cfg.Provision if err, from
+// reading it, says it is gone (and finds it gone), and reports whether it
+// did.
+func (l *Leases) reprovision(ctx context.Context, err error) bool {
+	if l.cfg.Provision == nil || ctx.Err() != nil {
+		return false
+	}
+	if !errors.Is(err, jetstream.ErrStreamNotFound) && !errors.Is(err, jetstream.ErrBucketNotFound) {
+		// A failed watch does not say why: ask the stream itself.
+		if _, serr := l.bucket().Status(ctx); !errors.Is(serr, jetstream.ErrStreamNotFound) {
+			return false
+		}
+	}
+	now := time.Now()
+	l.mu.Lock()
+	if l.gone.IsZero() {
+		l.gone = now
+	}
+	wait := l.gone.Add(l.ttl).Sub(now)
+	l.mu.Unlock()
+	if wait > 0 {
+		l.log.Warn().Dur("recreate_in", wait).Msg("lease bucket is gone")
+		return false
+	}
+	kv, perr := l.cfg.Provision(ctx)
+	if perr != nil {
+		if ctx.Err() == nil {
+			l.log.Warn().Err(perr).Msg("recreate the lease bucket")
+		}
+		return false
+	}
+	l.mu.Lock()
+	l.kv, l.gone = kv, time.Time{}
+	l.mu.Unlock()
+	l.log.Warn().Str("bucket", kv.Bucket()).Msg("lease bucket was gone: made it again")
+	return true
 }
 
 // nodeKey is the key that says node is alive for this observer.
@@ -263,10 +420,21 @@ func (l *Leases) nodeKey(node string) string { return l.prefix + "node." + node 
 
 // round renews, hands over and acquires leases once.
 func (l *Leases) round(ctx context.Context, ttl time.Duration) {
-	if _, err := l.kv.Put(ctx, l.nodeKey(l.cfg.Node), []byte(l.member)); err != nil && ctx.Err() == nil {
+	l.rounds.Lock()
+	defer l.rounds.Unlock()
+	l.mu.Lock()
+	kv, member, targetSet := l.kv, l.member, l.targetSet
+	l.mu.Unlock()
+	if _, err := kv.Put(ctx, l.nodeKey(l.cfg.Node), []byte(member)); err != nil && ctx.Err() == nil {
 		l.log.Warn().Err(err).Msg("announce node")
 	}
-	entries, err := l.entries(ctx)
+	entries, err := l.entries(ctx, kv)
+	if err != nil && l.reprovision(ctx, err) {
+		kv = l.bucket()
+		if _, err = kv.Put(ctx, l.nodeKey(l.cfg.Node), []byte(member)); err == nil {
+			entries, err = l.entries(ctx, kv)
+		}
+	}
 	if err != nil {
 		// Without the bucket's view, only renew: acquiring or handing over
 		// on a guess could move leases for nothing.
@@ -276,6 +444,9 @@ func (l *Leases) round(ctx context.Context, ttl time.Duration) {
 		entries = nil
 	}
 	if entries != nil {
+		l.mu.Lock()
+		l.gone = time.Time{}
+		l.mu.Unlock()
 		l.reads++
 		l.seen[l.cfg.Node] = l.reads
 		for key, e := range entries {
@@ -283,7 +454,7 @@ func (l *Leases) round(ctx context.Context, ttl time.Duration) {
 				// Only nodes with the same targets share them out: a
 				// node configured otherwise (during a rollout) would not
 				// take what is assigned to it.
-				if node, set, _ := strings.Cut(string(e.Value()), " "); set == l.targetSet {
+				if node, set, _ := strings.Cut(string(e.Value()), " "); set == targetSet {
 					l.seen[node] = l.reads
 				}
 			}
@@ -341,9 +512,20 @@ func (l *Leases) round(ctx context.Context, ttl time.Duration) {
 	// once so a round of many targets fits in the renewal interval.
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, roundParallelism)
+	now := time.Now()
 	for _, t := range targets {
 		l.mu.Lock()
-		st := *l.state[t]
+		ptr := l.state[t]
+		if ptr.held && !now.Before(ptr.validUntil) {
+			// Not renewed in time (the bucket is gone or unreachable): the
+			// bucket has expired the lease, or is about to, and another
+			// node may take it. Lease has stopped granting it already;
+			// from here the node acts as if it never held it, and takes
+			// it again only through the bucket.
+			l.log.Warn().Str("target", t).Uint64("revision", ptr.rev).Msg("lease expired unrenewed")
+			*ptr = leaseState{key: ptr.key}
+		}
+		st := *ptr
 		l.mu.Unlock()
 		if entries == nil && !st.held {
 			continue
@@ -351,15 +533,10 @@ func (l *Leases) round(ctx context.Context, ttl time.Duration) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			next := l.step(ctx, t, st, entries, assigned[t], takers[t], ttl)
+			next := l.step(ctx, kv, t, st, entries, assigned[t], takers[t], ttl)
 			l.mu.Lock()
-			*l.state[t] = next
+			*ptr = next
 			l.mu.Unlock()
-			held := 0.0
-			if next.held {
-				held = 1
-			}
-			l.leader.WithLabelValues(t).Set(held)
 		})
 	}
 	wg.Wait()
@@ -371,7 +548,7 @@ const roundParallelism = 16
 // step decides and performs one target's lease action for the round:
 // assigned is the live node the target belongs to, taker the node that
 // takes it when vacant (assigned, unless this read did not find it).
-func (l *Leases) step(ctx context.Context, target string, st leaseState, entries map[string]jetstream.KeyValueEntry, assigned, taker string, ttl time.Duration) leaseState {
+func (l *Leases) step(ctx context.Context, kv jetstream.KeyValue, target string, st leaseState, entries map[string]jetstream.KeyValueEntry, assigned, taker string, ttl time.Duration) leaseState {
 	me := l.cfg.Node
 	log := l.log.With().Str("target", target).Logger()
 	if !st.held {
@@ -390,7 +567,7 @@ func (l *Leases) step(ctx context.Context, target string, st leaseState, entries
 				return st
 			}
 			sent := time.Now()
-			rev, err := l.kv.Create(ctx, st.key, []byte(me))
+			rev, err := kv.Create(ctx, st.key, []byte(me))
 			if err != nil {
 				if !errors.Is(err, jetstream.ErrKeyExists) && ctx.Err() == nil {
 					log.Warn().Err(err).Msg("acquire lease")
@@ -414,14 +591,14 @@ func (l *Leases) step(ctx context.Context, target string, st leaseState, entries
 	if entries != nil && assigned != me && (assigned != st.keepFrom || st.keepRounds == 0) {
 		// Hand over to the node the target is assigned to: it takes the
 		// vacant lease in its next round.
-		if err := l.kv.Delete(ctx, st.key, jetstream.LastRevision(st.rev)); err != nil && ctx.Err() == nil {
+		if err := kv.Delete(ctx, st.key, jetstream.LastRevision(st.rev)); err != nil && ctx.Err() == nil {
 			log.Warn().Err(err).Msg("hand over lease")
 		}
 		log.Info().Str("to", assigned).Msg("lease handed over")
 		return leaseState{key: st.key}
 	}
 	sent := time.Now()
-	rev, err := l.kv.Update(ctx, st.key, []byte(me), st.rev)
+	rev, err := kv.Update(ctx, st.key, []byte(me), st.rev)
 	switch {
 	case err == nil:
 		st.rev, st.node = rev, me
@@ -444,8 +621,8 @@ func (l *Leases) step(ctx context.Context, target string, st leaseState, entries
 func validFor(ttl time.Duration) time.Duration { return ttl * 3 / 4 }
 
 // entries reads the current value of every key of this observer.
-func (l *Leases) entries(ctx context.Context) (map[string]jetstream.KeyValueEntry, error) {
-	w, err := l.kv.Watch(ctx, l.prefix+">", jetstream.IgnoreDeletes())
+func (l *Leases) entries(ctx context.Context, kv jetstream.KeyValue) (map[string]jetstream.KeyValueEntry, error) {
+	w, err := kv.Watch(ctx, l.prefix+">", jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("watch %s>: %w", l.prefix, err)
 	}
@@ -478,21 +655,21 @@ func (l *Leases) release() {
 			held[t] = *st
 		}
 		*st = leaseState{key: st.key}
-		l.leader.WithLabelValues(t).Set(0)
 	}
+	kv := l.kv
 	l.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.StopTimeout)
 	defer cancel()
 	n := 0
 	for t, st := range held {
-		if err := l.kv.Delete(ctx, st.key, jetstream.LastRevision(st.rev)); err != nil {
+		if err := kv.Delete(ctx, st.key, jetstream.LastRevision(st.rev)); err != nil {
 			l.log.Warn().Err(err).Str("target", t).Msg("release lease")
 			continue
 		}
 		n++
 	}
-	if err := l.kv.Delete(ctx, l.nodeKey(l.cfg.Node)); err != nil {
+	if err := kv.Delete(ctx, l.nodeKey(l.cfg.Node)); err != nil {
 		l.log.Warn().Err(err).Msg("withdraw node")
 	}
 	l.log.Info().Int("released", n).Msg("leases stopped")

@@ -75,15 +75,23 @@ type Observer struct {
 	poller  Poller
 	log     zerolog.Logger
 	sem     chan struct{}
-	targets []*target
 	polls   *prometheus.CounterVec
 	wg      sync.WaitGroup // polls in flight
+
+	// mu guards the targets and, while Run runs, the context it runs in
+	// (nil otherwise): Update starts and stops loops under it.
+	mu      sync.Mutex
+	targets map[string]*target
+	run     context.Context
+	loops   sync.WaitGroup
 }
 
 type target struct {
 	name    string
 	phase   time.Duration
 	running atomic.Bool
+	// stop ends the target's loop (set while it runs).
+	stop context.CancelFunc
 
 	mu     sync.Mutex
 	status TargetStatus
@@ -115,12 +123,9 @@ func New(cfg Config, elector Elector, poller Poller, log zerolog.Logger, reg pro
 	for _, s := range []string{StatusOK, StatusError, StatusTimeout, StatusPanic, StatusOverrun, StatusBusy} {
 		o.polls.WithLabelValues(s)
 	}
+	o.targets = make(map[string]*target, len(cfg.Targets))
 	for _, t := range cfg.Targets {
-		o.targets = append(o.targets, &target{
-			name:   t,
-			phase:  Phase(cfg.Name, t, cfg.Interval),
-			status: TargetStatus{Target: t},
-		})
+		o.targets[t] = o.newTarget(t)
 	}
 	if reg != nil {
 		if err := reg.Register(o.polls); err != nil {
@@ -150,17 +155,84 @@ func nextTick(now time.Time, interval, phase time.Duration) time.Time {
 	return time.Unix(0, (k+1)*int64(interval)+int64(phase))
 }
 
+func (o *Observer) newTarget(name string) *target {
+	return &target{name: name, phase: Phase(o.cfg.Name, name, o.cfg.Interval), status: TargetStatus{Target: name}}
+}
+
 // Run polls until ctx ends, then waits for the polls in flight and
-// returns nil.
+// returns nil. Run once at a time.
 func (o *Observer) Run(ctx context.Context) error {
+	o.mu.Lock()
 	o.log.Info().Int("targets", len(o.targets)).Dur("interval", o.cfg.Interval).Dur("timeout", o.cfg.Timeout).Msg("observer started")
-	var loops sync.WaitGroup
+	o.run = ctx
 	for _, t := range o.targets {
-		loops.Go(func() { o.loop(ctx, t) })
+		o.startLoop(t)
 	}
-	loops.Wait()
+	o.mu.Unlock()
+	<-ctx.Done()
+	o.mu.Lock()
+	o.run = nil
+	o.mu.Unlock()
+	o.loops.Wait()
 	o.wg.Wait()
 	o.log.Info().Msg("observer stopped")
+	return nil
+}
+
+// startLoop starts t's loop in o.run. Call it with o.mu held.
+func (o *Observer) startLoop(t *target) {
+	ctx, stop := context.WithCancel(o.run)
+	t.stop = stop
+	o.loops.Go(func() {
+		defer stop()
+		o.loop(ctx, t)
+	})
+}
+
+// Update changes the targets while Run runs (or before it): loops start
+// for the added targets, at their next instant, and stop for the removed
+// ones (a poll of theirs in flight runs to its end; their status is
+// dropped); the targets that stay keep their loops, their schedules and
+// their status, counters included. A target whose definition changed
+// keeps its name here: the Poller swaps the definition in for the next
+// poll. An invalid list (an empty or repeated name) changes nothing.
+func (o *Observer) Update(targets []string) error {
+	cfg := o.cfg
+	cfg.Targets = targets
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("update observer: %w", err)
+	}
+	keep := make(map[string]bool, len(targets))
+	for _, t := range targets {
+		keep[t] = true
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var added, removed []string
+	for name, t := range o.targets {
+		if keep[name] {
+			continue
+		}
+		if t.stop != nil {
+			t.stop()
+		}
+		delete(o.targets, name)
+		removed = append(removed, name)
+	}
+	for _, name := range targets {
+		if _, ok := o.targets[name]; ok {
+			continue
+		}
+		t := o.newTarget(name)
+		o.targets[name] = t
+		if o.run != nil {
+			o.startLoop(t)
+		}
+		added = append(added, name)
+	}
+	slices.Sort(added)
+	slices.Sort(removed)
+	o.log.Info().Int("targets", len(o.targets)).Strs("added", added).Strs("removed", removed).Msg("observer targets changed")
 	return nil
 }
 
@@ -284,6 +356,8 @@ func (o *Observer) record(t *target, scheduled time.Time, d time.Duration, statu
 // Status returns every target's last outcome on this node, sorted by
 // target.
 func (o *Observer) Status() []TargetStatus {
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	out := make([]TargetStatus, 0, len(o.targets))
 	for _, t := range o.targets {
 		t.mu.Lock()

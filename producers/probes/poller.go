@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -45,9 +47,18 @@ const ProbesMetric = "jetmetrics_service_probes_total"
 
 // Poller probes services and publishes their results.
 type Poller struct {
-	cfg     Config
-	results *observer.Results
-	total   *prometheus.CounterVec
+	cfg   Config // Probers and Timeouts as New was given them
+	js    jetstream.JetStream
+	total *prometheus.CounterVec
+	// set is the services probed now: SetProbers swaps it whole.
+	set atomic.Pointer[probeSet]
+}
+
+// probeSet is the services a poller probes, with their result subjects.
+type probeSet struct {
+	probers  map[string]Prober
+	timeouts map[string]time.Duration
+	results  *observer.Results
 }
 
 var _ observer.Poller = (*Poller)(nil)
@@ -67,23 +78,12 @@ func New(cfg Config, js jetstream.JetStream, reg prometheus.Registerer) (*Poller
 			Help: "Service probes this node made, by service and result (success or failure).",
 		}, []string{"service", "result"}),
 	}
-	for name, pr := range cfg.Probers {
-		if pr == nil {
-			return nil, fmt.Errorf("new probe poller: service %q has no prober", name)
-		}
+	p.js = js
+	set, err := p.newSet(cfg.Probers, cfg.Timeouts)
+	if err != nil {
+		return nil, fmt.Errorf("new probe poller: %w", err)
 	}
-	var err error
-	if p.results, err = observer.NewResults(js, cfg.Subjects, streams.ObsKindProbe, p.Targets(), cfg.PublishTimeout); err != nil {
-		return nil, fmt.Errorf("new probe poller: service %w", err)
-	}
-	for name, d := range cfg.Timeouts {
-		if _, ok := cfg.Probers[name]; !ok {
-			return nil, fmt.Errorf("new probe poller: a timeout for service %q, which has no prober", name)
-		}
-		if d <= 0 {
-			return nil, fmt.Errorf("new probe poller: service %q: timeout %s is not positive", name, d)
-		}
-	}
+	p.set.Store(set)
 	if reg != nil {
 		if err := reg.Register(p.total); err != nil {
 			return nil, fmt.Errorf("register probe metrics: %w", err)
@@ -92,11 +92,48 @@ func New(cfg Config, js jetstream.JetStream, reg prometheus.Registerer) (*Poller
 	return p, nil
 }
 
+func (p *Poller) newSet(probers map[string]Prober, timeouts map[string]time.Duration) (*probeSet, error) {
+	for name, pr := range probers {
+		if pr == nil {
+			return nil, fmt.Errorf("service %q has no prober", name)
+		}
+	}
+	for name, d := range timeouts {
+		if _, ok := probers[name]; !ok {
+			return nil, fmt.Errorf("a timeout for service %q, which has no prober", name)
+		}
+		if d <= 0 {
+			return nil, fmt.Errorf("service %q: timeout %s is not positive", name, d)
+		}
+	}
+	results, err := observer.NewResults(p.js, p.cfg.Subjects, streams.ObsKindProbe, sortedNames(probers), p.cfg.PublishTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("service %w", err)
+	}
+	return &probeSet{probers: maps.Clone(probers), timeouts: maps.Clone(timeouts), results: results}, nil
+}
+
+// SetProbers replaces the services probed, for a configuration reload:
+// each poll that starts afterwards uses the new prober of its service
+// (a poll in flight finishes with the one it began with). The probe
+// counters of the services that stay go on counting. An invalid set
+// changes nothing.
+func (p *Poller) SetProbers(probers map[string]Prober, timeouts map[string]time.Duration) error {
+	set, err := p.newSet(probers, timeouts)
+	if err != nil {
+		return fmt.Errorf("set probers: %w", err)
+	}
+	p.set.Store(set)
+	return nil
+}
+
 // Targets are the services' names, sorted, for the observer's and the
 // leases' configurations.
-func (p *Poller) Targets() []string {
-	out := make([]string, 0, len(p.cfg.Probers))
-	for name := range p.cfg.Probers {
+func (p *Poller) Targets() []string { return sortedNames(p.set.Load().probers) }
+
+func sortedNames(probers map[string]Prober) []string {
+	out := make([]string, 0, len(probers))
+	for name := range probers {
 		out = append(out, name)
 	}
 	slices.Sort(out)
@@ -107,11 +144,12 @@ func (p *Poller) Targets() []string {
 // probe's error (so the observer records it) after publishing it, or the
 // publish error.
 func (p *Poller) Poll(ctx context.Context, poll observer.Poll) error {
-	pr, ok := p.cfg.Probers[poll.Target]
+	set := p.set.Load()
+	pr, ok := set.probers[poll.Target]
 	if !ok {
 		return fmt.Errorf("service %q is not configured", poll.Target)
 	}
-	if d, ok := p.cfg.Timeouts[poll.Target]; ok {
+	if d, ok := set.timeouts[poll.Target]; ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
@@ -146,7 +184,7 @@ func (p *Poller) Poll(ctx context.Context, poll observer.Poll) error {
 	if encErr != nil {
 		return errors.Join(err, fmt.Errorf("service %s: %w", poll.Target, encErr))
 	}
-	if perr := p.results.Publish(ctx, poll.Target, poll.Scheduled, data); perr != nil {
+	if perr := set.results.Publish(ctx, poll.Target, poll.Scheduled, data); perr != nil {
 		return errors.Join(err, fmt.Errorf("publish service %s result: %w", poll.Target, perr))
 	}
 	return err

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -36,10 +39,18 @@ type Config struct {
 
 // Poller polls volumes and publishes their results.
 type Poller struct {
-	cfg      Config
-	results  *observer.Results
+	cfg      Config // Backends as New was given them
+	js       jetstream.JetStream
 	total    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// set is the volumes polled now: SetBackends swaps it whole.
+	set atomic.Pointer[volumeSet]
+}
+
+// volumeSet is the volumes a poller polls, with their result subjects.
+type volumeSet struct {
+	backends map[string]Backend
+	results  *observer.Results
 }
 
 var _ observer.Poller = (*Poller)(nil)
@@ -69,15 +80,12 @@ func New(cfg Config, js jetstream.JetStream, reg prometheus.Registerer) (*Poller
 			Buckets: durationBuckets,
 		}, []string{"volume"}),
 	}
-	for name, b := range cfg.Backends {
-		if b == nil {
-			return nil, fmt.Errorf("new volume poller: volume %q has no backend", name)
-		}
+	p.js = js
+	set, err := p.newSet(cfg.Backends)
+	if err != nil {
+		return nil, fmt.Errorf("new volume poller: %w", err)
 	}
-	var err error
-	if p.results, err = observer.NewResults(js, cfg.Subjects, streams.ObsKindVolume, p.Targets(), cfg.PublishTimeout); err != nil {
-		return nil, fmt.Errorf("new volume poller: volume %w", err)
-	}
+	p.set.Store(set)
 	if reg != nil {
 		for _, c := range []prometheus.Collector{p.total, p.duration} {
 			if err := reg.Register(c); err != nil {
@@ -88,13 +96,44 @@ func New(cfg Config, js jetstream.JetStream, reg prometheus.Registerer) (*Poller
 	return p, nil
 }
 
-// Targets are the volumes' names, for the observer's and the leases'
-// configurations.
+func (p *Poller) newSet(backends map[string]Backend) (*volumeSet, error) {
+	names := make([]string, 0, len(backends))
+	for name, b := range backends {
+		if b == nil {
+			return nil, fmt.Errorf("volume %q has no backend", name)
+		}
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	results, err := observer.NewResults(p.js, p.cfg.Subjects, streams.ObsKindVolume, names, p.cfg.PublishTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("volume %w", err)
+	}
+	return &volumeSet{backends: maps.Clone(backends), results: results}, nil
+}
+
+// SetBackends replaces the volumes polled, for a configuration reload:
+// each poll that starts afterwards uses the new backend of its volume (a
+// poll in flight finishes with the one it began with). The counters of
+// the volumes that stay go on counting. An invalid set changes nothing.
+func (p *Poller) SetBackends(backends map[string]Backend) error {
+	set, err := p.newSet(backends)
+	if err != nil {
+		return fmt.Errorf("set volume backends: %w", err)
+	}
+	p.set.Store(set)
+	return nil
+}
+
+// Targets are the volumes' names, sorted, for the observer's and the
+// leases' configurations.
 func (p *Poller) Targets() []string {
-	out := make([]string, 0, len(p.cfg.Backends))
-	for name := range p.cfg.Backends {
+	set := p.set.Load()
+	out := make([]string, 0, len(set.backends))
+	for name := range set.backends {
 		out = append(out, name)
 	}
+	slices.Sort(out)
 	return out
 }
 
@@ -102,7 +141,8 @@ func (p *Poller) Targets() []string {
 // the backend's error (so the observer records it) after publishing it,
 // or the publish error.
 func (p *Poller) Poll(ctx context.Context, poll observer.Poll) error {
-	b, ok := p.cfg.Backends[poll.Target]
+	set := p.set.Load()
+	b, ok := set.backends[poll.Target]
 	if !ok {
 		return fmt.Errorf("volume %q is not configured", poll.Target)
 	}
@@ -140,7 +180,7 @@ func (p *Poller) Poll(ctx context.Context, poll observer.Poll) error {
 	if encErr != nil {
 		return fmt.Errorf("volume %s: %w", poll.Target, encErr)
 	}
-	if perr := p.results.Publish(ctx, poll.Target, poll.Scheduled, data); perr != nil {
+	if perr := set.results.Publish(ctx, poll.Target, poll.Scheduled, data); perr != nil {
 		return errors.Join(err, fmt.Errorf("publish volume %s result: %w", poll.Target, perr))
 	}
 	return err

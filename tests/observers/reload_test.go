@@ -13,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	jmnode "github.com/jetmetrics/jetmetrics/cmd/jetmetrics/node"
 	"github.com/jetmetrics/jetmetrics/pkg/config"
 	"github.com/jetmetrics/jetmetrics/producers"
+	pp "github.com/jetmetrics/jetmetrics/producers/probes"
 	"github.com/jetmetrics/jetmetrics/tests/harness"
 )
 
@@ -184,4 +187,125 @@ func TestReloadNeedsLifecycleFlag(t *testing.T) {
 	if code != http.StatusForbidden || !strings.Contains(body, "--web.enable-lifecycle") {
 		t.Fatalf("POST /-/reload: %d %q, want 403 naming --web.enable-lifecycle", code, body)
 	}
+}
+
+// A reload that adds a probe changes the probe observer in place: the
+// unchanged probe keeps its lease (every write of its key across the
+// reload is a renewal by the same node, revisions growing, never a
+// release or a new lease), and its counters go on from where they were —
+// this node's probe count and the cluster's checks counter — while the
+// added probe is probed too.
+func TestReloadKeepsUnchangedProbeLease(t *testing.T) {
+	svcA, _ := probeServer(t)
+	svcB, callsB := probeServer(t)
+	path := filepath.Join(t.TempDir(), "jetmetrics.yaml")
+	write := func(content string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	head := "observers:\n  probe: {observe-interval: 1s, observe-timeout: 500ms}\nprobes:\n  - {name: svc-a, kind: http, target: " + svcA.URL + "}\n"
+	write(head)
+	f, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := jmnode.Config{File: f, WebEnableLifecycle: true}
+	cfg.Reload = func() (jmnode.Config, error) {
+		c := cfg
+		c.File, err = config.Load(path)
+		return c, err
+	}
+	rn := harness.StartNode(t, cfg)
+	metric := func(name, service, result string) float64 {
+		t.Helper()
+		fams, err := harness.Scrape(rn.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum float64
+		for k, v := range harness.Samples(fams) {
+			if strings.HasPrefix(k, name+"{") && strings.Contains(k, `service="`+service+`"`) && strings.Contains(k, `result="`+result+`"`) {
+				sum += v
+			}
+		}
+		return sum
+	}
+	harness.Eventually(t, 20*time.Second, func() error {
+		if got := metric("jetmetrics_service_checks_total", "svc-a", "success"); got < 3 {
+			return fmt.Errorf("svc-a checked %v times", got)
+		}
+		return nil
+	})
+
+	js, err := jetstream.New(rn.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(t.Context(), "jetmetrics_leases")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const key = "probe.lease.svc-a"
+	before, err := kv.Get(t.Context(), key)
+	if err != nil {
+		t.Fatalf("svc-a's lease: %v", err)
+	}
+	w, err := kv.Watch(t.Context(), key, jetstream.UpdatesOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	probes := metric(pp.ProbesMetric, "svc-a", "success")
+	checks := metric("jetmetrics_service_checks_total", "svc-a", "success")
+
+	write(head + "  - {name: svc-b, kind: http, target: " + svcB.URL + "}\n")
+	if code, body := post(t, rn.URL+"/-/reload"); code != http.StatusOK {
+		t.Fatalf("POST /-/reload: %d %s", code, body)
+	}
+	harness.Eventually(t, 20*time.Second, func() error {
+		if callsB.Load() < 2 {
+			return fmt.Errorf("svc-b probed %d times", callsB.Load())
+		}
+		if got := metric(pp.ProbesMetric, "svc-a", "success"); got < probes+3 {
+			return fmt.Errorf("svc-a probes: %v after the reload, %v before", got, probes)
+		}
+		if got := metric("jetmetrics_service_checks_total", "svc-a", "success"); got < checks+3 {
+			return fmt.Errorf("svc-a checks: %v after the reload, %v before", got, checks)
+		}
+		return nil
+	})
+	// Every write of svc-a's lease key since before the reload: renewals
+	// by the same node.
+	rev, renewals := before.Revision(), 0
+	for done := false; !done; {
+		select {
+		case e := <-w.Updates():
+			if e == nil {
+				continue
+			}
+			if e.Operation() != jetstream.KeyValuePut || string(e.Value()) != string(before.Value()) || e.Revision() <= rev {
+				t.Fatalf("svc-a's lease: %s of %q at revision %d after %d — released or taken again across the reload", e.Operation(), e.Value(), e.Revision(), rev)
+			}
+			rev = e.Revision()
+			renewals++
+		default:
+			done = true
+		}
+	}
+	if renewals == 0 {
+		t.Fatal("svc-a's lease was not renewed across the reload")
+	}
+	fams, err := harness.Scrape(rn.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := harness.Samples(fams)
+	for _, svc := range []string{"svc-a", "svc-b"} {
+		if got := s[`jetmetrics_observer_leader{observer="probe",target="`+svc+`"}`]; got != 1 {
+			t.Errorf("jetmetrics_observer_leader of %s = %v, want 1", svc, got)
+		}
+	}
+	t.Logf("svc-a's lease renewed %d times across the reload, holder %s, revision %d → %d", renewals, before.Value(), before.Revision(), rev)
 }

@@ -38,6 +38,12 @@ type obsGen struct {
 	publish func()
 	// discard frees what a generation that never started holds.
 	discard func()
+	// update, when set, prepares changing the running generation in
+	// place to key's targets and definitions (same observer settings):
+	// it returns the change to apply once nothing can fail any more, or
+	// nil when key needs a new generation. Leases, schedules and metrics
+	// of the targets that stay carry on. Called under the reload lock.
+	update  func(ctx context.Context, key any) (apply func(context.Context) error, err error)
 	started chan struct{}
 }
 

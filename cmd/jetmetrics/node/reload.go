@@ -197,16 +197,28 @@ func (n *Node) applyReload(ctx context.Context) error {
 			gen  *obsGen
 		}{r.volume, g})
 	}
+	var updates []func(context.Context) error
 	if key := (probeKey{file.Probes, file.Observers.Probe}); !reflect.DeepEqual(key, r.probe.cur.Load().key) {
-		g, err := n.probeGen(n.runCtx(), r.js, r.admin, r.rdb, r.nc, file)
-		if err != nil {
-			drop()
-			return &ReloadError{Err: fmt.Errorf("probes: %w", err)}
+		var apply func(context.Context) error
+		if cur := r.probe.cur.Load(); cur.update != nil {
+			if apply, err = cur.update(n.runCtx(), key); err != nil {
+				drop()
+				return &ReloadError{Err: fmt.Errorf("probes: %w", err)}
+			}
 		}
-		gens = append(gens, struct {
-			slot *observerSlot
-			gen  *obsGen
-		}{r.probe, g})
+		if apply != nil {
+			updates = append(updates, apply)
+		} else {
+			g, err := n.probeGen(n.runCtx(), r.js, r.admin, r.rdb, r.nc, file)
+			if err != nil {
+				drop()
+				return &ReloadError{Err: fmt.Errorf("probes: %w", err)}
+			}
+			gens = append(gens, struct {
+				slot *observerSlot
+				gen  *obsGen
+			}{r.probe, g})
+		}
 	}
 
 	agg.SetLimits(aggregator.Limits{Series: next.Limits, MaxSeries: next.MaxSeries, MaxSeriesPerMetric: next.MaxSeriesPerMetric,
@@ -222,10 +234,14 @@ func (n *Node) applyReload(ctx context.Context) error {
 			break
 		}
 	}
+	for _, apply := range updates {
+		swapErr = errors.Join(swapErr, apply(ctx))
+	}
 	if swapErr != nil {
 		return &ReloadError{Err: swapErr}
 	}
 	n.log.Info().Int("volumes", len(vols)).Int("probes", len(file.Probes)).Int("observers_restarted", len(gens)).
+		Int("observers_updated", len(updates)).
 		Int("max_series", agg.Limits().MaxSeries).Msg("configuration reloaded")
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -80,13 +82,16 @@ func (n *Node) probeGen(ctx context.Context, js, admin jetstream.JetStream, rdb 
 		probers  map[string]pp.Prober
 		timeouts map[string]time.Duration
 		closers  []func()
+		sets     *probeSets
 	)
 	if len(file.Probes) > 0 {
 		set, err := pp.FromConfig(file.Probes, nc)
 		if err != nil {
 			return nil, fmt.Errorf("--config.file: %w", err)
 		}
-		probers, timeouts, closers = set.Probers, set.Timeouts, append(closers, set.Close)
+		probers, timeouts = set.Probers, set.Timeouts
+		sets = newProbeSets(file.Probes, set)
+		closers = append(closers, sets.close)
 	} else {
 		d, err := pp.NewDemo(pp.DemoConfig{WebURL: loopbackURL(n.WebAddr()), Conn: nc})
 		if err != nil {
@@ -116,13 +121,14 @@ func (n *Node) probeGen(ctx context.Context, js, admin jetstream.JetStream, rdb 
 		return nil, fmt.Errorf("probe producer: %w", err)
 	}
 	recorded := make(map[string]pp.Prober, len(probers))
+	handles := make(map[string]*producers.ServiceLatency, len(probers))
 	for name, pr := range probers {
 		h, err := sdk.Latency(name)
 		if err != nil {
 			closeAll()
 			return nil, fmt.Errorf("probe producer: service %q: %w", name, err)
 		}
-		recorded[name] = recordingProber{pr, h}
+		recorded[name], handles[name] = recordingProber{pr, h}, h
 	}
 
 	poller, err := pp.New(pp.Config{Node: n.cfg.Name, Subjects: sc.Subjects(), Probers: recorded, Timeouts: timeouts}, js, reg)
@@ -131,7 +137,8 @@ func (n *Node) probeGen(ctx context.Context, js, admin jetstream.JetStream, rdb 
 		return nil, err
 	}
 	names := poller.Targets()
-	leases, err := observer.NewLeases(observer.LeaseConfig{Observer: probeObserver, Node: n.cfg.Name, Targets: names}, kv, log, reg)
+	leases, err := observer.NewLeases(observer.LeaseConfig{Observer: probeObserver, Node: n.cfg.Name, Targets: names,
+		Provision: n.leaseProvisioner(js, admin)}, kv, log, reg)
 	if err != nil {
 		closeAll()
 		return nil, err
@@ -197,6 +204,65 @@ func (n *Node) probeGen(ctx context.Context, js, admin jetstream.JetStream, rdb 
 		closeAll()
 	}
 
+	if sets != nil {
+		// A reload that changes only the probes (not the observer's
+		// settings, not to or from --demo's) changes them in place.
+		g.update = func(ctx context.Context, key any) (func(context.Context) error, error) {
+			next := key.(probeKey)
+			if len(next.Probes) == 0 || !reflect.DeepEqual(next.Obs, g.key.(probeKey).Obs) {
+				return nil, nil
+			}
+			changed := sets.changed(next.Probes)
+			set, err := pp.FromConfig(changed, nc)
+			if err != nil {
+				return nil, fmt.Errorf("--config.file: %w", err)
+			}
+			for _, p := range changed {
+				if handles[p.Name] != nil {
+					continue
+				}
+				h, err := sdk.Latency(p.Name)
+				if err != nil {
+					set.Close()
+					return nil, fmt.Errorf("probe producer: service %q: %w", p.Name, err)
+				}
+				handles[p.Name] = h
+			}
+			return func(ctx context.Context) error {
+				next := next
+				nextRecorded := make(map[string]pp.Prober, len(next.Probes))
+				nextTimeouts := map[string]time.Duration{}
+				for _, p := range next.Probes {
+					nextRecorded[p.Name] = recorded[p.Name]
+					if pr, ok := set.Probers[p.Name]; ok {
+						nextRecorded[p.Name] = recordingProber{pr, handles[p.Name]}
+					}
+					if p.Timeout > 0 {
+						nextTimeouts[p.Name] = p.Timeout
+					}
+				}
+				if err := poller.SetProbers(nextRecorded, nextTimeouts); err != nil {
+					set.Close()
+					return err
+				}
+				recorded = nextRecorded
+				// The replaced probers' connections close once no probe
+				// uses their set any more.
+				sets.replace(next.Probes, set)
+				names := poller.Targets()
+				err := errors.Join(leases.SetTargets(ctx, names), o.Update(names),
+					local.SetServices(names), cluster.SetServices(names))
+				next2 := &serviceState{names: names, byName: map[string]bool{}, store: store, leases: leases}
+				for _, name := range names {
+					next2.byName[name] = true
+				}
+				n.services.Store(next2)
+				g.key = next
+				return err
+			}, nil
+		}
+	}
+
 	runLeases := func(ctx context.Context) error { return keepLeases(ctx, leases, log) }
 	g.parts = []Component{
 		component{name: "probe-leases", run: runLeases, ready: func(context.Context) error {
@@ -248,4 +314,79 @@ func loopbackURL(addr string) string {
 		host = "127.0.0.1"
 	}
 	return "http://" + net.JoinHostPort(host, port)
+}
+
+// probeSets tracks which probe Set each configured probe's prober comes
+// from, so that a reload changing some probes closes a Set (its nats
+// probes' own connections) once none of its probers is in use.
+type probeSets struct {
+	mu   sync.Mutex
+	cur  map[string]config.Probe
+	from map[string]*pp.Set
+	refs map[*pp.Set]int
+}
+
+func newProbeSets(list []config.Probe, set *pp.Set) *probeSets {
+	s := &probeSets{cur: map[string]config.Probe{}, from: map[string]*pp.Set{}, refs: map[*pp.Set]int{}}
+	s.replace(list, set)
+	return s
+}
+
+// changed are the probes of list that are new or defined otherwise than
+// now.
+func (s *probeSets) changed(list []config.Probe) []config.Probe {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []config.Probe
+	for _, p := range list {
+		if old, ok := s.cur[p.Name]; !ok || !reflect.DeepEqual(old, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// replace makes list the probes in use, those of set's probers taken
+// from set, and closes the sets no probe uses any more.
+func (s *probeSets) replace(list []config.Probe, set *pp.Set) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keep := map[string]config.Probe{}
+	for _, p := range list {
+		keep[p.Name] = p
+	}
+	release := func(name string) {
+		old := s.from[name]
+		delete(s.from, name)
+		if s.refs[old]--; s.refs[old] <= 0 {
+			delete(s.refs, old)
+			old.Close()
+		}
+	}
+	for name := range s.from {
+		if _, ok := keep[name]; !ok {
+			release(name)
+		}
+	}
+	for name := range set.Probers {
+		if _, ok := s.from[name]; ok {
+			release(name)
+		}
+		s.from[name] = set
+		s.refs[set]++
+	}
+	if s.refs[set] == 0 {
+		set.Close()
+	}
+	s.cur = keep
+}
+
+// close closes every set in use.
+func (s *probeSets) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for set := range s.refs {
+		set.Close()
+	}
+	s.refs, s.from = map[*pp.Set]int{}, map[string]*pp.Set{}
 }

@@ -111,7 +111,8 @@ func (n *Node) volumeGen(ctx context.Context, js, admin jetstream.JetStream, rdb
 	if err != nil {
 		return nil, err
 	}
-	s.leases, err = observer.NewLeases(observer.LeaseConfig{Observer: volumeObserver, Node: n.cfg.Name, Targets: names}, kv, log, reg)
+	s.leases, err = observer.NewLeases(observer.LeaseConfig{Observer: volumeObserver, Node: n.cfg.Name, Targets: names,
+		Provision: n.leaseProvisioner(js, admin)}, kv, log, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -218,6 +219,26 @@ func (n *Node) provisionObs(ctx context.Context, js, admin jetstream.JetStream) 
 	}
 	n.obsKV = kv
 	return sc, kv, nil
+}
+
+// leaseProvisioner makes the lease bucket again for observers that find
+// it gone (deleted by an operator, lost with its stream), as the node
+// made it at the start, and opens it as the node.
+func (n *Node) leaseProvisioner(js, admin jetstream.JetStream) func(context.Context) (jetstream.KeyValue, error) {
+	return func(ctx context.Context) (jetstream.KeyValue, error) {
+		n.obsMu.Lock()
+		defer n.obsMu.Unlock()
+		sc := n.obsConfig()
+		if _, err := streams.ProvisionLeases(ctx, admin, sc); err != nil && !errors.Is(admin.Conn().LastError(), nats.ErrPermissionViolation) {
+			return nil, err
+		}
+		kv, err := js.KeyValue(ctx, sc.LeaseBucket())
+		if err != nil {
+			return nil, err
+		}
+		n.obsKV = kv
+		return kv, nil
+	}
 }
 
 // runLeases keeps the volume leases.
