@@ -62,14 +62,45 @@ var (
 )
 
 // SnapshotMsg builds the snapshot message of d, generated at gen and live
-// for ttl.
+// for ttl: the JSON json.Marshal writes of d, its series-hash fields grouped
+// by family in indexed frames (snapshot_index.go).
 func SnapshotMsg(subject string, d *aggregate.Dump, gen time.Time, ttl time.Duration) (*nats.Msg, error) {
-	raw, err := json.Marshal(d)
+	head, err := json.Marshal(struct {
+		Node  string            `json:"node"`
+		Marks map[string]string `json:"marks"`
+		Meta  map[string]string `json:"meta"`
+	}{d.Node, d.Marks, d.Meta})
 	if err != nil {
 		return nil, fmt.Errorf("encode snapshot of %s: %w", d.Node, err)
 	}
+	var w framedWriter
+	if d.Series == nil {
+		w.fixed(string(head[:len(head)-1]) + `,"series":null`)
+	} else {
+		w.fixed(string(head[:len(head)-1]) + `,"series":{`)
+		keys := make([]string, 0, len(d.Series))
+		for k := range d.Series {
+			keys = append(keys, k)
+		}
+		sortByFamily(keys)
+		for _, k := range keys {
+			b := appendString(w.field(FamilyOf(k)), k)
+			b = append(b, ':')
+			w.done(appendString(b, d.Series[k]))
+		}
+		w.fixed(`}`)
+	}
+	tail := `}`
+	if len(d.Rejected) > 0 {
+		rej, err := json.Marshal(d.Rejected)
+		if err != nil {
+			return nil, fmt.Errorf("encode snapshot of %s: %w", d.Node, err)
+		}
+		tail = `,"rejected":` + string(rej) + `}`
+	}
+	w.fixed(tail)
 	msg := nats.NewMsg(subject)
-	msg.Data = zenc.EncodeAll(raw, make([]byte, 0, len(raw)/8))
+	msg.Data = w.finish()
 	setSnapshotHeaders(msg, d.Node, d.Mark(), gen, ttl)
 	msg.Header.Set(HeaderContentEncoding, SnapshotEncoding)
 	return msg, nil

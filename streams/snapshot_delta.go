@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -86,14 +87,47 @@ type DeltaBase struct {
 }
 
 // SnapshotDeltaMsg builds node's incremental snapshot message at version,
-// applying on base, generated at gen and live for ttl.
+// applying on base, generated at gen and live for ttl. Its data is the
+// JSON of d in indexed frames (snapshot_index.go), the series-hash fields
+// and tombstones grouped by family.
 func SnapshotDeltaMsg(subject, node string, version uint64, base DeltaBase, d *SnapshotDelta, gen time.Time, ttl time.Duration) (*nats.Msg, error) {
-	raw, err := json.Marshal(d)
+	marks, err := json.Marshal(d.Marks)
 	if err != nil {
 		return nil, fmt.Errorf("encode snapshot delta of %s: %w", node, err)
 	}
+	meta, err := json.Marshal(d.Meta)
+	if err != nil {
+		return nil, fmt.Errorf("encode snapshot delta of %s: %w", node, err)
+	}
+	var w framedWriter
+	w.fixed(`{"marks":` + string(marks) + `,"meta":` + string(meta) + `,"series":{`)
+	keys := make([]string, 0, len(d.Series))
+	for k := range d.Series {
+		keys = append(keys, k)
+	}
+	sortByFamily(keys)
+	for _, k := range keys {
+		b := appendString(w.field(FamilyOf(k)), k)
+		b = append(b, ':')
+		w.done(appendString(b, d.Series[k]))
+	}
+	w.fixed(`},"deleted":[`)
+	deleted := slices.Clone(d.Deleted)
+	sortByFamily(deleted)
+	for _, k := range deleted {
+		w.done(appendString(w.field(FamilyOf(k)), k))
+	}
+	tail := `]`
+	if len(d.Rejected) > 0 {
+		rej, err := json.Marshal(d.Rejected)
+		if err != nil {
+			return nil, fmt.Errorf("encode snapshot delta of %s: %w", node, err)
+		}
+		tail += `,"rejected":` + string(rej)
+	}
+	w.fixed(tail + `}`)
 	msg := nats.NewMsg(subject)
-	msg.Data = zenc.EncodeAll(raw, make([]byte, 0, len(raw)/4))
+	msg.Data = w.finish()
 	setSnapshotHeaders(msg, node, version, gen, ttl)
 	msg.Header.Set(HeaderContentEncoding, SnapshotEncoding)
 	msg.Header.Set(HeaderSnapshotKind, SnapshotKindDelta)
@@ -142,6 +176,11 @@ func DecodeSnapshotDelta(data []byte, lim SnapshotLimits) (*SnapshotDelta, error
 	if err != nil {
 		return nil, fmt.Errorf("decompress snapshot delta: %w", err)
 	}
+	return parseSnapshotDelta(raw, lim)
+}
+
+// parseSnapshotDelta decodes a delta's decompressed JSON within lim.
+func parseSnapshotDelta(raw []byte, lim SnapshotLimits) (*SnapshotDelta, error) {
 	var d SnapshotDelta
 	if err := json.Unmarshal(raw, &d); err != nil {
 		return nil, fmt.Errorf("decode snapshot delta: %w", err)

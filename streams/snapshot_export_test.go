@@ -19,3 +19,19 @@ func DecodeSnapshotScanned(raw []byte) (d *aggregate.Dump, decided bool) {
 	dec.reset()
 	return d, decided
 }
+
+// SnapshotFrames returns the compressed frames of indexed data and the
+// families each holds (none for a head or tail frame).
+func SnapshotFrames(data []byte) (frames [][]byte, families [][]string, ok bool) {
+	idx, rest, ok, err := readIndex(data)
+	if !ok || err != nil {
+		return nil, nil, false
+	}
+	off := 0
+	for _, f := range idx.Frames {
+		frames = append(frames, rest[off:off+f.Len])
+		families = append(families, f.Families)
+		off += f.Len
+	}
+	return frames, families, true
+}

@@ -2,6 +2,7 @@ package streams
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -25,37 +26,41 @@ func SnapshotMsgOf(subject string, h aggregate.Held, gen time.Time, ttl time.Dur
 	if h.State.Node == "" {
 		return nil, 0, fmt.Errorf("encode snapshot: no node")
 	}
-	raw, _ := snapshotBufs.Get().(*[]byte)
-	if raw == nil {
-		raw = new([]byte)
+	var w framedWriter
+	if raw, _ := snapshotBufs.Get().(*[]byte); raw != nil {
+		w.raw = (*raw)[:0]
 	}
-	defer snapshotBufs.Put(raw)
-	b := append((*raw)[:0], `{"node":`...)
+	defer func() { raw := w.raw[:0]; snapshotBufs.Put(&raw) }()
+	b := append(w.raw, `{"node":`...)
 	b = appendString(b, h.State.Node)
 	b = append(b, `,"marks":`...)
 	b = appendJSONObject(b, h.MarkFields())
 	b = append(b, `,"meta":`...)
 	b = appendJSONObject(b, h.MetaFields())
 	b = append(b, `,"series":{`...)
+	w.raw = b
+	w.fixed("")
 	h.Fields(nil, func(f, v []byte) {
-		if fields > 0 {
-			b = append(b, ',')
-		}
 		fields++
-		// appendString keeps neither.
-		b = appendString(b, unsafe.String(unsafe.SliceData(f), len(f)))
+		// The frame keeps the family's name: copied once per family (the
+		// state's order keeps a family's fields together), never f.
+		fam := FamilyOf(unsafe.String(unsafe.SliceData(f), len(f)))
+		if fam == w.family {
+			fam = w.family
+		} else {
+			fam = strings.Clone(fam)
+		}
+		b := appendString(w.field(fam), unsafe.String(unsafe.SliceData(f), len(f)))
 		b = append(b, ':')
-		b = appendString(b, unsafe.String(unsafe.SliceData(v), len(v)))
+		w.done(appendString(b, unsafe.String(unsafe.SliceData(v), len(v))))
 	})
-	b = append(b, '}')
+	tail := `}`
 	if rej := h.RejectedFields(); len(rej) > 0 {
-		b = append(b, `,"rejected":`...)
-		b = appendJSONObject(b, rej)
+		tail = string(appendJSONObject([]byte(`},"rejected":`), rej))
 	}
-	b = append(b, '}')
-	*raw = b
+	w.fixed(tail + `}`)
 	msg = nats.NewMsg(subject)
-	msg.Data = zenc.EncodeAll(b, make([]byte, 0, len(b)/8))
+	msg.Data = w.finish()
 	setSnapshotHeaders(msg, h.State.Node, h.State.Mark, gen, ttl)
 	msg.Header.Set(HeaderContentEncoding, SnapshotEncoding)
 	return msg, fields, nil

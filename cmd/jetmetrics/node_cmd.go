@@ -140,6 +140,7 @@ func nodeConfig(args []string, stdout io.Writer) (node.Config, nodeOptions, erro
 	fs.DurationVar(&cfg.SnapshotInterval, "snapshot.interval", node.DefaultSnapshotInterval, "how often the node publishes its snapshot to the cluster")
 	fs.DurationVar(&cfg.SnapshotTTL, "snapshot.ttl", 0, "how long peers show a node after its last snapshot; 0 means three --snapshot.interval (at least 1s)")
 	fs.IntVar(&cfg.SnapshotFullEvery, "snapshot.full-every", snapshot.DefaultFullEvery, "every how many snapshots one is full; the others carry only the series changed since the previous one (1: full ones only, for a cluster with nodes older than incremental snapshots)")
+	fs.Int64Var(&cfg.ClusterCacheBytes, "cluster.cache-bytes", node.DefaultClusterCacheBytes, "bytes of peers' decoded metric families /metrics/cluster keeps between scrapes (an estimate; LRU by peer and family); peers' snapshots stay compressed in Redis and a scrape decodes only the families it needs")
 	fs.DurationVar(&cfg.PeerForgetAfter, "cluster.peer-forget-after", 24*time.Hour, "how long a peer whose snapshot expired stays known, with jetmetrics_peer_up 0, unless it stops gracefully or is forgotten (DELETE /api/v1/nodes/{name})")
 	fs.DurationVar(&cfg.OrphanScanInterval, "cluster.orphan-scan-interval", 30*time.Second, "how often the delta stream is scanned for deltas no live node will apply (jetmetrics_orphan_deltas)")
 	fs.BoolVar(&cfg.Demo, "demo", false, "also run a built-in producer publishing demo metrics")
@@ -263,6 +264,8 @@ func checkNodeFlags(cfg node.Config) error {
 		return flagError("snapshot.full-every", fmt.Sprint(cfg.SnapshotFullEvery), "want at least 1 (1: every snapshot full)")
 	case cfg.OrphanScanInterval <= 0:
 		return flagError("cluster.orphan-scan-interval", cfg.OrphanScanInterval.String(), "want a positive duration")
+	case cfg.ClusterCacheBytes <= 0:
+		return flagError("cluster.cache-bytes", fmt.Sprint(cfg.ClusterCacheBytes), "want a positive number of bytes")
 	case cfg.PeerForgetAfter <= 0:
 		return flagError("cluster.peer-forget-after", cfg.PeerForgetAfter.String(), "want a positive duration")
 	case cfg.DemoInterval <= 0:

@@ -47,6 +47,60 @@ func (f Filter) Apply(states []*aggregate.State) []*aggregate.State {
 	return out
 }
 
+// Related returns the metric names, among those of kinds (each a node's
+// metrics and their kinds), that a view filtered by f's names depends on:
+// the names f selects and every metric linked to one by a shared exposed
+// name (aggregate.ExposedNames), directly or through others. Which of two
+// colliding families a view serves depends on both (see resolve), so a
+// view built from these families alone serves of f's names what the
+// whole view does. It is nil when f selects every name.
+func (f Filter) Related(kinds ...map[string]aggregate.Kind) map[string]bool {
+	if len(f.Names) == 0 {
+		return nil
+	}
+	parent := map[string]string{}
+	var find func(string) string
+	find = func(x string) string {
+		p, ok := parent[x]
+		if !ok || p == x {
+			return x
+		}
+		r := find(p)
+		parent[x] = r
+		return r
+	}
+	union := func(a, b string) {
+		if ra, rb := find(a), find(b); ra != rb {
+			parent[ra] = rb
+		}
+	}
+	var exposed []string
+	for _, m := range kinds {
+		for name, k := range m {
+			exposed = aggregate.ExposedNames(exposed[:0], name, k)
+			for _, e := range exposed {
+				union(name, e)
+			}
+		}
+	}
+	roots := map[string]bool{}
+	for _, n := range f.Names {
+		roots[find(n)] = true
+	}
+	out := map[string]bool{}
+	for _, n := range f.Names {
+		out[n] = true
+	}
+	for _, m := range kinds {
+		for name := range m {
+			if roots[find(name)] {
+				out[name] = true
+			}
+		}
+	}
+	return out
+}
+
 // StaticGatherer gathers families computed beforehand, for one request.
 type StaticGatherer []*dto.MetricFamily
 

@@ -157,6 +157,10 @@ type Config struct {
 	// known, shown as down, unless it is removed on purpose first
 	// (default 24 h).
 	PeerForgetAfter time.Duration
+	// ClusterCacheBytes bounds the peers' decoded families the cluster
+	// view keeps between scrapes (default DefaultClusterCacheBytes); the
+	// compressed snapshots in Redis are the source of truth.
+	ClusterCacheBytes int64
 	// OrphanScanInterval is how often the delta stream is scanned for
 	// deltas no live node will apply (default 30 s).
 	OrphanScanInterval time.Duration

@@ -29,7 +29,7 @@ func (n *Node) routes() http.Handler {
 	rejected := n.rejectedRequests()
 	metrics := newLimiter("metrics", "web.max-requests.metrics", n.cfg.WebMaxMetricsRequests, rejected)
 	mux.Handle("GET /metrics", metrics.wrap(promhttp.InstrumentMetricHandler(n.reg, http.HandlerFunc(n.serveMetrics))))
-	cluster := &clusterView{n: n}
+	cluster := newClusterView(n)
 	clusterLimit := newLimiter("cluster", "web.max-requests.cluster", n.cfg.WebMaxClusterRequests, rejected)
 	mux.Handle("GET /metrics/cluster", clusterLimit.wrap(http.HandlerFunc(cluster.serveCluster)))
 	// HEAD answers what GET would, status and headers, without rendering

@@ -1,0 +1,183 @@
+package streams_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
+	"github.com/jetmetrics/jetmetrics/streams"
+)
+
+// indexDump is a dump of several families, one of them far larger than a
+// frame, whose names sort differently from their keys ("a", "a_b", "a:c").
+func indexDump(t *testing.T) *aggregate.Dump {
+	t.Helper()
+	d := &aggregate.Dump{Node: "n-1", Marks: map[string]string{"stream": "9"}, Rejected: map[string]string{"invalid_value": "2"},
+		Meta: map[string]string{}, Series: map[string]string{}}
+	for _, m := range []struct{ name, kind string }{{"a", "counter"}, {"a_b", "gauge"}, {"a:c", "gauge"}, {"big", "counter"}, {"h", "histogram"}} {
+		meta := map[string]any{"type": m.kind}
+		if m.kind == "histogram" {
+			meta["buckets"] = []float64{1}
+		}
+		b, _ := json.Marshal(meta)
+		d.Meta[m.name] = string(b)
+	}
+	d.Series["a"] = "1"
+	d.Series[`a{x="|{"}`] = "2"
+	d.Series[`a_b{x="1"}`] = "3"
+	d.Series["a:c"] = "4"
+	for i := range 20000 {
+		d.Series[fmt.Sprintf(`big{i="%d",pad="%032d"}`, i, i)] = fmt.Sprint(i)
+	}
+	d.Series[`h{x="1"}|b0`] = "1"
+	d.Series[`h{x="1"}|b1`] = "2"
+	d.Series[`h{x="1"}|sum`] = "0.5"
+	d.Series[`h|sum`] = "0"
+	return d
+}
+
+func filtered(m map[string]string, names ...string) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		if slices.Contains(names, streams.FamilyOf(k)) {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// A full snapshot decoded for some families holds exactly their fields,
+// with its marks, metadata and rejections whole, from indexed data and from
+// data without an index (a snapshot written before the index) alike; the
+// index is invisible to a reader that decodes the whole.
+func TestDecodeSnapshotFamilies(t *testing.T) {
+	d := indexDump(t)
+	msg, err := streams.SnapshotMsg("jetmetrics.snap.n-1", d, time.Now(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !streams.SnapshotIndexed(msg.Data) {
+		t.Fatal("SnapshotMsg wrote no index")
+	}
+	whole, err := streams.DecodeSnapshot(msg.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(whole.Series, d.Series) || !maps.Equal(whole.Meta, d.Meta) || !maps.Equal(whole.Rejected, d.Rejected) {
+		t.Fatal("the indexed snapshot decodes whole to another dump")
+	}
+	// Without the index: the JSON compressed in one frame, as before.
+	raw, _ := json.Marshal(d)
+	enc, _ := zstd.NewWriter(nil)
+	old := enc.EncodeAll(raw, nil)
+	if streams.SnapshotIndexed(old) {
+		t.Fatal("a plain zstd frame taken for an index")
+	}
+	for _, names := range [][]string{{"a"}, {"a_b", "h"}, {"big"}, {"none"}, {"a", "a_b", "a:c", "big", "h"}} {
+		match := func(f string) bool { return slices.Contains(names, f) }
+		for form, data := range map[string][]byte{"indexed": msg.Data, "unindexed": old} {
+			got, err := streams.DecodeSnapshotFamilies(data, streams.SnapshotLimits{}, match)
+			if err != nil {
+				t.Fatalf("%s %v: %v", form, names, err)
+			}
+			if want := filtered(d.Series, names...); !maps.Equal(got.Series, want) {
+				t.Errorf("%s %v: %d fields, want %d", form, names, len(got.Series), len(want))
+			}
+			if got.Node != d.Node || !maps.Equal(got.Marks, d.Marks) || !maps.Equal(got.Meta, d.Meta) || !maps.Equal(got.Rejected, d.Rejected) {
+				t.Errorf("%s %v: head %+v", form, names, got)
+			}
+		}
+	}
+}
+
+// A filtered decode never decompresses another family's frame: with the
+// big family's frames damaged, the others still decode, and the whole does
+// not.
+func TestDecodeSnapshotFamiliesSkipsFrames(t *testing.T) {
+	d := indexDump(t)
+	msg, err := streams.SnapshotMsg("jetmetrics.snap.n-1", d, time.Now(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames, fams, ok := streams.SnapshotFrames(msg.Data)
+	if !ok {
+		t.Fatal("no index")
+	}
+	bigFrames := 0
+	for i, f := range fams {
+		if slices.Equal(f, []string{"big"}) {
+			bigFrames++
+			for j := range frames[i][4:] { // past the zstd magic
+				frames[i][4+j] ^= 0x5a
+			}
+		}
+	}
+	if bigFrames < 2 {
+		t.Fatalf("the big family is in %d frames of its own, want several: %v", bigFrames, fams)
+	}
+	if _, err := streams.DecodeSnapshot(msg.Data); err == nil {
+		t.Fatal("damaged frames decoded whole")
+	}
+	got, err := streams.DecodeSnapshotFamilies(msg.Data, streams.SnapshotLimits{}, func(f string) bool { return f == "h" || f == "a" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filtered(d.Series, "h", "a"); !maps.Equal(got.Series, want) {
+		t.Errorf("%v, want %v", got.Series, want)
+	}
+}
+
+// A delta decoded for some families holds their fields and tombstones
+// only; decoded whole it is the delta written, indexed or not.
+func TestDecodeSnapshotDeltaFamilies(t *testing.T) {
+	d := indexDump(t)
+	delta := &streams.SnapshotDelta{Marks: d.Marks, Meta: d.Meta, Rejected: d.Rejected, Series: map[string]string{},
+		Deleted: []string{`a{x="gone"}`, `big{i="x"}`, `h{x="2"}|sum`, "a_b"}}
+	for k, v := range d.Series {
+		if len(delta.Series) < 3000 || streams.FamilyOf(k) != "big" {
+			delta.Series[k] = v
+		}
+	}
+	msg, err := streams.SnapshotDeltaMsg("jetmetrics.snap.n-1", "n-1", 10, streams.DeltaBase{Version: 9}, delta, time.Now(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(delta)
+	enc, _ := zstd.NewWriter(nil)
+	for form, data := range map[string][]byte{"indexed": msg.Data, "unindexed": enc.EncodeAll(raw, nil)} {
+		whole, err := streams.DecodeSnapshotDelta(data, streams.SnapshotLimits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !maps.Equal(whole.Series, delta.Series) || !slices.Equal(slices.Sorted(slices.Values(whole.Deleted)), slices.Sorted(slices.Values(delta.Deleted))) || !maps.Equal(whole.Rejected, delta.Rejected) {
+			t.Fatalf("%s: decodes whole to another delta", form)
+		}
+		for _, names := range [][]string{{"a"}, {"h", "a_b"}, {"big"}, {"none"}} {
+			got, err := streams.DecodeSnapshotDeltaFamilies(data, streams.SnapshotLimits{}, func(f string) bool { return slices.Contains(names, f) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := filtered(delta.Series, names...); !maps.Equal(got.Series, want) {
+				t.Errorf("%s %v: %d fields, want %d", form, names, len(got.Series), len(want))
+			}
+			var wantDel []string
+			for _, k := range delta.Deleted {
+				if slices.Contains(names, streams.FamilyOf(k)) {
+					wantDel = append(wantDel, k)
+				}
+			}
+			if !slices.Equal(slices.Sorted(slices.Values(got.Deleted)), slices.Sorted(slices.Values(wantDel))) {
+				t.Errorf("%s %v: deleted %v, want %v", form, names, got.Deleted, wantDel)
+			}
+			if !maps.Equal(got.Marks, delta.Marks) || !maps.Equal(got.Meta, delta.Meta) {
+				t.Errorf("%s %v: head differs", form, names)
+			}
+		}
+	}
+}
