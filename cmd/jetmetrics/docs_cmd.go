@@ -51,6 +51,7 @@ var envOnly = []struct{ name, usage string }{
 	{redisPasswordEnv, "password of `--redis.url`'s user; instead of `--redis.password-file` or a password in the URL, never with either"},
 	{natsPasswordEnv, "password of `--nats.user` for `--nats.url`; instead of `--nats.password-file`"},
 	{natsClusterPasswordEnv, "route password of `--nats.cluster.user`; instead of `--nats.cluster.password-file`"},
+	{webPasswordEnv, "password of `--web.username` for `jetmetrics status` and `top`; instead of `--web.password-file`, never with it"},
 }
 
 // machineDefaults are the flags whose default depends on the machine the

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,60 +16,121 @@ import (
 
 const statusUsage = `usage: jetmetrics status [--web.url=http://127.0.0.1:9480] [--output=json]
 
-The cluster at a glance from one node: its readiness (/-/ready), the nodes
-it knows with their snapshot age (/api/v1/nodes), the volumes with their
-leader, status and age (/api/v1/volumes) and the probed services up or
-down (/api/v1/services). A table, or JSON with --output=json.
+The cluster at a glance from any node: its readiness (/-/ready) and what
+it reads live from JetStream and Redis (/api/v1/status): the services
+whose last probe failed, the nodes with their snapshot age and aggregator
+lag (deltas in the stream for the node after the last one it applied),
+the streams with their replicas, leader and lagging followers, the dead
+letters by reason, and who leads each observer target. A table, or with
+--output=json the same as one JSON object (its "problems" are why the
+exit code is 1).
 
-exit codes: 0 the node is ready; 1 it is not ready, or an API failed;
-2 usage error; 3 the node was not reached within --timeout.
+A node with basic auth in its --web.config.file: --web.username and
+--web.password-file (or JETMETRICS_WEB_PASSWORD); with TLS signed by a
+private CA: --web.url=https://... and --web.ca-file.
+
+example:
+  jetmetrics status --web.url=https://node-1:9480 --web.ca-file=ca.pem \
+    --web.username=ops --web.password-file=/run/secrets/web --output=json
+
+exit codes:
+  0  the node is ready and every stream has a leader and current followers
+  1  a problem: the node is not ready; a stream has no leader, cannot be
+     read, or has a follower that is not current or offline; a section of
+     /api/v1/status could not be computed; or the node refused the
+     credentials (HTTP 401/403). Services down, aggregator lag and peers
+     down are shown but do not change the exit code (the alert rules
+     watch them over time).
+  2  usage error
+  3  the node was not reached within --timeout
 `
 
-// statusReport is what status shows; --output=json writes it as is.
+// statusReport is what status shows; --output=json writes it as is. The
+// sections after Readiness are /api/v1/status's, decoded as they come.
 type statusReport struct {
-	Node      string          `json:"node"`
-	Ready     bool            `json:"ready"`
-	Readiness []string        `json:"readiness"`
-	Nodes     []statusNode    `json:"nodes"`
-	Volumes   []statusVolume  `json:"volumes"`
-	Services  []statusService `json:"services"`
-	Errors    []string        `json:"errors,omitempty"`
+	Node            string              `json:"node"`
+	URL             string              `json:"url"`
+	Ready           bool                `json:"ready"`
+	Readiness       []string            `json:"readiness"`
+	Problems        []string            `json:"problems"`
+	ServicesDown    []statusServiceDown `json:"services_down"`
+	Nodes           []statusNode        `json:"nodes"`
+	Streams         []statusStream      `json:"streams"`
+	DeadLetters     []statusDeadLetter  `json:"dead_letters"`
+	ObserverLeaders []statusLeader      `json:"observer_leaders"`
+	LeadersSource   string              `json:"observer_leaders_source"`
+	LeadersNote     string              `json:"observer_leaders_note,omitempty"`
+	// Errors are the sections /api/v1/status could not compute, by name
+	// ("status" when the endpoint itself failed).
+	Errors map[string]string `json:"errors,omitempty"`
 }
 
 type statusNode struct {
-	Name       string  `json:"name"`
-	Role       string  `json:"role"`
-	Up         bool    `json:"up"`
-	AgeSeconds float64 `json:"age_seconds"`
+	Name               string   `json:"name"`
+	Role               string   `json:"role"`
+	Up                 bool     `json:"up"`
+	SnapshotAgeSeconds *float64 `json:"snapshot_age_seconds"`
+	AppliedSeq         uint64   `json:"applied_seq"`
+	LagMessages        *uint64  `json:"lag_messages"`
+	LagError           string   `json:"lag_error,omitempty"`
 }
 
-type statusVolume struct {
-	Volume     string   `json:"volume"`
-	Backend    string   `json:"backend"`
-	Leader     string   `json:"leader"`
-	Status     string   `json:"status,omitempty"`
-	Error      string   `json:"error,omitempty"`
-	Stale      bool     `json:"stale"`
-	AgeSeconds *float64 `json:"age_seconds"`
+type statusStream struct {
+	Name     string          `json:"name"`
+	Absent   bool            `json:"absent,omitempty"`
+	Error    string          `json:"error,omitempty"`
+	Replicas int             `json:"replicas"`
+	Leader   string          `json:"leader"`
+	Peers    []statusReplica `json:"peers"`
+	Messages uint64          `json:"messages"`
+	Bytes    uint64          `json:"bytes"`
+	MaxBytes int64           `json:"max_bytes"`
+	Lagging  int             `json:"lagging"`
 }
 
-type statusService struct {
-	Service   string `json:"service"`
-	Up        *bool  `json:"up"`
-	Leader    string `json:"leader"`
-	LastError string `json:"last_error,omitempty"`
+type statusReplica struct {
+	Name          string  `json:"name"`
+	Current       bool    `json:"current"`
+	Offline       bool    `json:"offline,omitempty"`
+	ActiveSeconds float64 `json:"active_seconds"`
+	Lag           uint64  `json:"lag"`
 }
 
-func runStatus(ctx context.Context, args []string, stdout, _ io.Writer) error {
+type statusDeadLetter struct {
+	Reason   string `json:"reason"`
+	Messages uint64 `json:"messages"`
+}
+
+type statusLeader struct {
+	Observer string `json:"observer"`
+	Target   string `json:"target"`
+	Leader   string `json:"leader"`
+	Revision uint64 `json:"revision,omitempty"`
+}
+
+type statusServiceDown struct {
+	Service     string     `json:"service"`
+	Leader      string     `json:"leader"`
+	LastError   string     `json:"last_error,omitempty"`
+	LastCheck   *time.Time `json:"last_check"`
+	LastSuccess *time.Time `json:"last_success"`
+	Failures    uint64     `json:"failures"`
+}
+
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	base := fs.String("web.url", "http://127.0.0.1:9480", "base URL of a node's HTTP server")
+	web := addWebFlags(fs)
 	output := fs.String("output", "table", "output format: table or json")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the node's answers")
-	if _, err := parseCommand(fs, args, stdout, statusUsage, false); err != nil {
+	rest, err := parseCommand(fs, args, stdout, statusUsage, false)
+	if err != nil {
 		if err == flag.ErrHelp {
 			return nil
 		}
 		return err
+	}
+	if len(rest) > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q (flags are --name=value)", rest[0])}
 	}
 	if *output != "table" && *output != "json" {
 		return flagError("output", *output, "want table or json")
@@ -76,16 +138,20 @@ func runStatus(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if *timeout <= 0 {
 		return flagError("timeout", timeout.String(), "want a positive duration")
 	}
-	if !strings.HasPrefix(*base, "http://") && !strings.HasPrefix(*base, "https://") {
-		return flagError("web.url", *base, "want http://host:port or https://host:port")
+	c, err := web.client(stderr)
+	if err != nil {
+		return err
 	}
+	defer c.close()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	url := strings.TrimRight(*base, "/")
-	var rep statusReport
-	body, code, err := fetch(ctx, url+"/-/ready")
-	if err != nil {
-		return codedError{exitUnreachable, fmt.Errorf("node at --web.url=%s not reached: %v", *base, err)}
+	rep := statusReport{URL: c.base}
+	body, code, err := c.get(ctx, "/-/ready", "", 1<<20)
+	switch {
+	case errors.Is(err, errUnauthorized):
+		return err
+	case err != nil:
+		return codedError{exitUnreachable, fmt.Errorf("node at --web.url=%s not reached: %v", web.url, err)}
 	}
 	rep.Ready = code == http.StatusOK
 	for _, l := range strings.Split(strings.TrimSpace(string(body)), "\n") {
@@ -93,23 +159,13 @@ func runStatus(ctx context.Context, args []string, stdout, _ io.Writer) error {
 			rep.Readiness = append(rep.Readiness, l)
 		}
 	}
-	var nodes struct{ Nodes []statusNode }
-	var vols struct{ Volumes []statusVolume }
-	var svcs struct{ Services []statusService }
-	for _, api := range []struct {
-		path string
-		into any
-	}{{"/api/v1/nodes", &nodes}, {"/api/v1/volumes", &vols}, {"/api/v1/services", &svcs}} {
-		if err := fetchJSON(ctx, url+api.path, api.into); err != nil {
-			rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", api.path, err))
+	if err := c.getJSON(ctx, "/api/v1/status", &rep); err != nil {
+		if errors.Is(err, errUnauthorized) {
+			return err
 		}
+		rep.Errors = map[string]string{"status": err.Error()}
 	}
-	rep.Nodes, rep.Volumes, rep.Services = nodes.Nodes, vols.Volumes, svcs.Services
-	for _, n := range rep.Nodes {
-		if n.Role == "self" {
-			rep.Node = n.Name
-		}
-	}
+	rep.Problems = statusProblems(rep)
 	if *output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -119,17 +175,50 @@ func runStatus(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	} else {
 		writeStatusTable(stdout, rep)
 	}
-	switch {
-	case !rep.Ready:
+	if len(rep.Problems) > 0 {
+		more := ""
+		if len(rep.Problems) > 1 {
+			more = fmt.Sprintf(" (and %d more problems)", len(rep.Problems)-1)
+		}
+		return fmt.Errorf("%s%s", rep.Problems[0], more)
+	}
+	return nil
+}
+
+// statusProblems are the reasons for exit code 1, in the order of the
+// help's list.
+func statusProblems(rep statusReport) []string {
+	out := []string{}
+	if !rep.Ready {
 		who := "node"
 		if rep.Node != "" {
 			who += " " + rep.Node
 		}
-		return fmt.Errorf("%s at %s is not ready: %s", who, *base, firstLine(rep.Readiness))
-	case len(rep.Errors) > 0:
-		return errors.New(rep.Errors[0])
+		out = append(out, fmt.Sprintf("%s at %s is not ready: %s", who, rep.URL, firstLine(rep.Readiness)))
 	}
-	return nil
+	for _, s := range rep.Streams {
+		switch {
+		case s.Absent:
+		case s.Error != "":
+			out = append(out, fmt.Sprintf("stream %s: %s", s.Name, s.Error))
+		case s.Leader == "":
+			out = append(out, fmt.Sprintf("stream %s has no leader", s.Name))
+		case s.Lagging > 0:
+			var names []string
+			for _, p := range s.Peers {
+				if !p.Current || p.Offline {
+					names = append(names, p.Name)
+				}
+			}
+			out = append(out, fmt.Sprintf("stream %s: replica %s not current", s.Name, strings.Join(names, ", ")))
+		}
+	}
+	for _, name := range []string{"status", "nodes", "streams", "dead_letters", "observer_leaders", "services"} {
+		if e, ok := rep.Errors[name]; ok && name != "streams" { // stream errors are listed by stream above
+			out = append(out, fmt.Sprintf("%s: %s", name, e))
+		}
+	}
+	return out
 }
 
 func firstLine(lines []string) string {
@@ -145,41 +234,102 @@ func writeStatusTable(w io.Writer, rep statusReport) {
 	if !rep.Ready {
 		state = "NOT READY"
 	}
-	fmt.Fprintf(tw, "node %s: %s\n", dash(rep.Node), state)
+	fmt.Fprintf(tw, "node %s at %s: %s\n", dash(rep.Node), rep.URL, state)
 	for _, l := range rep.Readiness {
 		fmt.Fprintf(tw, "  %s\n", l)
 	}
-	fmt.Fprintf(tw, "\nNODE\tROLE\tUP\tSNAPSHOT AGE\n")
+	if len(rep.Problems) > 0 {
+		fmt.Fprintf(tw, "\nPROBLEMS\n")
+		for _, p := range rep.Problems {
+			fmt.Fprintf(tw, "  %s\n", p)
+		}
+	}
+	fmt.Fprintf(tw, "\nSERVICE DOWN\tLEADER\tLAST SUCCESS\tFAILURES\tLAST ERROR\n")
+	if len(rep.ServicesDown) == 0 {
+		fmt.Fprintf(tw, "(none)\n")
+	}
+	for _, s := range rep.ServicesDown {
+		since := "never"
+		if s.LastSuccess != nil {
+			since = time.Since(*s.LastSuccess).Round(time.Second).String() + " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", s.Service, dash(s.Leader), since, s.Failures, dash(s.LastError))
+	}
+	fmt.Fprintf(tw, "\nNODE\tROLE\tUP\tSNAPSHOT AGE\tAPPLIED SEQ\tAGGREGATOR LAG\n")
 	for _, n := range rep.Nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Name, n.Role, yesNo(n.Up), age(&n.AgeSeconds))
-	}
-	if len(rep.Volumes) > 0 {
-		fmt.Fprintf(tw, "\nVOLUME\tBACKEND\tLEADER\tSTATUS\tAGE\n")
-		for _, v := range rep.Volumes {
-			st := v.Status
-			if v.Error != "" {
-				st += " (" + v.Error + ")"
-			}
-			if v.Stale {
-				st += " stale"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.Volume, v.Backend, dash(v.Leader), dash(st), age(v.AgeSeconds))
+		lag := "? (" + n.LagError + ")"
+		if n.LagMessages != nil {
+			lag = strconv.FormatUint(*n.LagMessages, 10)
 		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", n.Name, n.Role, yesNo(n.Up), age(n.SnapshotAgeSeconds), n.AppliedSeq, lag)
 	}
-	if len(rep.Services) > 0 {
-		fmt.Fprintf(tw, "\nSERVICE\tUP\tLEADER\tLAST ERROR\n")
-		for _, s := range rep.Services {
-			up := "-"
-			if s.Up != nil {
-				up = yesNo(*s.Up)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Service, up, dash(s.Leader), dash(s.LastError))
+	fmt.Fprintf(tw, "\nSTREAM\tREPLICAS\tLEADER\tLAGGING\tMESSAGES\tBYTES\n")
+	for _, s := range rep.Streams {
+		switch {
+		case s.Absent:
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t(not made yet: no observer ran)\n", s.Name)
+			continue
+		case s.Error != "":
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\terror: %s\n", s.Name, s.Error)
+			continue
 		}
+		lagging := "none"
+		if s.Lagging > 0 {
+			var l []string
+			for _, p := range s.Peers {
+				if p.Offline {
+					l = append(l, p.Name+" offline")
+				} else if !p.Current {
+					l = append(l, fmt.Sprintf("%s (%d behind)", p.Name, p.Lag))
+				}
+			}
+			lagging = strings.Join(l, ", ")
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s\n", s.Name, s.Replicas, dash(s.Leader), lagging, s.Messages, byteSize(s.Bytes, s.MaxBytes))
 	}
-	for _, e := range rep.Errors {
-		fmt.Fprintf(tw, "\nerror: %s\n", e)
+	fmt.Fprintf(tw, "\nDEAD LETTERS BY REASON\tMESSAGES\n")
+	if len(rep.DeadLetters) == 0 {
+		fmt.Fprintf(tw, "(none)\n")
+	}
+	for _, d := range rep.DeadLetters {
+		fmt.Fprintf(tw, "%s\t%d\n", d.Reason, d.Messages)
+	}
+	if len(rep.ObserverLeaders) > 0 {
+		fmt.Fprintf(tw, "\nOBSERVER\tTARGET\tLEADER\n")
+		for _, l := range rep.ObserverLeaders {
+			leader := l.Leader
+			if leader == "" {
+				leader = "(vacant)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", l.Observer, l.Target, leader)
+		}
+		if rep.LeadersNote != "" {
+			fmt.Fprintf(tw, "  %s\n", rep.LeadersNote)
+		}
 	}
 	tw.Flush()
+}
+
+// byteSize is "bytes / max" in binary units, or bytes alone when
+// unlimited.
+func byteSize(b uint64, limit int64) string {
+	if limit <= 0 {
+		return iec(float64(b))
+	}
+	return fmt.Sprintf("%s / %s (%.0f%%)", iec(float64(b)), iec(float64(limit)), 100*float64(b)/float64(limit))
+}
+
+func iec(v float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	i := 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%.0f %s", v, units[i])
+	}
+	return fmt.Sprintf("%.1f %s", v, units[i])
 }
 
 func yesNo(b bool) string {
@@ -201,31 +351,4 @@ func age(sec *float64) string {
 		return "-"
 	}
 	return (time.Duration(*sec * float64(time.Second))).Round(100 * time.Millisecond).String()
-}
-
-func fetch(ctx context.Context, url string) ([]byte, int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	return b, resp.StatusCode, err
-}
-
-func fetchJSON(ctx context.Context, url string, into any) error {
-	b, code, err := fetch(ctx, url)
-	if err != nil {
-		return err
-	}
-	if code != http.StatusOK {
-		var e struct{ Error string }
-		_ = json.Unmarshal(b, &e)
-		return fmt.Errorf("HTTP %d: %s", code, e.Error)
-	}
-	return json.Unmarshal(b, into)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jetmetrics/jetmetrics/cmd/jetmetrics/node"
+	pp "github.com/jetmetrics/jetmetrics/producers/probes"
 	"github.com/jetmetrics/jetmetrics/tests/harness"
 )
 
@@ -20,9 +21,11 @@ func statusRun(args ...string) (string, error) {
 	return stdout.String(), err
 }
 
-// Against a --demo node, status shows the node ready, itself up, the
-// demo's volumes (the machine's disks) and probed services, as a table
-// and as JSON, and exits 0.
+// Against a --demo node, status shows the node ready, itself up with no
+// aggregator lag, its streams led by itself, the demo's observer targets
+// led by it from the lease bucket and its always-failing service down, as
+// a table and as JSON, and exits 0 (a service down is no problem of the
+// cluster's).
 func TestStatusOfDemoNode(t *testing.T) {
 	rn := harness.StartNode(t, node.Config{Name: "n1", Demo: true, DemoInterval: 100 * time.Millisecond})
 	var rep statusReport
@@ -36,17 +39,29 @@ func TestStatusOfDemoNode(t *testing.T) {
 			return fmt.Errorf("not JSON: %v: %q", err, out)
 		}
 		switch {
-		case !rep.Ready || rep.Node != "n1":
-			return fmt.Errorf("node %q ready %v", rep.Node, rep.Ready)
-		case len(rep.Nodes) != 1 || !rep.Nodes[0].Up:
-			return fmt.Errorf("nodes %+v, want n1 up", rep.Nodes)
-		case len(rep.Volumes) == 0 || rep.Volumes[0].Leader != "n1" || rep.Volumes[0].AgeSeconds == nil:
-			return fmt.Errorf("volumes %+v, want the demo's led by n1 with an age", rep.Volumes)
-		case len(rep.Services) == 0 || rep.Services[0].Up == nil:
-			return fmt.Errorf("services %+v, want the demo's probed", rep.Services)
+		case !rep.Ready || rep.Node != "n1" || len(rep.Problems) != 0:
+			return fmt.Errorf("node %q ready %v problems %q", rep.Node, rep.Ready, rep.Problems)
+		case len(rep.Nodes) != 1 || !rep.Nodes[0].Up || rep.Nodes[0].LagMessages == nil || *rep.Nodes[0].LagMessages != 0 || rep.Nodes[0].AppliedSeq == 0:
+			return fmt.Errorf("nodes %+v, want n1 up, having applied the demo's deltas, lag 0", rep.Nodes)
+		case len(rep.Streams) != 5:
+			return fmt.Errorf("streams %+v, want the delta, DLQ, snapshot and observation streams and the lease bucket", rep.Streams)
+		case len(rep.ServicesDown) != 1 || rep.ServicesDown[0].Service != pp.DemoDown || rep.ServicesDown[0].Leader != "n1" || rep.ServicesDown[0].LastError == "":
+			return fmt.Errorf("services down %+v, want %s alone, led by n1, with its error", rep.ServicesDown, pp.DemoDown)
+		case rep.LeadersSource != "bucket" || len(rep.ObserverLeaders) < 4:
+			return fmt.Errorf("observer leaders %+v from %q, want the demo's volumes and three probes from the bucket", rep.ObserverLeaders, rep.LeadersSource)
 		}
 		return nil
 	})
+	for _, s := range rep.Streams {
+		if s.Replicas != 1 || s.Leader != "n1" || s.Lagging != 0 || s.Error != "" || s.Absent {
+			t.Errorf("stream %+v, want R1 led by n1", s)
+		}
+	}
+	for _, l := range rep.ObserverLeaders {
+		if l.Leader != "n1" || l.Revision == 0 {
+			t.Errorf("observer leader %+v, want n1 with the lease's revision", l)
+		}
+	}
 	if len(rep.Readiness) < 2 || rep.Readiness[0] != "jetmetrics is ready." {
 		t.Errorf("readiness lines %q", rep.Readiness)
 	}
@@ -56,10 +71,13 @@ func TestStatusOfDemoNode(t *testing.T) {
 		t.Fatalf("status: %v", err)
 	}
 	t.Logf("table:\n%s", out)
-	for _, want := range []string{"node n1: READY", "NODE", "n1    self", "VOLUME", rep.Volumes[0].Volume, "SERVICE", rep.Services[0].Service} {
+	for _, want := range []string{"node n1 at " + rn.URL + ": READY", "SERVICE DOWN", pp.DemoDown, "NODE", "AGGREGATOR LAG", "n1    self", "STREAM", "JETMETRICS_DELTAS", "DEAD LETTERS BY REASON", "OBSERVER", pp.DemoWeb} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
+	}
+	if strings.Index(out, "SERVICE DOWN") > strings.Index(out, "NODE ") {
+		t.Errorf("services down are not the first section:\n%s", out)
 	}
 }
 

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -33,13 +35,18 @@ process_*, promhttp_*) are left out unless --self.
 example:
   jetmetrics top --web.url=http://127.0.0.1:9480 --interval=5s --limit=10
 
-exit codes: 0 shown (or Ctrl-C); 1 the node answered with an error; 2 usage
-error; 3 the node was not reached within --timeout.
+A node with basic auth in its --web.config.file: --web.username and
+--web.password-file (or JETMETRICS_WEB_PASSWORD); with TLS signed by a
+private CA: --web.url=https://... and --web.ca-file.
+
+exit codes: 0 shown (or Ctrl-C); 1 the node answered with an error, or
+refused the credentials (HTTP 401/403); 2 usage error; 3 the node was not
+reached within --timeout.
 `
 
-func runTop(ctx context.Context, args []string, stdout, _ io.Writer) error {
+func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("top", flag.ContinueOnError)
-	base := fs.String("web.url", "http://127.0.0.1:9480", "base URL of a node's HTTP server")
+	web := addWebFlags(fs)
 	interval := fs.Duration("interval", 2*time.Second, "time between scrapes: the window rates are taken over")
 	limit := fs.Int("limit", 20, "most series shown")
 	once := fs.Bool("once", false, "print one frame and exit, also on a terminal")
@@ -63,15 +70,21 @@ func runTop(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		return flagError("limit", strconv.Itoa(*limit), "want 1 or more")
 	case *timeout <= 0:
 		return flagError("timeout", timeout.String(), "want a positive duration")
-	case !strings.HasPrefix(*base, "http://") && !strings.HasPrefix(*base, "https://"):
-		return flagError("web.url", *base, "want http://host:port or https://host:port")
 	}
-	url := strings.TrimRight(*base, "/") + "/metrics"
+	c, err := web.client(stderr)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	base := &web.url
 	scrape := func() (map[string]topSample, time.Time, error) {
 		sctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
-		s, err := scrapeRates(sctx, url, *self)
+		s, err := scrapeRates(sctx, c, *self)
 		if err != nil && ctx.Err() == nil {
+			if errors.Is(err, errUnauthorized) {
+				return nil, time.Time{}, err
+			}
 			if sctx.Err() != nil || !strings.Contains(err.Error(), "HTTP ") {
 				return nil, time.Time{}, codedError{exitUnreachable, fmt.Errorf("node at --web.url=%s not scraped within --timeout=%v: %v", *base, *timeout, err)}
 			}
@@ -134,24 +147,19 @@ type topRow struct {
 	total  float64
 }
 
-// scrapeRates fetches url in the text format and returns every counter's
-// and histogram's cumulative count by series.
-func scrapeRates(ctx context.Context, url string, self bool) (map[string]topSample, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// scrapeRates fetches the node's /metrics in the text format and returns
+// every counter's and histogram's cumulative count by series.
+func scrapeRates(ctx context.Context, c *webClient, self bool) (map[string]topSample, error) {
+	url := c.base + "/metrics"
+	body, code, err := c.get(ctx, "/metrics", "text/plain;version=0.0.4", 256<<20)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Accept", "text/plain;version=0.0.4")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("HTTP %s from %s", resp.Status, url)
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("HTTP %d %s from %s", code, http.StatusText(code), url)
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(io.LimitReader(resp.Body, 256<<20))
+	fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("parse %s: %v", url, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -57,7 +58,7 @@ func TestTopInAPipe(t *testing.T) {
 	}()
 	defer func() { close(stop); <-done }()
 	harness.Eventually(t, 30*time.Second, func() error {
-		s, err := scrapeRates(context.Background(), rn.URL+"/metrics", false)
+		s, err := scrapeRates(context.Background(), &webClient{base: rn.URL, http: http.DefaultClient}, false)
 		if err != nil {
 			return err
 		}

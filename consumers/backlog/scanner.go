@@ -332,12 +332,19 @@ func (s *Scanner) subjectCounts(ctx context.Context) (map[string]uint64, bool, e
 	return info.State.Subjects, info.Total > len(info.State.Subjects), nil
 }
 
-// pendingAfter counts the messages for node after stream sequence seq,
-// through a short-lived consumer starting there: no message is read.
+// pendingAfter counts the messages for node after stream sequence seq.
 func (s *Scanner) pendingAfter(ctx context.Context, node string, seq uint64) (uint64, error) {
-	stream := s.cfg.Streams.DeltaStream()
-	filter := s.cfg.Streams.Subjects().DeltaNode(node)
-	st, err := s.js.Stream(ctx, stream)
+	return PendingAfter(ctx, s.js, s.cfg.Streams, node, seq)
+}
+
+// PendingAfter counts the messages of cfg's delta stream for node after
+// stream sequence seq, through a short-lived consumer starting there: no
+// message is read. It needs the node role's JetStream permissions on the
+// delta stream (stream info, message get, consumer create and delete).
+func PendingAfter(ctx context.Context, js jetstream.JetStream, cfg streams.Config, node string, seq uint64) (uint64, error) {
+	stream := cfg.DeltaStream()
+	filter := cfg.Subjects().DeltaNode(node)
+	st, err := js.Stream(ctx, stream)
 	if err != nil {
 		return 0, fmt.Errorf("delta stream: %w", err)
 	}
@@ -364,8 +371,8 @@ func (s *Scanner) pendingAfter(ctx context.Context, node string, seq uint64) (ui
 		return 0, fmt.Errorf("count deltas of %s after seq %d: %w", node, seq, err)
 	}
 	info := cons.CachedInfo()
-	if derr := st.DeleteConsumer(ctx, info.Name); derr != nil {
-		s.log.Debug().Err(derr).Str("consumer", info.Name).Msg("delete counting consumer; it expires when inactive")
-	}
+	// A consumer not deleted (the request failed) expires once inactive
+	// for InactiveThreshold.
+	_ = st.DeleteConsumer(ctx, info.Name)
 	return info.NumPending, nil
 }

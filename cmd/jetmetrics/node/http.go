@@ -41,6 +41,7 @@ func (n *Node) routes() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 	})
 	mux.HandleFunc("GET /api/v1/nodes", n.serveNodes)
+	mux.HandleFunc("GET /api/v1/status", (&statusAPI{n: n}).serve)
 	mux.HandleFunc("DELETE /api/v1/nodes/{name}", n.forgetNode)
 	n.volumeRoutes(mux)
 	n.serviceRoutes(mux)
