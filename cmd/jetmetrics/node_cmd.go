@@ -317,10 +317,14 @@ func newLogger(level, format string, w io.Writer) (zerolog.Logger, error) {
 	if err != nil || level == "" {
 		return zerolog.Nop(), flagError("log.level", level, "want debug, info, warn or error")
 	}
+	// Every goroutine of the node logs: one write at a time, whatever w is
+	// (a file is safe on its own; a buffer, as in tests, is not).
+	out := zerolog.SyncWriter(w)
 	switch format {
 	case "json":
+		w = out
 	case "console":
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339, NoColor: !isTerminal(w)}
+		w = zerolog.ConsoleWriter{Out: out, TimeFormat: time.RFC3339, NoColor: !isTerminal(w)}
 	default:
 		return zerolog.Nop(), flagError("log.format", format, "want console or json")
 	}
