@@ -124,3 +124,59 @@ func TestClusterCollector(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// SetVolumes changes the volumes a collector exposes, local or cluster:
+// the next scrape has the added volume's gauges and not the removed
+// one's, whatever the cache still holds; a list with a name that maps to
+// no subject token is refused and the exposed volumes stay.
+func TestCollectorSetVolumes(t *testing.T) {
+	r := newRig(t)
+	w := r.start()
+	at := time.Now().UTC().Truncate(time.Second)
+	for i, v := range []string{"kept", "removed", "svm1/added"} {
+		r.publishObs(streams.Observation{Volume: v, ObservedAt: at, Status: streams.ObsStatusOK, Node: "n1", LeaseRevision: uint64(i + 1),
+			Metric: streams.VolumeMetric{IOPSRead: float64(i + 1)}})
+	}
+	w.waitRead(t, 3)
+	local, err := volumecache.NewCollector(r.cache, []string{"kept", "removed"}, func(string) bool { return true }, 0, harness.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster, err := volumecache.NewClusterCollector(r.cache, []string{"kept", "removed"}, 0, harness.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	iops := func(labels string) string {
+		return "# HELP jetmetrics_volume_iops_read x\n# TYPE jetmetrics_volume_iops_read gauge\n" + labels
+	}
+	for _, tc := range []struct {
+		name          string
+		c             *volumecache.Collector
+		before, after string
+	}{
+		{"local", local,
+			iops("jetmetrics_volume_iops_read{volume=\"kept\"} 1\njetmetrics_volume_iops_read{volume=\"removed\"} 2\n"),
+			iops("jetmetrics_volume_iops_read{volume=\"kept\"} 1\njetmetrics_volume_iops_read{volume=\"svm1/added\"} 3\n")},
+		{"cluster", cluster,
+			iops("jetmetrics_volume_iops_read{node=\"n1\",volume=\"kept\"} 1\njetmetrics_volume_iops_read{node=\"n1\",volume=\"removed\"} 2\n"),
+			iops("jetmetrics_volume_iops_read{node=\"n1\",volume=\"kept\"} 1\njetmetrics_volume_iops_read{node=\"n1\",volume=\"svm1/added\"} 3\n")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := testutil.CollectAndCompare(tc.c, strings.NewReader(helpless(tc.before)), "jetmetrics_volume_iops_read"); err != nil {
+				t.Fatalf("before SetVolumes: %v", err)
+			}
+			if err := tc.c.SetVolumes([]string{"kept", "svm1/added"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := testutil.CollectAndCompare(tc.c, strings.NewReader(helpless(tc.after)), "jetmetrics_volume_iops_read"); err != nil {
+				t.Fatalf("after SetVolumes: %v", err)
+			}
+			if err := tc.c.SetVolumes([]string{"kept", ""}); err == nil {
+				t.Fatal("SetVolumes took an empty name")
+			}
+			if err := testutil.CollectAndCompare(tc.c, strings.NewReader(helpless(tc.after)), "jetmetrics_volume_iops_read"); err != nil {
+				t.Fatalf("after a refused SetVolumes: %v", err)
+			}
+		})
+	}
+}

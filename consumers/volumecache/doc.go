@@ -10,5 +10,6 @@
 // one, and an expired one is not written, a replay changes nothing.
 // Results that do not decode are counted and skipped.
 //
-// Run owns one goroutine; Ready is safe to call from any goroutine.
+// Run owns one goroutine; Ready is safe to call from any goroutine. A
+// Collector's Collect and SetVolumes are safe to call concurrently.
 package volumecache

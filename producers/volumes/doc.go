@@ -10,5 +10,7 @@
 // polled the same one, or a publish is retried.
 //
 // Poll is safe for concurrent use; the observer calls it for many volumes
-// at once, never twice at once for one volume.
+// at once, never twice at once for one volume. SetBackends (a
+// configuration reload) may run while polls do: each poll uses the
+// backend its volume had when it started.
 package volumes

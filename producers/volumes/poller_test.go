@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -197,5 +198,85 @@ func TestOneResultPerInstant(t *testing.T) {
 	}
 	if info.State.Msgs != 2 {
 		t.Errorf("%d results for two instants, want 2", info.State.Msgs)
+	}
+}
+
+// SetBackends replaces the volumes polled: a volume that stays goes on
+// counting with its new backend, a removed one is refused without its
+// old backend being called, an added one is polled and published; a
+// set with a volume lacking a backend, or a name that maps to no subject
+// token, changes nothing.
+func TestPollerSetBackends(t *testing.T) {
+	js := jetStream(t)
+	reg := prometheus.NewRegistry()
+	calls := map[string]*int{}
+	counting := func(name string, iops float64) pv.Backend {
+		n := new(int)
+		calls[name] = n
+		return backendFunc(func(context.Context) (volumes.Metric, error) {
+			*n++
+			return volumes.Metric{IOPSRead: iops}, nil
+		})
+	}
+	p, err := pv.New(pv.Config{Node: "n1", Backends: map[string]pv.Backend{
+		"kept":    counting("kept-old", 1),
+		"removed": counting("removed", 2),
+	}}, js, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
+	poll := func(target string, n int) error {
+		return p.Poll(t.Context(), observer.Poll{Target: target, Scheduled: at.Add(time.Duration(n) * time.Second), Lease: observer.Lease{Node: "n1", Revision: 1}})
+	}
+	for _, v := range []string{"kept", "removed"} {
+		if err := poll(v, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if err := p.SetBackends(map[string]pv.Backend{"kept": counting("kept-new", 10), "svm1/added": counting("added", 3)}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := p.Targets(), []string{"kept", "svm1/added"}; !slices.Equal(got, want) {
+		t.Errorf("targets %v, want %v", got, want)
+	}
+	for _, v := range []string{"kept", "svm1/added"} {
+		if err := poll(v, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := poll("removed", 1); err == nil || !strings.Contains(err.Error(), "not configured") {
+		t.Errorf("polling the removed volume: %v, want not configured", err)
+	}
+	if *calls["kept-old"] != 1 || *calls["kept-new"] != 1 || *calls["removed"] != 1 || *calls["added"] != 1 {
+		t.Errorf("backend calls: kept old %d, kept new %d, removed %d, added %d; want 1 each",
+			*calls["kept-old"], *calls["kept-new"], *calls["removed"], *calls["added"])
+	}
+	if n := counter(t, reg, "kept", "success"); n != 2 {
+		t.Errorf("%v successes counted for kept, want 2: its counter goes on across SetBackends", n)
+	}
+	subj := streams.Subjects{}
+	for volume, iops := range map[string]float64{"kept": 10, "svm1/added": 3} {
+		s, _ := subj.Observation(streams.ObsKindVolume, volume)
+		o, err := last(t, js, s)
+		if err != nil {
+			t.Fatalf("%s: %v", volume, err)
+		}
+		if o.Volume != volume || o.Metric.IOPSRead != iops || !o.ObservedAt.Equal(at.Add(time.Second)) {
+			t.Errorf("%s's last result %+v, want iops %v at %v", volume, o, iops, at.Add(time.Second))
+		}
+	}
+
+	for name, bad := range map[string]map[string]pv.Backend{
+		"nil backend": {"kept": nil},
+		"empty name":  {"": counting("empty", 0)},
+	} {
+		if err := p.SetBackends(bad); err == nil {
+			t.Errorf("%s: SetBackends took it", name)
+		}
+		if got, want := p.Targets(), []string{"kept", "svm1/added"}; !slices.Equal(got, want) {
+			t.Errorf("%s: targets %v after a refused SetBackends, want %v", name, got, want)
+		}
 	}
 }

@@ -276,27 +276,7 @@ func TestReloadKeepsUnchangedProbeLease(t *testing.T) {
 		}
 		return nil
 	})
-	// Every write of svc-a's lease key since before the reload: renewals
-	// by the same node.
-	rev, renewals := before.Revision(), 0
-	for done := false; !done; {
-		select {
-		case e := <-w.Updates():
-			if e == nil {
-				continue
-			}
-			if e.Operation() != jetstream.KeyValuePut || string(e.Value()) != string(before.Value()) || e.Revision() <= rev {
-				t.Fatalf("svc-a's lease: %s of %q at revision %d after %d — released or taken again across the reload", e.Operation(), e.Value(), e.Revision(), rev)
-			}
-			rev = e.Revision()
-			renewals++
-		default:
-			done = true
-		}
-	}
-	if renewals == 0 {
-		t.Fatal("svc-a's lease was not renewed across the reload")
-	}
+	rev, renewals := onlyRenewals(t, w, before)
 	fams, err := harness.Scrape(rn.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -308,4 +288,164 @@ func TestReloadKeepsUnchangedProbeLease(t *testing.T) {
 		}
 	}
 	t.Logf("svc-a's lease renewed %d times across the reload, holder %s, revision %d → %d", renewals, before.Value(), before.Revision(), rev)
+}
+
+// onlyRenewals reads every write of before's lease key that w has seen
+// since before and fails the test unless they are renewals by before's
+// holder, revisions growing, one at least: never a release, an expiry or
+// a lease taken again. It returns the last revision and the count.
+func onlyRenewals(t *testing.T, w jetstream.KeyWatcher, before jetstream.KeyValueEntry) (uint64, int) {
+	t.Helper()
+	rev, renewals := before.Revision(), 0
+	for {
+		select {
+		case e := <-w.Updates():
+			if e == nil {
+				continue
+			}
+			if e.Operation() != jetstream.KeyValuePut || string(e.Value()) != string(before.Value()) || e.Revision() <= rev {
+				t.Fatalf("%s: %s of %q at revision %d after %d — released or taken again across the reload", before.Key(), e.Operation(), e.Value(), e.Revision(), rev)
+			}
+			rev = e.Revision()
+			renewals++
+		default:
+			if renewals == 0 {
+				t.Fatalf("%s was not renewed across the reload", before.Key())
+			}
+			return rev, renewals
+		}
+	}
+}
+
+// A reload that changes the volume list changes the volume observer in
+// place: the unchanged volume keeps its lease (only renewals by the same
+// node across the reload) and its poll counter goes on from where it
+// was; the added volume is polled and listed; the removed one leaves
+// /api/v1/volumes and its backend gets no more calls.
+func TestReloadKeepsUnchangedVolumeLease(t *testing.T) {
+	kept, removed, added := newArray(t, 100, 0), newArray(t, 200, 0), newArray(t, 300, 0)
+	path := filepath.Join(t.TempDir(), "jetmetrics.yaml")
+	write := func(content string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	volume := func(name string, a *array) string {
+		return "  - {name: " + name + ", backend: http-json, endpoint: " + a.srv.URL + ", fields: {iops-read: r, iops-write: w}}\n"
+	}
+	head := "observers:\n  volume: {observe-interval: 1s, observe-timeout: 500ms}\nvolumes:\n" + volume("vol-kept", kept)
+	write(head + volume("vol-removed", removed))
+	f, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := jmnode.Config{File: f, WebEnableLifecycle: true}
+	cfg.Reload = func() (jmnode.Config, error) {
+		c := cfg
+		c.File, err = config.Load(path)
+		return c, err
+	}
+	rn := harness.StartNode(t, cfg)
+	polls := func(volume string) float64 {
+		t.Helper()
+		fams, err := harness.Scrape(rn.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return harness.Samples(fams)[`jetmetrics_volume_stats_observe_total{status="success",volume="`+volume+`"}`]
+	}
+	listed := func() (map[string]result, error) {
+		var list struct {
+			Volumes []result `json:"volumes"`
+		}
+		if code := get(t, rn.URL+"/api/v1/volumes", &list); code != http.StatusOK {
+			return nil, fmt.Errorf("GET /api/v1/volumes: %d", code)
+		}
+		out := map[string]result{}
+		for _, v := range list.Volumes {
+			out[v.Volume] = v
+		}
+		return out, nil
+	}
+	harness.Eventually(t, 20*time.Second, func() error {
+		if got := polls("vol-kept"); got < 3 || removed.calls.Load() == 0 {
+			return fmt.Errorf("vol-kept polled %v times, vol-removed %d", got, removed.calls.Load())
+		}
+		return nil
+	})
+
+	js, err := jetstream.New(rn.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(t.Context(), "jetmetrics_leases")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := kv.Get(t.Context(), "volume.lease.vol-kept")
+	if err != nil {
+		t.Fatalf("vol-kept's lease: %v", err)
+	}
+	w, err := kv.Watch(t.Context(), before.Key(), jetstream.UpdatesOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	keptPolls := polls("vol-kept")
+
+	write(head + volume("vol-added", added))
+	if code, body := post(t, rn.URL+"/-/reload"); code != http.StatusOK {
+		t.Fatalf("POST /-/reload: %d %s", code, body)
+	}
+	harness.Eventually(t, 20*time.Second, func() error {
+		if added.calls.Load() < 2 {
+			return fmt.Errorf("vol-added polled %d times", added.calls.Load())
+		}
+		switch got := polls("vol-kept"); {
+		case got < keptPolls:
+			t.Fatalf("vol-kept's poll counter went back from %v to %v across the reload", keptPolls, got)
+		case got < keptPolls+3:
+			return fmt.Errorf("vol-kept polls: %v after the reload, %v before", got, keptPolls)
+		}
+		vols, err := listed()
+		if err != nil {
+			return err
+		}
+		if _, ok := vols["vol-removed"]; ok || len(vols) != 2 || vols["vol-added"].Status != "ok" || vols["vol-kept"].Status != "ok" {
+			return fmt.Errorf("/api/v1/volumes: %+v, want vol-kept and vol-added, polled", vols)
+		}
+		return nil
+	})
+	var e struct {
+		Error string `json:"error"`
+	}
+	if code := get(t, rn.URL+"/api/v1/volumes/vol-removed/performance-metric", &e); code != http.StatusNotFound {
+		t.Errorf("GET vol-removed's performance-metric after the reload: %d %q, want 404", code, e.Error)
+	}
+	// The removed volume's backend gets no call while vol-kept is polled
+	// twice more (a poll in flight at the reload has long ended).
+	calls, keptPolls := removed.calls.Load(), polls("vol-kept")
+	harness.Eventually(t, 20*time.Second, func() error {
+		if got := polls("vol-kept"); got < keptPolls+2 {
+			return fmt.Errorf("vol-kept polled %v times since", got-keptPolls)
+		}
+		return nil
+	})
+	if got := removed.calls.Load(); got != calls {
+		t.Errorf("the removed volume's backend was called %d more times", got-calls)
+	}
+
+	rev, renewals := onlyRenewals(t, w, before)
+	fams, err := harness.Scrape(rn.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := harness.Samples(fams)
+	for _, v := range []string{"vol-kept", "vol-added"} {
+		if got := s[`jetmetrics_observer_leader{observer="volume",target="`+v+`"}`]; got != 1 {
+			t.Errorf("jetmetrics_observer_leader of %s = %v, want 1", v, got)
+		}
+	}
+	t.Logf("vol-kept's lease renewed %d times across the reload, holder %s, revision %d → %d", renewals, before.Value(), before.Revision(), rev)
 }

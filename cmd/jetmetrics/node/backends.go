@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"reflect"
 
 	"github.com/jetmetrics/jetmetrics/pkg/config"
 	"github.com/jetmetrics/jetmetrics/pkg/volumes/httpjson"
@@ -18,62 +19,145 @@ import (
 )
 
 // backendMakers build a volume's backend by kind, reading its secrets
-// (so at start, never from the configuration's text).
-var backendMakers = map[string]func(config.Volume) (pv.Backend, error){
+// (so when the volume is added or changed, never from the configuration's
+// text).
+var backendMakers = map[string]func(config.Volume) (backend, error){
 	config.BackendLocal:       localBackend,
 	config.BackendPureStorage: pureStorageBackend,
 	config.BackendNetApp:      netAppBackend,
 	config.BackendHTTPJSON:    httpJSONBackend,
 }
 
-func localBackend(v config.Volume) (pv.Backend, error) {
-	return local.New(local.Config{Device: v.Device, Mount: v.Mount})
+// backend is a volume's backend, with the HTTP client made for it alone
+// (for its TLS settings; nil when it uses the shared default client).
+type backend struct {
+	pv.Backend
+	own *http.Client
 }
 
-func pureStorageBackend(v config.Volume) (pv.Backend, error) {
+// close closes the idle connections of the backend's own client, once a
+// reload has replaced or removed its volume: a poll still in flight
+// finishes, and its connection closes with the transport's idle timeout.
+func (b backend) close() {
+	if b.own != nil {
+		b.own.CloseIdleConnections()
+	}
+}
+
+// made is b with the client it was made with, if its own.
+func made(b pv.Backend, client *http.Client, err error) (backend, error) {
+	if err != nil {
+		return backend{}, err
+	}
+	if client == http.DefaultClient {
+		client = nil
+	}
+	return backend{Backend: b, own: client}, nil
+}
+
+func localBackend(v config.Volume) (backend, error) {
+	b, err := local.New(local.Config{Device: v.Device, Mount: v.Mount})
+	return made(b, nil, err)
+}
+
+func pureStorageBackend(v config.Volume) (backend, error) {
 	token, err := v.APIToken.Value()
 	if err != nil {
-		return nil, fmt.Errorf("api-token: %w", err)
+		return backend{}, fmt.Errorf("api-token: %w", err)
 	}
 	client, err := tlsClient(v.TLS)
 	if err != nil {
-		return nil, err
+		return backend{}, err
 	}
-	return purestorage.New(purestorage.Config{Endpoint: v.Endpoint, APIToken: token, Volume: backendVolume(v), Client: client})
+	b, err := purestorage.New(purestorage.Config{Endpoint: v.Endpoint, APIToken: token, Volume: backendVolume(v), Client: client})
+	return made(b, client, err)
 }
 
-func netAppBackend(v config.Volume) (pv.Backend, error) {
+func netAppBackend(v config.Volume) (backend, error) {
 	password, err := v.Password.Value()
 	if err != nil {
-		return nil, fmt.Errorf("password: %w", err)
+		return backend{}, fmt.Errorf("password: %w", err)
 	}
 	client, err := tlsClient(v.TLS)
 	if err != nil {
-		return nil, err
+		return backend{}, err
 	}
-	return netapp.New(netapp.Config{Endpoint: v.Endpoint, Username: v.Username, Password: password, Volume: backendVolume(v), SVM: v.SVM, Client: client})
+	b, err := netapp.New(netapp.Config{Endpoint: v.Endpoint, Username: v.Username, Password: password, Volume: backendVolume(v), SVM: v.SVM, Client: client})
+	return made(b, client, err)
 }
 
-func httpJSONBackend(v config.Volume) (pv.Backend, error) {
+func httpJSONBackend(v config.Volume) (backend, error) {
 	headers := make(map[string]string, len(v.Headers))
 	for k, s := range v.Headers {
 		val, err := s.Value()
 		if err != nil {
-			return nil, fmt.Errorf("headers.%s: %w", k, err)
+			return backend{}, fmt.Errorf("headers.%s: %w", k, err)
 		}
 		headers[k] = val
 	}
 	client, err := tlsClient(v.TLS)
 	if err != nil {
-		return nil, err
+		return backend{}, err
 	}
 	// A figure the mapping leaves out reads as 0 (path "", scale 0).
 	field := func(key string) httpjson.Field { return httpjson.Field{Path: v.Fields[key]} }
-	return httpjson.New(httpjson.Config{URL: v.Endpoint, Headers: headers, Client: client, Fields: httpjson.Mapping{
+	b, err := httpjson.New(httpjson.Config{URL: v.Endpoint, Headers: headers, Client: client, Fields: httpjson.Mapping{
 		IOPSRead: field("iops-read"), IOPSWrite: field("iops-write"),
 		BytesReadPerSec: field("throughput-read"), BytesWritePerSec: field("throughput-write"),
 		LatencyUsecRead: field("latency-read"), LatencyUsecWrite: field("latency-write"),
 	}})
+	return made(b, client, err)
+}
+
+// volumeBackends are the backends of the volumes observed, by name, with
+// the definitions they were made from.
+type volumeBackends struct {
+	defs map[string]config.Volume
+	made map[string]backend
+}
+
+// makeBackends makes the backends of vols, taking from cur (nil: none)
+// those of the volumes whose definition has not changed, so that a reload
+// rereads the secrets and TLS files of the new and changed volumes only.
+// A failure closes what it made and names the volume.
+func makeBackends(vols []config.Volume, cur *volumeBackends) (*volumeBackends, error) {
+	next := &volumeBackends{defs: make(map[string]config.Volume, len(vols)), made: make(map[string]backend, len(vols))}
+	for i, v := range vols {
+		if cur != nil {
+			if old, ok := cur.defs[v.Name]; ok && reflect.DeepEqual(old, v) {
+				next.defs[v.Name], next.made[v.Name] = v, cur.made[v.Name]
+				continue
+			}
+		}
+		b, err := backendMakers[v.Backend](v)
+		if err != nil {
+			next.closeUnused(cur)
+			return nil, fmt.Errorf("--config.file: volumes[%d] (%q): %w", i, v.Name, err)
+		}
+		next.defs[v.Name], next.made[v.Name] = v, b
+	}
+	return next, nil
+}
+
+// polled are the backends by volume, as the poller and the API take them.
+func (b *volumeBackends) polled() map[string]pv.Backend {
+	out := make(map[string]pv.Backend, len(b.made))
+	for name, m := range b.made {
+		out[name] = m.Backend
+	}
+	return out
+}
+
+// closeUnused closes the backends of b that next (nil: none) does not use.
+func (b *volumeBackends) closeUnused(next *volumeBackends) {
+	for name, m := range b.made {
+		if next != nil {
+			if n, ok := next.made[name]; ok && n.own == m.own {
+				continue
+			}
+		}
+		m.close()
+	}
 }
 
 func backendVolume(v config.Volume) string {

@@ -13,9 +13,10 @@ import (
 
 // observerSlot runs the parts of one observer (volumes or probes) built
 // from one configuration, a generation, and replaces them whole when a
-// reload changes that observer's part of the file: the old parts stop
-// (releasing their leases) and the new ones start. Only that observer
-// restarts; the aggregator and every other component run on.
+// reload changes that observer's settings: the old parts stop (releasing
+// their leases) and the new ones start. Only that observer restarts; the
+// aggregator and every other component run on. A reload that changes only
+// the targets updates the running generation in place (obsGen.update).
 type observerSlot struct {
 	name  string
 	first *obsGen

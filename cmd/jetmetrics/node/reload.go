@@ -88,7 +88,7 @@ func (n *Node) observerSlots(ctx context.Context, js, admin jetstream.JetStream,
 	defer n.reload.mu.Unlock()
 	n.reload.js, n.reload.admin, n.reload.rdb, n.reload.nc = js, admin, rdb, nc
 	file := n.currentFile()
-	vg, err := n.volumeGen(ctx, js, admin, rdb, n.volumesOf(file), file.Observers.Volume)
+	vg, err := n.volumeGen(ctx, js, admin, rdb, n.volumeKeyOf(file))
 	if err != nil {
 		return nil, err
 	}
@@ -132,9 +132,10 @@ func (r *reloadState) probeSlot() *observerSlot {
 }
 
 // Reload rereads the configuration (Config.Reload), validates it whole
-// and applies it: volumes, probes and observer settings (an observer
-// whose part of the file changed restarts, alone) and the aggregator's
-// limits (changed in place). A configuration that is not valid is
+// and applies it: volumes and probes (changed in place when only the
+// list changed; an observer whose settings changed, or that switches to
+// or from --demo's targets, restarts, alone) and the aggregator's limits
+// (changed in place). A configuration that is not valid is
 // refused and nothing changes. Reloads are serialised. The outcome is
 // logged and kept in jetmetrics_config_last_reload_successful.
 func (n *Node) Reload(ctx context.Context) error {
@@ -186,39 +187,46 @@ func (n *Node) applyReload(ctx context.Context) error {
 			g.gen.drop()
 		}
 	}
-	vols := n.volumesOf(file)
-	if key := (volumeKey{vols, file.Observers.Volume}); !reflect.DeepEqual(key, r.volume.cur.Load().key) {
-		g, err := n.volumeGen(n.runCtx(), r.js, r.admin, r.rdb, vols, file.Observers.Volume)
-		if err != nil {
-			return &ReloadError{Err: fmt.Errorf("volumes: %w", err)}
-		}
-		gens = append(gens, struct {
-			slot *observerSlot
-			gen  *obsGen
-		}{r.volume, g})
-	}
 	var updates []func(context.Context) error
-	if key := (probeKey{file.Probes, file.Observers.Probe}); !reflect.DeepEqual(key, r.probe.cur.Load().key) {
+	vk := n.volumeKeyOf(file)
+	// Volumes first: a volume change prepared in place holds nothing
+	// until applied (its backends connect on their first poll), so a
+	// probe generation that then fails to build leaks nothing.
+	for _, c := range []struct {
+		what  string
+		slot  *observerSlot
+		key   any
+		build func() (*obsGen, error)
+	}{
+		{"volumes", r.volume, vk, func() (*obsGen, error) { return n.volumeGen(n.runCtx(), r.js, r.admin, r.rdb, vk) }},
+		{"probes", r.probe, probeKey{file.Probes, file.Observers.Probe}, func() (*obsGen, error) {
+			return n.probeGen(n.runCtx(), r.js, r.admin, r.rdb, r.nc, file)
+		}},
+	} {
+		cur := c.slot.cur.Load()
+		if reflect.DeepEqual(c.key, cur.key) {
+			continue
+		}
 		var apply func(context.Context) error
-		if cur := r.probe.cur.Load(); cur.update != nil {
-			if apply, err = cur.update(n.runCtx(), key); err != nil {
+		if cur.update != nil {
+			if apply, err = cur.update(n.runCtx(), c.key); err != nil {
 				drop()
-				return &ReloadError{Err: fmt.Errorf("probes: %w", err)}
+				return &ReloadError{Err: fmt.Errorf("%s: %w", c.what, err)}
 			}
 		}
 		if apply != nil {
 			updates = append(updates, apply)
-		} else {
-			g, err := n.probeGen(n.runCtx(), r.js, r.admin, r.rdb, r.nc, file)
-			if err != nil {
-				drop()
-				return &ReloadError{Err: fmt.Errorf("probes: %w", err)}
-			}
-			gens = append(gens, struct {
-				slot *observerSlot
-				gen  *obsGen
-			}{r.probe, g})
+			continue
 		}
+		g, err := c.build()
+		if err != nil {
+			drop()
+			return &ReloadError{Err: fmt.Errorf("%s: %w", c.what, err)}
+		}
+		gens = append(gens, struct {
+			slot *observerSlot
+			gen  *obsGen
+		}{c.slot, g})
 	}
 
 	agg.SetLimits(aggregator.Limits{Series: next.Limits, MaxSeries: next.MaxSeries, MaxSeriesPerMetric: next.MaxSeriesPerMetric,
@@ -240,7 +248,7 @@ func (n *Node) applyReload(ctx context.Context) error {
 	if swapErr != nil {
 		return &ReloadError{Err: swapErr}
 	}
-	n.log.Info().Int("volumes", len(vols)).Int("probes", len(file.Probes)).Int("observers_restarted", len(gens)).
+	n.log.Info().Int("volumes", len(vk.Vols)).Int("probes", len(file.Probes)).Int("observers_restarted", len(gens)).
 		Int("observers_updated", len(updates)).
 		Int("max_series", agg.Limits().MaxSeries).Msg("configuration reloaded")
 	return nil

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -65,15 +67,24 @@ type volumeService struct {
 type volumeKey struct {
 	Vols []config.Volume
 	Obs  config.Observer
+	// Demo is set when Vols are --demo's, the machine's disks.
+	Demo bool
+}
+
+// volumeKeyOf is the key of the volume generation for file.
+func (n *Node) volumeKeyOf(file config.File) volumeKey {
+	return volumeKey{Vols: n.volumesOf(file), Obs: file.Observers.Volume, Demo: len(file.Volumes) == 0 && n.cfg.Demo}
 }
 
 // volumeGen provisions the observation stream and the lease bucket and
-// builds a generation of the volume parts for vols: leases, observer and
-// cache writer, with the API's state and the gauges. It is empty when vols
-// is. The stream and the bucket are made through admin, the node's admin
-// connection; the parts use js, the node's own.
-func (n *Node) volumeGen(ctx context.Context, js, admin jetstream.JetStream, rdb *redis.Client, vols []config.Volume, obsCfg config.Observer) (*obsGen, error) {
-	g := newGen(volumeKey{vols, obsCfg})
+// builds a generation of the volume parts for key's volumes: leases,
+// observer and cache writer, with the API's state and the gauges. It is
+// empty when there are no volumes. The stream and the bucket are made
+// through admin, the node's admin connection; the parts use js, the
+// node's own.
+func (n *Node) volumeGen(ctx context.Context, js, admin jetstream.JetStream, rdb *redis.Client, key volumeKey) (*obsGen, error) {
+	g := newGen(key)
+	vols := key.Vols
 	if len(vols) == 0 {
 		g.publish = func() {
 			n.volumes.Store(nil)
@@ -83,7 +94,7 @@ func (n *Node) volumeGen(ctx context.Context, js, admin jetstream.JetStream, rdb
 		return g, nil
 	}
 	reg := g.reg
-	obs := obsCfg.WithDefaults()
+	obs := key.Obs.WithDefaults()
 	sc, kv, err := n.provisionObs(ctx, js, admin)
 	if err != nil {
 		return nil, err
@@ -94,72 +105,152 @@ func (n *Node) volumeGen(ctx context.Context, js, admin jetstream.JetStream, rdb
 	if keyPrefix == "" {
 		keyPrefix = aggregate.DefaultKeyPrefix
 	}
-	s := &volumeService{
-		node: n.cfg.Name, obs: obs, vols: vols, byName: map[string]int{}, backends: map[string]pv.Backend{},
-		cache: obscache.New(rdb, keyPrefix, volumeObserver), js: js, streams: sc,
-		base: ctx, log: log, last: map[string]known{},
-	}
-	names := make([]string, len(vols))
-	for i, v := range vols {
-		b, err := backendMakers[v.Backend](v)
-		if err != nil {
-			return nil, fmt.Errorf("--config.file: volumes[%d] (%q): %w", i, v.Name, err)
-		}
-		s.backends[v.Name], s.byName[v.Name], names[i] = b, i, v.Name
-	}
-	poller, err := pv.New(pv.Config{Node: n.cfg.Name, Subjects: sc.Subjects(), Backends: s.backends}, js, reg)
+	made, err := makeBackends(vols, nil)
 	if err != nil {
 		return nil, err
 	}
-	s.leases, err = observer.NewLeases(observer.LeaseConfig{Observer: volumeObserver, Node: n.cfg.Name, Targets: names,
+	// backends are the ones in use: an update replaces them, the end of
+	// the generation closes them.
+	var backends atomic.Pointer[volumeBackends]
+	backends.Store(made)
+	closeBackends := func() { backends.Load().closeUnused(nil) }
+	names := volumeNames(vols)
+	poller, err := pv.New(pv.Config{Node: n.cfg.Name, Subjects: sc.Subjects(), Backends: made.polled()}, js, reg)
+	if err != nil {
+		closeBackends()
+		return nil, err
+	}
+	leases, err := observer.NewLeases(observer.LeaseConfig{Observer: volumeObserver, Node: n.cfg.Name, Targets: names,
 		Provision: n.leaseProvisioner(js, admin)}, kv, log, reg)
 	if err != nil {
+		closeBackends()
 		return nil, err
 	}
 	o, err := observer.New(observer.Config{Name: volumeObserver, Node: n.cfg.Name, Targets: names,
-		Interval: obs.ObserveInterval, Timeout: obs.ObserveTimeout, MaxConcurrent: obs.MaxConcurrent}, s.leases, poller, log, reg)
+		Interval: obs.ObserveInterval, Timeout: obs.ObserveTimeout, MaxConcurrent: obs.MaxConcurrent}, leases, poller, log, reg)
 	if err != nil {
+		closeBackends()
 		return nil, err
 	}
-	writer, err := volumecache.New(volumecache.Config{Node: n.cfg.Name, Streams: sc, TTL: obs.CacheTTL}, js, s.cache, log, reg)
+	cache := obscache.New(rdb, keyPrefix, volumeObserver)
+	writer, err := volumecache.New(volumecache.Config{Node: n.cfg.Name, Streams: sc, TTL: obs.CacheTTL}, js, cache, log, reg)
 	if err != nil {
+		closeBackends()
 		return nil, err
 	}
 	// /metrics: the volumes this node leads, so that scraping every node
 	// yields each volume once. /metrics/cluster: every volume, from this
 	// node's cache, labelled with the node that polled it.
-	leads := func(v string) bool { _, ok := s.leases.Lease(v); return ok }
-	local, err := volumecache.NewCollector(s.cache, names, leads, 0, log)
+	leads := func(v string) bool { _, ok := leases.Lease(v); return ok }
+	local, err := volumecache.NewCollector(cache, names, leads, 0, log)
 	if err != nil {
+		closeBackends()
 		return nil, err
 	}
 	if err := reg.Register(local); err != nil {
+		closeBackends()
 		return nil, fmt.Errorf("register volume gauges: %w", err)
 	}
-	cluster, err := volumecache.NewClusterCollector(s.cache, names, 0, log)
+	cluster, err := volumecache.NewClusterCollector(cache, names, 0, log)
 	if err != nil {
+		closeBackends()
 		return nil, err
 	}
 	creg := prometheus.NewRegistry()
 	if err := creg.Register(cluster); err != nil {
+		closeBackends()
 		return nil, fmt.Errorf("register cluster volume gauges: %w", err)
 	}
+	s := (&volumeService{
+		node: n.cfg.Name, obs: obs, cache: cache, js: js, streams: sc, leases: leases,
+		base: ctx, log: log, last: map[string]known{},
+	}).withVolumes(vols, made.polled())
 	g.publish = func() {
 		n.vols.Store(&vols)
 		n.volumes.Store(s)
 		n.clusterVolumes.Store(creg)
 	}
+	g.discard = closeBackends
+
+	// A reload that changes only the volumes (not the observer's
+	// settings, not to or from --demo's) changes them in place: the
+	// volumes that stay keep their leases, schedules, backends and
+	// counters.
+	g.update = func(_ context.Context, key any) (func(context.Context) error, error) {
+		next, cur := key.(volumeKey), g.key.(volumeKey)
+		if cur.Demo || next.Demo || len(next.Vols) == 0 || !reflect.DeepEqual(next.Obs, cur.Obs) {
+			return nil, nil
+		}
+		// The new and changed volumes' backends: a change dropped
+		// unapplied leaves them unused, and until its first poll a
+		// backend holds no connection.
+		nextMade, err := makeBackends(next.Vols, backends.Load())
+		if err != nil {
+			return nil, err
+		}
+		names := volumeNames(next.Vols)
+		return func(ctx context.Context) error {
+			polled := nextMade.polled()
+			if err := poller.SetBackends(polled); err != nil {
+				nextMade.closeUnused(backends.Load())
+				return err
+			}
+			backends.Swap(nextMade).closeUnused(nextMade)
+			err := errors.Join(leases.SetTargets(ctx, names), o.Update(names), local.SetVolumes(names), cluster.SetVolumes(names))
+			s = s.withVolumes(next.Vols, polled)
+			n.volumes.Store(s)
+			n.vols.Store(&next.Vols)
+			g.key = next
+			return err
+		}, nil
+	}
 	g.parts = []Component{
-		component{name: "volume-leases", run: s.runLeases, ready: func(context.Context) error {
-			if s.leases.TTL() == 0 {
+		component{name: "volume-leases", run: func(ctx context.Context) error { return keepLeases(ctx, leases, log) }, ready: func(context.Context) error {
+			if leases.TTL() == 0 {
 				return errors.New("reading the lease bucket")
 			}
 			return nil
 		}},
-		component{name: "volume-observer", run: o.Run},
+		component{name: "volume-observer", run: func(ctx context.Context) error {
+			err := o.Run(ctx)
+			// The observer has stopped polling: the backends are done.
+			closeBackends()
+			return err
+		}},
 		component{name: "volume-cache", run: writer.Run, ready: readyFlag(writer.Ready, "not reading the observation stream yet")},
 	}
 	return g, nil
+}
+
+// volumeNames are the volumes' names, in the configuration's order.
+func volumeNames(vols []config.Volume) []string {
+	names := make([]string, len(vols))
+	for i, v := range vols {
+		names[i] = v.Name
+	}
+	return names
+}
+
+// withVolumes is the service of vols with their backends: s's cache,
+// leases and connections, and the last results known of the volumes
+// that stay. s does not change: a request that loaded it finishes with
+// the volumes it had.
+func (s *volumeService) withVolumes(vols []config.Volume, backends map[string]pv.Backend) *volumeService {
+	next := &volumeService{
+		node: s.node, obs: s.obs, vols: vols, byName: make(map[string]int, len(vols)), backends: backends,
+		cache: s.cache, js: s.js, streams: s.streams, leases: s.leases, base: s.base, log: s.log, last: map[string]known{},
+	}
+	for i, v := range vols {
+		next.byName[v.Name] = i
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, k := range s.last {
+		if _, ok := next.byName[name]; ok {
+			next.last[name] = k
+		}
+	}
+	return next
 }
 
 // obsConfig is the observation stream's and the lease bucket's
@@ -240,9 +331,6 @@ func (n *Node) leaseProvisioner(js, admin jetstream.JetStream) func(context.Cont
 		return kv, nil
 	}
 }
-
-// runLeases keeps the volume leases.
-func (s *volumeService) runLeases(ctx context.Context) error { return keepLeases(ctx, s.leases, s.log) }
 
 // keepLeases keeps an observer's leases, starting again while the bucket
 // cannot be read (NATS not reachable yet): targets not observed for a
