@@ -123,7 +123,13 @@ func (p *Poller) SetProbers(probers map[string]Prober, timeouts map[string]time.
 	if err != nil {
 		return fmt.Errorf("set probers: %w", err)
 	}
-	p.set.Store(set)
+	old := p.set.Swap(set)
+	// A removed service's series leave /metrics with it.
+	for name := range old.probers {
+		if _, kept := set.probers[name]; !kept {
+			p.total.DeletePartialMatch(prometheus.Labels{"service": name})
+		}
+	}
 	return nil
 }
 

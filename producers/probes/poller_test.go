@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -297,5 +299,61 @@ func TestNewRefuses(t *testing.T) {
 		if err == nil || len(err.Error()) < len(tc.want) || err.Error()[:len(tc.want)] != tc.want {
 			t.Errorf("%+v: %v, want %q…", tc.cfg, err, tc.want)
 		}
+	}
+}
+
+// SetProbers swaps the services probed: a kept service's counter goes on,
+// a removed one is refused and its series leave /metrics, an added one is
+// probed; an invalid set changes nothing.
+func TestPollerSetProbers(t *testing.T) {
+	_, js := natsAndJetStream(t)
+	reg := prometheus.NewRegistry()
+	ok := proberFunc(func(context.Context) (time.Duration, error) { return time.Millisecond, nil })
+	p, err := pp.New(pp.Config{Node: "n1", Probers: map[string]pp.Prober{"kept": ok, "removed": ok}}, js, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
+	poll := func(service string, n int) error {
+		return p.Poll(t.Context(), observer.Poll{Target: service, Scheduled: at.Add(time.Duration(n) * time.Second), Lease: observer.Lease{Node: "n1", Revision: 1}})
+	}
+	for _, s := range []string{"kept", "removed"} {
+		if err := poll(s, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.SetProbers(map[string]pp.Prober{"kept": ok, "added": ok}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"kept", "added"} {
+		if err := poll(s, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := poll("removed", 1); err == nil {
+		t.Error("the removed service was still probed")
+	}
+	if err := p.SetProbers(map[string]pp.Prober{"kept": nil}, nil); err == nil {
+		t.Error("SetProbers took a nil prober")
+	}
+	if got, want := p.Targets(), []string{"added", "kept"}; !slices.Equal(got, want) {
+		t.Errorf("targets %v, want %v", got, want)
+	}
+	got := map[string]float64{}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "service" {
+					got[l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if want := map[string]float64{"kept": 2, "added": 1}; !maps.Equal(got, want) {
+		t.Errorf("checks counted by service %v, want %v (kept goes on, removed is gone)", got, want)
 	}
 }

@@ -115,13 +115,21 @@ func (p *Poller) newSet(backends map[string]Backend) (*volumeSet, error) {
 // SetBackends replaces the volumes polled, for a configuration reload:
 // each poll that starts afterwards uses the new backend of its volume (a
 // poll in flight finishes with the one it began with). The counters of
-// the volumes that stay go on counting. An invalid set changes nothing.
+// the volumes that stay go on counting; a removed volume's series are
+// deleted. An invalid set changes nothing.
 func (p *Poller) SetBackends(backends map[string]Backend) error {
 	set, err := p.newSet(backends)
 	if err != nil {
 		return fmt.Errorf("set volume backends: %w", err)
 	}
-	p.set.Store(set)
+	old := p.set.Swap(set)
+	// A removed volume's series leave /metrics with it.
+	for name := range old.backends {
+		if _, kept := set.backends[name]; !kept {
+			p.total.DeletePartialMatch(prometheus.Labels{"volume": name})
+			p.duration.DeleteLabelValues(name)
+		}
+	}
 	return nil
 }
 

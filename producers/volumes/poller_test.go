@@ -256,6 +256,9 @@ func TestPollerSetBackends(t *testing.T) {
 	if n := counter(t, reg, "kept", "success"); n != 2 {
 		t.Errorf("%v successes counted for kept, want 2: its counter goes on across SetBackends", n)
 	}
+	if n := counter(t, reg, "removed", "success"); n != 0 {
+		t.Errorf("the removed volume's counter is still exposed (%v): its series must go with it", n)
+	}
 	subj := streams.Subjects{}
 	for volume, iops := range map[string]float64{"kept": 10, "svm1/added": 3} {
 		s, _ := subj.Observation(streams.ObsKindVolume, volume)
