@@ -189,7 +189,7 @@ func TestCLIHelp(t *testing.T) {
 		want []string
 	}{
 		{[]string{"publish", "-h"}, []string{"counter NAME VALUE [label=value ...]", "example:", "jetmetrics publish --nats.url=", "exit codes:", "3 not acknowledged", "--nats.password-file", "JETMETRICS_NODE"}},
-		{[]string{"status", "-h"}, []string{"--web.url", "--output=json", "exit codes:", "1 it is not ready"}},
+		{[]string{"status", "-h"}, []string{"--web.url", "--output=json", "exit codes:", "1  a problem: the node is not ready"}},
 		{[]string{"help"}, []string{"publish", "status", "exit codes:"}},
 	} {
 		var stdout bytes.Buffer
