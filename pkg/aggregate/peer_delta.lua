@@ -23,7 +23,9 @@ local n = tonumber(cur[3] or '0') + 1
 if n > tonumber(ARGV[9]) then
   return -1
 end
-redis.call('HSET', KEYS[1], 'version', ARGV[1], 'generated', ARGV[2], 'expires', ARGV[3], 'deltas', n, 'd' .. n, ARGV[5])
+-- 'v<n>' names delta n as 'full' names the full snapshot.
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'generated', ARGV[2], 'expires', ARGV[3], 'deltas', n, 'd' .. n, ARGV[5],
+  'v' .. n, ARGV[1] .. ':' .. ARGV[2] .. ':' .. string.len(ARGV[5]))
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('HSET', KEYS[2], 'version', ARGV[1], 'generated', ARGV[2], 'expires', ARGV[3], 'removed', '0')
 redis.call('PEXPIRE', KEYS[2], ARGV[6])

@@ -9,8 +9,11 @@ if cur and tonumber(cur) > tonumber(ARGV[1]) then
   return 0
 end
 -- A full snapshot replaces the chain of deltas stored on the last one.
+-- 'full' names it (version:generated:length), so a reader holding a copy
+-- tells whether the stored chain still starts with it (Peers.ListSince).
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'version', ARGV[1], 'generated', ARGV[2], 'expires', ARGV[3], 'data', ARGV[5])
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'generated', ARGV[2], 'expires', ARGV[3], 'data', ARGV[5],
+  'full', ARGV[1] .. ':' .. ARGV[2] .. ':' .. string.len(ARGV[5]))
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 -- The record follows the snapshot stored: a live snapshot brings a removed
 -- peer back, even one whose versions started over (its stream was reset).

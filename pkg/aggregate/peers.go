@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -72,6 +73,11 @@ type Snapshot struct {
 	// ones stored on it since, oldest first (PutDelta).
 	Data   []byte
 	Deltas [][]byte
+	// Chain names what is stored; Since, from ListSince only, is how many
+	// deltas of it the reader's copy holds, Data and Deltas holding
+	// only the rest (-1: read whole).
+	Chain Chain
+	Since int
 }
 
 // Peer is what the store remembers of a node.
@@ -206,16 +212,12 @@ func (p *Peers) Expire(ctx context.Context, node string) error {
 // List returns every live snapshot, ordered by node name; withData false
 // leaves Data empty and reads much less.
 func (p *Peers) List(ctx context.Context, withData bool) ([]Snapshot, error) {
-	now := time.Now().UnixMilli()
-	if err := p.trim(ctx, now); err != nil {
-		return nil, fmt.Errorf("list peers: %w", err)
-	}
-	names, err := p.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: p.index, Start: strconv.FormatInt(now, 10), Stop: "+inf", ByScore: true}).Result()
-	if err != nil {
-		return nil, fmt.Errorf("list peers: %w", err)
-	}
 	if withData {
-		return p.listData(ctx, names)
+		return p.ListSince(ctx, nil)
+	}
+	names, err := p.liveNames(ctx)
+	if err != nil {
+		return nil, err
 	}
 	cmds := make([]*redis.SliceCmd, len(names))
 	_, err = p.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
@@ -239,39 +241,210 @@ func (p *Peers) List(ctx context.Context, withData bool) ([]Snapshot, error) {
 	return out, nil
 }
 
-// listData reads the snapshots of names whole: the full one and its
-// deltas.
-func (p *Peers) listData(ctx context.Context, names []string) ([]Snapshot, error) {
-	cmds := make([]*redis.MapStringStringCmd, len(names))
-	_, err := p.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+// liveNames trims the index and returns the peers whose snapshot has not
+// expired by its score.
+func (p *Peers) liveNames(ctx context.Context) ([]string, error) {
+	now := time.Now().UnixMilli()
+	if err := p.trim(ctx, now); err != nil {
+		return nil, fmt.Errorf("list peers: %w", err)
+	}
+	names, err := p.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: p.index, Start: strconv.FormatInt(now, 10), Stop: "+inf", ByScore: true}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list peers: %w", err)
+	}
+	return names, nil
+}
+
+// Chain names what is stored of a peer, or what a copy of it holds: the
+// full snapshot and the deltas stored on it since, oldest first, each
+// named by its version, generation time and length. A full snapshot
+// stored by a version of the store that kept no names has Full "", and
+// is never read in part.
+type Chain struct {
+	Full   string
+	Deltas []string
+}
+
+// ListSince is List with data for a reader that keeps copies of peers'
+// stored snapshots: have names the copy it holds of a node's (nil: none).
+// A snapshot whose stored chain still starts with the copy (the same full
+// snapshot and the same deltas, by name) comes with Data nil and only the
+// deltas stored after the copy's, Since being how many the copy holds;
+// any other comes whole, Since -1. Every snapshot's Chain names all that
+// is stored. Each snapshot is read in one Redis command, so the parts
+// read agree with each other whatever is written meanwhile.
+func (p *Peers) ListSince(ctx context.Context, have func(node string) (Chain, bool)) ([]Snapshot, error) {
+	names, err := p.liveNames(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// What is stored: cheap, and decides what to read.
+	heads := make([]*redis.SliceCmd, len(names))
+	_, err = p.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
 		for i, n := range names {
-			cmds[i] = pl.HGetAll(ctx, p.key(n))
+			heads[i] = pl.HMGet(ctx, p.key(n), "full", "deltas")
 		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("list peers: %w", err)
 	}
-	out := make([]Snapshot, 0, len(names))
-	for i, n := range names {
-		h := cmds[i].Val()
-		data, ok := h["data"]
-		if !ok {
-			continue // expired between the index and the read
+	type read struct {
+		name  string
+		have  Chain
+		n     int // deltas stored, when partial
+		part  *redis.SliceCmd
+		whole *redis.MapStringStringCmd
+	}
+	reads := make([]read, 0, len(names))
+	for i, name := range names {
+		v := heads[i].Val()
+		if len(v) != 2 {
+			continue
 		}
-		s := Snapshot{Node: n, Version: parseUint(h["version"]), Generated: parseMilli(h["generated"]), Expires: parseMilli(h["expires"]), Data: []byte(data)}
-		chain, _ := strconv.Atoi(h["deltas"])
-		for k := 1; k <= chain; k++ {
-			d, ok := h["d"+strconv.Itoa(k)]
-			if !ok {
-				return nil, fmt.Errorf("list peers: snapshot of %s lacks delta %d of %d", n, k, chain)
+		r := read{name: name}
+		full, _ := v[0].(string)
+		r.n, _ = strconv.Atoi(fmt.Sprint(v[1]))
+		if have != nil && full != "" {
+			if c, ok := have(name); ok && c.Full == full && len(c.Deltas) <= r.n {
+				r.have = c
 			}
-			s.Deltas = append(s.Deltas, []byte(d))
+		}
+		reads = append(reads, r)
+	}
+	partial := func(r *read) bool { return r.have.Full != "" }
+	_, err = p.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		for i := range reads {
+			r := &reads[i]
+			if !partial(r) {
+				r.whole = pl.HGetAll(ctx, p.key(r.name))
+				continue
+			}
+			fields := []string{"version", "generated", "expires", "full", "deltas"}
+			if k := len(r.have.Deltas); k > 0 {
+				fields = append(fields, "v"+strconv.Itoa(k))
+			}
+			for d := len(r.have.Deltas) + 1; d <= r.n; d++ {
+				fields = append(fields, "v"+strconv.Itoa(d), "d"+strconv.Itoa(d))
+			}
+			r.part = pl.HMGet(ctx, p.key(r.name), fields...)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("list peers: %w", err)
+	}
+	out := make([]Snapshot, 0, len(reads))
+	var again []string // changed between the two reads: read whole
+	for i := range reads {
+		r := &reads[i]
+		if !partial(r) {
+			s, ok, err := p.parseWhole(r.name, r.whole.Val())
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				out = append(out, s)
+			}
+			continue
+		}
+		s, ok := parsePart(r.name, r.have, r.n, r.part.Val())
+		if !ok {
+			again = append(again, r.name)
+			continue
 		}
 		out = append(out, s)
 	}
+	if len(again) > 0 {
+		cmds := make([]*redis.MapStringStringCmd, len(again))
+		_, err = p.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+			for i, n := range again {
+				cmds[i] = pl.HGetAll(ctx, p.key(n))
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("list peers: %w", err)
+		}
+		for i, n := range again {
+			s, ok, err := p.parseWhole(n, cmds[i].Val())
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				out = append(out, s)
+			}
+		}
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
 	return out, nil
+}
+
+// parseWhole is the snapshot of node in h, its stored hash; ok is false
+// when there is none (expired between the index and the read).
+func (p *Peers) parseWhole(node string, h map[string]string) (s Snapshot, ok bool, err error) {
+	data, ok := h["data"]
+	if !ok {
+		return s, false, nil
+	}
+	s = Snapshot{Node: node, Version: parseUint(h["version"]), Generated: parseMilli(h["generated"]), Expires: parseMilli(h["expires"]),
+		Data: []byte(data), Since: -1, Chain: Chain{Full: h["full"]}}
+	chain, _ := strconv.Atoi(h["deltas"])
+	for k := 1; k <= chain; k++ {
+		d, ok := h["d"+strconv.Itoa(k)]
+		if !ok {
+			return s, false, fmt.Errorf("list peers: snapshot of %s lacks delta %d of %d", node, k, chain)
+		}
+		s.Deltas = append(s.Deltas, []byte(d))
+		name := h["v"+strconv.Itoa(k)]
+		if name == "" {
+			// A delta stored by a store that kept no names: the
+			// chain cannot be read in part.
+			s.Chain.Full = ""
+		}
+		s.Chain.Deltas = append(s.Chain.Deltas, name)
+	}
+	return s, true, nil
+}
+
+// parsePart is the snapshot of node read in part onto the copy have, n
+// deltas being stored; ok is false when what was read is no longer that
+// (written over between the reads).
+func parsePart(node string, have Chain, n int, v []any) (s Snapshot, ok bool) {
+	str := func(i int) (string, bool) {
+		if i >= len(v) {
+			return "", false
+		}
+		x, ok := v[i].(string)
+		return x, ok
+	}
+	version, ok1 := str(0)
+	full, ok2 := str(3)
+	deltas, _ := str(4)
+	if !ok1 || !ok2 || full != have.Full || deltas != strconv.Itoa(n) && !(n == 0 && deltas == "") {
+		return s, false
+	}
+	i := 5
+	k := len(have.Deltas)
+	if k > 0 {
+		if name, ok := str(i); !ok || name != have.Deltas[k-1] {
+			return s, false
+		}
+		i++
+	}
+	s = Snapshot{Node: node, Version: parseUint(version), Generated: parseMilli(v[1]), Expires: parseMilli(v[2]), Since: k,
+		Chain: Chain{Full: full, Deltas: append(slices.Clip(have.Deltas), make([]string, 0, n-k)...)}}
+	for ; k < n; i += 2 {
+		name, ok1 := str(i)
+		d, ok2 := str(i + 1)
+		if !ok1 || !ok2 || name == "" {
+			return s, false
+		}
+		s.Chain.Deltas = append(s.Chain.Deltas, name)
+		s.Deltas = append(s.Deltas, []byte(d))
+		k++
+	}
+	return s, true
 }
 
 // Known returns every peer the store remembers, live, down or removed,
