@@ -18,8 +18,10 @@ const statusUsage = `usage: jetmetrics status [--web.url=http://127.0.0.1:9480] 
 
 The cluster at a glance from any node: its readiness (/-/ready) and what
 it reads live from JetStream and Redis (/api/v1/status): the services
-whose last probe failed, the nodes with their snapshot age and aggregator
-lag (deltas in the stream for the node after the last one it applied),
+whose last probe failed, the volumes with their leader, last poll and
+its age (stale or failing ones first; at most 200, the rest counted), the
+nodes with their snapshot age and aggregator lag (deltas in the stream
+for the node after the last one it applied),
 the streams with their replicas, leader and lagging followers, the dead
 letters by reason, and who leads each observer target. A table, or with
 --output=json the same as one JSON object (its "problems" are why the
@@ -38,9 +40,9 @@ exit codes:
   1  a problem: the node is not ready; a stream has no leader, cannot be
      read, or has a follower that is not current or offline; a section of
      /api/v1/status could not be computed; or the node refused the
-     credentials (HTTP 401/403). Services down, aggregator lag and peers
-     down are shown but do not change the exit code (the alert rules
-     watch them over time).
+     credentials (HTTP 401/403). Services down, volumes stale or failing,
+     aggregator lag and peers down are shown but do not change the exit
+     code (the alert rules watch them over time).
   2  usage error
   3  the node was not reached within --timeout
 `
@@ -48,18 +50,23 @@ exit codes:
 // statusReport is what status shows; --output=json writes it as is. The
 // sections after Readiness are /api/v1/status's, decoded as they come.
 type statusReport struct {
-	Node            string              `json:"node"`
-	URL             string              `json:"url"`
-	Ready           bool                `json:"ready"`
-	Readiness       []string            `json:"readiness"`
-	Problems        []string            `json:"problems"`
-	ServicesDown    []statusServiceDown `json:"services_down"`
-	Nodes           []statusNode        `json:"nodes"`
-	Streams         []statusStream      `json:"streams"`
-	DeadLetters     []statusDeadLetter  `json:"dead_letters"`
-	ObserverLeaders []statusLeader      `json:"observer_leaders"`
-	LeadersSource   string              `json:"observer_leaders_source"`
-	LeadersNote     string              `json:"observer_leaders_note,omitempty"`
+	Node         string              `json:"node"`
+	URL          string              `json:"url"`
+	Ready        bool                `json:"ready"`
+	Readiness    []string            `json:"readiness"`
+	Problems     []string            `json:"problems"`
+	ServicesDown []statusServiceDown `json:"services_down"`
+	// Volumes are stale or failing first; VolumesMore were left out,
+	// VolumesUnhealthy counts every stale or failing one.
+	Volumes          []statusVolume     `json:"volumes"`
+	VolumesMore      int                `json:"volumes_more"`
+	VolumesUnhealthy int                `json:"volumes_unhealthy"`
+	Nodes            []statusNode       `json:"nodes"`
+	Streams          []statusStream     `json:"streams"`
+	DeadLetters      []statusDeadLetter `json:"dead_letters"`
+	ObserverLeaders  []statusLeader     `json:"observer_leaders"`
+	LeadersSource    string             `json:"observer_leaders_source"`
+	LeadersNote      string             `json:"observer_leaders_note,omitempty"`
 	// Errors are the sections /api/v1/status could not compute, by name
 	// ("status" when the endpoint itself failed).
 	Errors map[string]string `json:"errors,omitempty"`
@@ -115,6 +122,17 @@ type statusServiceDown struct {
 	LastCheck   *time.Time `json:"last_check"`
 	LastSuccess *time.Time `json:"last_success"`
 	Failures    uint64     `json:"failures"`
+}
+
+type statusVolume struct {
+	Volume     string     `json:"volume"`
+	Backend    string     `json:"backend"`
+	Leader     string     `json:"leader"`
+	Status     string     `json:"status"`
+	Stale      bool       `json:"stale"`
+	ObservedAt *time.Time `json:"observed_at"`
+	AgeSeconds *float64   `json:"age_seconds"`
+	LastError  string     `json:"last_error,omitempty"`
 }
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -213,7 +231,7 @@ func statusProblems(rep statusReport) []string {
 			out = append(out, fmt.Sprintf("stream %s: replica %s not current", s.Name, strings.Join(names, ", ")))
 		}
 	}
-	for _, name := range []string{"status", "nodes", "streams", "dead_letters", "observer_leaders", "services"} {
+	for _, name := range []string{"status", "nodes", "streams", "dead_letters", "observer_leaders", "services", "volumes"} {
 		if e, ok := rep.Errors[name]; ok && name != "streams" { // stream errors are listed by stream above
 			out = append(out, fmt.Sprintf("%s: %s", name, e))
 		}
@@ -254,6 +272,27 @@ func writeStatusTable(w io.Writer, rep statusReport) {
 			since = time.Since(*s.LastSuccess).Round(time.Second).String() + " ago"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", s.Service, dash(s.Leader), since, s.Failures, dash(s.LastError))
+	}
+	fmt.Fprintf(tw, "\nVOLUME\tLEADER\tSTATUS\tAGE\tLAST ERROR\n")
+	if len(rep.Volumes) == 0 {
+		fmt.Fprintf(tw, "(none)\n")
+	}
+	for _, v := range rep.Volumes {
+		state := dash(v.Status)
+		if v.Stale {
+			state += " (stale)"
+		}
+		leader := v.Leader
+		if leader == "" {
+			leader = "(vacant)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.Volume, leader, state, age(v.AgeSeconds), dash(v.LastError))
+	}
+	if rep.VolumesMore > 0 {
+		fmt.Fprintf(tw, "  and %d more volumes\n", rep.VolumesMore)
+	}
+	if rep.VolumesUnhealthy > 0 {
+		fmt.Fprintf(tw, "  %d of %d volumes stale or failing\n", rep.VolumesUnhealthy, len(rep.Volumes)+rep.VolumesMore)
 	}
 	fmt.Fprintf(tw, "\nNODE\tROLE\tUP\tSNAPSHOT AGE\tAPPLIED SEQ\tAGGREGATOR LAG\n")
 	for _, n := range rep.Nodes {

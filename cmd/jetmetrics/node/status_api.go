@@ -28,7 +28,7 @@ const (
 // clusterStatus is GET /api/v1/status: the cluster as this node sees it,
 // read live from JetStream and Redis. Each section is computed on its own;
 // one that fails is empty and says why in Errors under its name (nodes,
-// streams, dead_letters, observer_leaders, services).
+// streams, dead_letters, observer_leaders, services, volumes).
 type clusterStatus struct {
 	Node        string         `json:"node"`
 	GeneratedAt time.Time      `json:"generated_at"`
@@ -44,8 +44,14 @@ type clusterStatus struct {
 	LeadersSource   string           `json:"observer_leaders_source"`
 	LeadersNote     string           `json:"observer_leaders_note,omitempty"`
 	// ServicesDown are the probed services whose last probe failed.
-	ServicesDown []serviceDown     `json:"services_down"`
-	Errors       map[string]string `json:"errors,omitempty"`
+	ServicesDown []serviceDown `json:"services_down"`
+	// Volumes are the configured volumes' health, stale or failing ones
+	// first, at most statusMaxRows of them; VolumesMore counts the rest
+	// and VolumesUnhealthy every stale or failing one, listed or not.
+	Volumes          []volumeStatus    `json:"volumes"`
+	VolumesMore      int               `json:"volumes_more"`
+	VolumesUnhealthy int               `json:"volumes_unhealthy"`
+	Errors           map[string]string `json:"errors,omitempty"`
 }
 
 // nodeStatus is one node of GET /api/v1/status.
@@ -125,6 +131,34 @@ type serviceDown struct {
 	Failures    uint64     `json:"failures"`
 }
 
+// volumeStatus is one volume of GET /api/v1/status: the cached result
+// GET /api/v1/volumes serves, reduced to its health.
+type volumeStatus struct {
+	Volume  string `json:"volume"`
+	Backend string `json:"backend"`
+	// Leader is the node polling the volume as this node last saw its
+	// lease; "" while it is vacant.
+	Leader string `json:"leader"`
+	// Status is the last poll's (ok, error or timeout); "" when no
+	// result is cached.
+	Status string `json:"status"`
+	// Stale is set when no result newer than the observer's cache TTL is
+	// cached: the last is older, or none is there (results leave the
+	// cache at their TTL).
+	Stale bool `json:"stale"`
+	// ObservedAt and AgeSeconds are the last result's; null without one.
+	ObservedAt *time.Time `json:"observed_at"`
+	AgeSeconds *float64   `json:"age_seconds"`
+	// LastError is the last poll's error, when it failed.
+	LastError string `json:"last_error,omitempty"`
+}
+
+// unhealthy is a volume status shows before the others: stale, or its
+// last poll failed.
+func (v volumeStatus) unhealthy() bool {
+	return v.Stale || (v.Status != "" && v.Status != streams.ObsStatusOK)
+}
+
 // statusAPI serves GET /api/v1/status, one computation at a time, each
 // answer served again for statusCacheFor.
 type statusAPI struct {
@@ -149,7 +183,7 @@ func (s *statusAPI) serve(w http.ResponseWriter, r *http.Request) {
 func (n *Node) clusterStatus(ctx context.Context) *clusterStatus {
 	now := time.Now()
 	st := &clusterStatus{Node: n.cfg.Name, GeneratedAt: now.UTC(), Nodes: []nodeStatus{}, Streams: []streamStatus{},
-		DeadLetters: []deadLetterCount{}, ObserverLeaders: []observerLeader{}, ServicesDown: []serviceDown{}}
+		DeadLetters: []deadLetterCount{}, ObserverLeaders: []observerLeader{}, ServicesDown: []serviceDown{}, Volumes: []volumeStatus{}}
 	var (
 		mu   sync.Mutex
 		errs = map[string]string{}
@@ -181,6 +215,10 @@ func (n *Node) clusterStatus(ctx context.Context) *clusterStatus {
 		return
 	})
 	section("services", func(jetstream.JetStream) (err error) { st.ServicesDown, err = n.servicesDown(ctx); return })
+	section("volumes", func(jetstream.JetStream) (err error) {
+		st.Volumes, st.VolumesMore, st.VolumesUnhealthy, err = n.volumeStatuses(ctx, now)
+		return
+	})
 	wg.Wait()
 	if len(errs) > 0 {
 		st.Errors = errs
@@ -395,4 +433,48 @@ func (n *Node) servicesDown(ctx context.Context) ([]serviceDown, error) {
 		}
 	}
 	return out, nil
+}
+
+// volumeStatuses are the configured volumes' health at now, stale or
+// failing ones first (then in the file's order), the first statusMaxRows
+// of them; more is how many are left out, unhealthy how many of all are
+// stale or failing. Every volume's cached result is read, so that a
+// failing one is never among those left out while a healthy one is shown.
+// A cache that cannot be read is an error: the volumes are listed with
+// their leaders, their health unknown.
+func (n *Node) volumeStatuses(ctx context.Context, now time.Time) (out []volumeStatus, more, unhealthy int, err error) {
+	out = []volumeStatus{}
+	if len(n.volumeList()) == 0 {
+		return out, 0, 0, nil
+	}
+	s := n.volumes.Load()
+	if s == nil {
+		return out, 0, 0, errors.New("the volume observer is starting")
+	}
+	for _, e := range s.list(ctx, len(s.vols), now) {
+		v := volumeStatus{Volume: e.Volume, Backend: e.Backend, Leader: e.Leader, Status: e.Status,
+			ObservedAt: e.ObservedAt, AgeSeconds: e.AgeSeconds, LastError: e.Error}
+		if e.CacheError != "" {
+			err = fmt.Errorf("volume cache: %s", e.CacheError)
+		} else {
+			v.Stale = e.Stale || e.ObservedAt == nil
+		}
+		if v.unhealthy() {
+			unhealthy++
+		}
+		out = append(out, v)
+	}
+	slices.SortStableFunc(out, func(a, b volumeStatus) int {
+		switch ua, ub := a.unhealthy(), b.unhealthy(); {
+		case ua && !ub:
+			return -1
+		case ub && !ua:
+			return 1
+		}
+		return 0
+	})
+	if len(out) > statusMaxRows {
+		more, out = len(out)-statusMaxRows, out[:statusMaxRows]
+	}
+	return out, more, unhealthy, err
 }
