@@ -153,6 +153,9 @@ type letter struct {
 	// Subject and StreamSeq are where the original was in the delta stream.
 	Subject   string `json:"subject"`
 	StreamSeq uint64 `json:"stream_seq"`
+	// Version is the node's aggregate version at the original (0 when
+	// the letter does not say).
+	Version uint64 `json:"version,omitempty"`
 	// Entries is how many entries were rejected: the Entry-Count header,
 	// or every entry of a message rejected whole.
 	Entries     int    `json:"entries"`
@@ -194,6 +197,13 @@ func newLetter(sc streams.Config, seq uint64, at time.Time, h nats.Header, data 
 	}
 	l.StreamSeq, _ = strconv.ParseUint(h.Get(aggregator.HeaderSeq), 10, 64)
 	l.BodyOmitted, _ = strconv.Atoi(h.Get(aggregator.HeaderBodyOmitted))
+	if v, err := strconv.ParseUint(h.Get(aggregator.HeaderVersion), 10, 64); err == nil {
+		l.Version = v
+	} else if f := strings.Split(h.Get(jetstream.MsgIDHeader), ":"); len(f) == 3 && f[0] == l.Node {
+		// Letters from before the header: their message id is
+		// node:version:reason.
+		l.Version, _ = strconv.ParseUint(f[1], 10, 64)
+	}
 	if ds, err := sc.Subjects().ParseDelta(l.Subject); err == nil {
 		l.Producer = ds.Producer
 	}

@@ -80,7 +80,10 @@ type replayer struct {
 	out    io.Writer
 	maxMsg int64
 
-	replayed, skipped, failed int
+	replayed, skipped, failed, waiting int
+	// checkpoints are the nodes' latest checkpoint versions, read once a
+	// run.
+	checkpoints map[string]uint64
 }
 
 func runDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -179,8 +182,14 @@ func runDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	} else {
 		fmt.Fprintf(stdout, "replayed %d letters, skipped %d, failed %d\n", r.replayed, r.skipped, r.failed)
 	}
-	if r.failed > 0 {
+	if r.waiting > 0 {
+		fmt.Fprintf(stdout, "%d letters wait for a checkpoint of their node: run the same command again in a minute\n", r.waiting)
+	}
+	switch {
+	case r.failed > 0:
 		return fmt.Errorf("%d letters failed to replay (see above)", r.failed)
+	case r.waiting > 0 && !*dry:
+		return fmt.Errorf("%d letters wait for a checkpoint (see above)", r.waiting)
 	}
 	return nil
 }
@@ -275,6 +284,22 @@ func (r *replayer) replay(ctx context.Context, l *letter) error {
 			return jsError("read KV bucket "+replayBucket(r.sc), err)
 		}
 	}
+	// Not before a checkpoint covers the original: a node that loses its
+	// Redis restores its latest checkpoint and reads the delta stream
+	// after it again, with the limits in force then; a limit since raised
+	// would apply the original on that read, and the replay too.
+	switch ck, err := r.checkpoint(ctx, l.Node); {
+	case err != nil:
+		return err
+	case l.Version == 0:
+		r.fail(l, "not replayable: the letter does not say the version of the original, so whether a checkpoint covers it cannot be told")
+		return nil
+	case ck < l.Version:
+		r.waiting++
+		fmt.Fprintf(r.out, "letter %d (%s, node %s): waits: node %s's latest checkpoint (version %d) does not cover the original (version %d) yet; run again after its next checkpoint (every minute by default)\n",
+			l.Seq, l.Reason, l.Node, l.Node, ck, l.Version)
+		return nil
+	}
 	producer := r.producer(l.Seq)
 	subject := r.sc.Subjects().OwnedDelta(l.Node, replayOwner, producer)
 	rec := replayRecord{Node: l.Node, Producer: producer, Subject: subject}
@@ -354,6 +379,35 @@ func (r *replayer) replay(ctx context.Context, l *letter) error {
 	r.replayed++
 	fmt.Fprintf(r.out, "letter %d (%s, node %s): replayed %d entries as %s (%s seq %d)\n", l.Seq, l.Reason, l.Node, len(idx), producer, r.sc.DeltaStream(), ack.Sequence)
 	return nil
+}
+
+// checkpoint is the version of node's latest checkpoint, 0 when it has
+// none: read from the checkpoint's head, once a run.
+func (r *replayer) checkpoint(ctx context.Context, node string) (uint64, error) {
+	if v, ok := r.checkpoints[node]; ok {
+		return v, nil
+	}
+	s, err := r.js.Stream(ctx, r.sc.SnapshotStream())
+	if err != nil {
+		return 0, jsError("read "+r.sc.SnapshotStream(), err)
+	}
+	var v uint64
+	switch m, err := s.GetLastMsgForSubject(ctx, r.sc.Subjects().Checkpoint(node)); {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+	case err != nil:
+		return 0, jsError("read the checkpoint of "+node, err)
+	default:
+		info, err := streams.ParseSnapshotHeaders(m.Header, node)
+		if err != nil {
+			return 0, fmt.Errorf("the checkpoint of %s: %w", node, err)
+		}
+		v = info.Version
+	}
+	if r.checkpoints == nil {
+		r.checkpoints = map[string]uint64{}
+	}
+	r.checkpoints[node] = v
+	return v, nil
 }
 
 // record notes a replayed letter in the bucket; a record there already

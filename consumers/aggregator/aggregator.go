@@ -463,6 +463,7 @@ func (a *Aggregator) deadLetter(ctx context.Context, in item, rej *streams.Rejec
 	msg.Header.Set(HeaderSubject, in.subject)
 	msg.Header.Set(HeaderSeq, strconv.FormatUint(in.seq, 10))
 	msg.Header.Set(HeaderNode, a.cfg.Node)
+	msg.Header.Set(HeaderVersion, strconv.FormatUint(a.base.Load()+in.seq, 10))
 	if len(entries) > 0 {
 		msg.Header.Set(HeaderEntryCount, strconv.Itoa(len(entries)))
 		msg.Header.Set(HeaderEntries, entryList(entries, int(a.js.Conn().MaxPayload()/4)))
@@ -583,6 +584,10 @@ const (
 	HeaderSubject = "Jetmetrics-Subject"
 	HeaderSeq     = "Jetmetrics-Stream-Seq"
 	HeaderNode    = "Jetmetrics-Node"
+	// HeaderVersion is the aggregate's version (stream mark) the original
+	// message stands at: a checkpoint of the node at this version or later
+	// covers it.
+	HeaderVersion = "Jetmetrics-Version"
 	// HeaderEntries lists the indices of the entries rejected for the
 	// letter's reason, comma-separated, when only some of the message's
 	// entries are rejected; only the first ones when all would not fit.

@@ -101,6 +101,9 @@ func (s *observerSlot) runGen(ctx context.Context, g *obsGen) (*obsGen, error) {
 	if err == nil {
 		select {
 		case err = <-errc:
+			if next != nil {
+				next.drop() // received, never started: release what it holds
+			}
 			next = nil
 		default:
 		}

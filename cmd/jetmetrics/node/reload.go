@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"reflect"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -30,6 +31,10 @@ type reloadState struct {
 	volume, probe  *observerSlot
 	success, stamp prometheus.Gauge
 }
+
+// reloadTimeout bounds applying a reload (handing each observer's targets
+// over: releasing leases, stopping loops).
+const reloadTimeout = 30 * time.Second
 
 // ReloadError is why Reload changed nothing. Refused reports that the
 // configuration was not accepted (a bad file: fix it and reload again);
@@ -141,6 +146,11 @@ func (r *reloadState) probeSlot() *observerSlot {
 func (n *Node) Reload(ctx context.Context) error {
 	n.reload.mu.Lock()
 	defer n.reload.mu.Unlock()
+	// Once begun, a reload is not cut short by its caller going away (a
+	// client of POST /-/reload that disconnects): half applied, it would
+	// be reported failed while it had changed things.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reloadTimeout)
+	defer cancel()
 	err := n.applyReload(ctx)
 	if err != nil {
 		n.reload.success.Set(0)

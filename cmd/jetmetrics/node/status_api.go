@@ -172,7 +172,9 @@ func (s *statusAPI) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.st == nil || time.Since(s.at) > statusCacheFor {
-		ctx, cancel := context.WithTimeout(r.Context(), statusTimeout)
+		// Not the caller's context: an answer cut short by one client
+		// going away would be served to every other for statusCacheFor.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), statusTimeout)
 		defer cancel()
 		s.st, s.at = s.n.clusterStatus(ctx), time.Now()
 	}
