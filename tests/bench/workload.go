@@ -82,10 +82,93 @@ func (f *familySpec) labelValues(i int, dst []string) []string {
 		dst = append(dst, "queue-"+strconv.Itoa(i%50), strconv.Itoa(i/50))
 	case "bench_temperature_celsius":
 		dst = append(dst, "rack-"+strconv.Itoa(i/40), "slot-"+strconv.Itoa(i%40))
+	case wideFamily:
+		for j := range wideLabelCount {
+			dst = append(dst, wideLabelValue(j, i))
+		}
 	default:
 		dst = append(dst, methods[i%4], "/api/v1/items/"+strconv.Itoa(i/4))
 	}
 	return dst
+}
+
+// wideFamily is the one family of the wide workload: counters of 16
+// labels of 256-byte values, the value distribution of
+// consumers/aggregator TestSeriesMemory (wideLabels there): label j < 13
+// takes 2+3j values shared across series, labels 13 to 15 are unique per
+// series; values are 256 hex digits from a hash of j and the value's
+// index, so they compress as real identifiers do.
+const (
+	wideFamily       = "bench_wide_requests_total"
+	wideLabelCount   = 16
+	wideSharedLabels = 13
+	wideValueLength  = 256
+)
+
+// wideShared holds the shared values of the wide labels once, as a
+// service holds the few values of a label it passes to the SDK or to
+// client_golang (the same strings for every series).
+var wideShared = func() [][]string {
+	t := make([][]string, wideSharedLabels)
+	for j := range t {
+		for v := range 2 + 3*j {
+			t[j] = append(t[j], wideValue(j, v))
+		}
+	}
+	return t
+}()
+
+// wideLabelValue is the value of wide label j of series i.
+func wideLabelValue(j, i int) string {
+	if j < wideSharedLabels {
+		return wideShared[j][i%(2+3*j)]
+	}
+	return wideValue(j, i)
+}
+
+// wideValue is value v of wide label j, as wideValue in
+// consumers/aggregator's memory_test.go builds them but seeded with v<<1:
+// there, values 2k and 2k+1 of a label are equal (v|1), so label 0 has one
+// value and about 0.6 % of 20k "unique" series coincide.
+func wideValue(j, v int) string {
+	b := make([]byte, 0, wideValueLength)
+	x := uint64(j)<<40 | uint64(v)<<1 | 1
+	for len(b) < wideValueLength {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		b = append(b, "0123456789abcdef"[x&15])
+	}
+	return string(b)
+}
+
+// newWideWorkload is n wide series (wideFamily) and nothing else.
+func newWideWorkload(n int) workload {
+	labels := make([]string, wideLabelCount)
+	for j := range labels {
+		labels[j] = fmt.Sprintf("label_%02d", j)
+	}
+	return workload{families: []familySpec{{name: wideFamily, help: "Requests, by 16 long labels.", kind: aggregate.Counter, labels: labels, share: 1, n: n}}}
+}
+
+// labelBytes is the mean of a series' label names and values, in bytes.
+func (w workload) labelBytes() float64 {
+	total, n := 0, 0
+	var values []string
+	for fi := range w.families {
+		f := &w.families[fi]
+		for i := range f.n {
+			values = f.labelValues(i, values)
+			for j, v := range values {
+				total += len(f.labels[j]) + len(v)
+			}
+		}
+		n += f.n
+	}
+	if n == 0 {
+		return 0
+	}
+	return float64(total) / float64(n)
 }
 
 // value of series i of a counter or gauge family; seed varies it between
