@@ -12,6 +12,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/jetmetrics/jetmetrics/cmd/jetmetrics/node"
 )
 
 const statusUsage = `usage: jetmetrics status [--web.url=http://127.0.0.1:9480] [--output=json]
@@ -47,92 +49,16 @@ exit codes:
   3  the node was not reached within --timeout
 `
 
-// statusReport is what status shows; --output=json writes it as is. The
-// sections after Readiness are /api/v1/status's, decoded as they come.
+// statusReport is what status shows; --output=json writes it as is: the
+// node's readiness, then /api/v1/status's sections, decoded as they come.
 type statusReport struct {
-	Node         string              `json:"node"`
-	URL          string              `json:"url"`
-	Ready        bool                `json:"ready"`
-	Readiness    []string            `json:"readiness"`
-	Problems     []string            `json:"problems"`
-	ServicesDown []statusServiceDown `json:"services_down"`
-	// Volumes are stale or failing first; VolumesMore were left out,
-	// VolumesUnhealthy counts every stale or failing one.
-	Volumes          []statusVolume     `json:"volumes"`
-	VolumesMore      int                `json:"volumes_more"`
-	VolumesUnhealthy int                `json:"volumes_unhealthy"`
-	Nodes            []statusNode       `json:"nodes"`
-	Streams          []statusStream     `json:"streams"`
-	DeadLetters      []statusDeadLetter `json:"dead_letters"`
-	ObserverLeaders  []statusLeader     `json:"observer_leaders"`
-	LeadersSource    string             `json:"observer_leaders_source"`
-	LeadersNote      string             `json:"observer_leaders_note,omitempty"`
-	// Errors are the sections /api/v1/status could not compute, by name
-	// ("status" when the endpoint itself failed).
-	Errors map[string]string `json:"errors,omitempty"`
-}
-
-type statusNode struct {
-	Name               string   `json:"name"`
-	Role               string   `json:"role"`
-	Up                 bool     `json:"up"`
-	SnapshotAgeSeconds *float64 `json:"snapshot_age_seconds"`
-	AppliedSeq         uint64   `json:"applied_seq"`
-	LagMessages        *uint64  `json:"lag_messages"`
-	LagError           string   `json:"lag_error,omitempty"`
-}
-
-type statusStream struct {
-	Name     string          `json:"name"`
-	Absent   bool            `json:"absent,omitempty"`
-	Error    string          `json:"error,omitempty"`
-	Replicas int             `json:"replicas"`
-	Leader   string          `json:"leader"`
-	Peers    []statusReplica `json:"peers"`
-	Messages uint64          `json:"messages"`
-	Bytes    uint64          `json:"bytes"`
-	MaxBytes int64           `json:"max_bytes"`
-	Lagging  int             `json:"lagging"`
-}
-
-type statusReplica struct {
-	Name          string  `json:"name"`
-	Current       bool    `json:"current"`
-	Offline       bool    `json:"offline,omitempty"`
-	ActiveSeconds float64 `json:"active_seconds"`
-	Lag           uint64  `json:"lag"`
-}
-
-type statusDeadLetter struct {
-	Reason   string `json:"reason"`
-	Messages uint64 `json:"messages"`
-}
-
-type statusLeader struct {
-	Observer string `json:"observer"`
-	Target   string `json:"target"`
-	Leader   string `json:"leader"`
-	Revision uint64 `json:"revision,omitempty"`
-}
-
-type statusServiceDown struct {
-	Service     string     `json:"service"`
-	Leader      string     `json:"leader"`
-	LastError   string     `json:"last_error,omitempty"`
-	LastCheck   *time.Time `json:"last_check"`
-	LastSuccess *time.Time `json:"last_success"`
-	Failures    uint64     `json:"failures"`
-}
-
-type statusVolume struct {
-	Volume     string     `json:"volume"`
-	Backend    string     `json:"backend"`
-	Leader     string     `json:"leader"`
-	Status     string     `json:"status"`
-	Stale      bool       `json:"stale"`
-	ObservedAt *time.Time `json:"observed_at"`
-	AgeSeconds *float64   `json:"age_seconds"`
-	LastError  string     `json:"last_error,omitempty"`
+	URL       string   `json:"url"`
+	Ready     bool     `json:"ready"`
+	Readiness []string `json:"readiness"`
+	Problems  []string `json:"problems"`
+	// Errors (in the node's answer) also has "status" when the endpoint
+	// itself failed.
+	node.ClusterStatus
 }
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -25,37 +25,37 @@ const (
 	statusCacheFor = time.Second
 )
 
-// clusterStatus is GET /api/v1/status: the cluster as this node sees it,
+// ClusterStatus is GET /api/v1/status: the cluster as this node sees it,
 // read live from JetStream and Redis. Each section is computed on its own;
 // one that fails is empty and says why in Errors under its name (nodes,
 // streams, dead_letters, observer_leaders, services, volumes).
-type clusterStatus struct {
+type ClusterStatus struct {
 	Node        string         `json:"node"`
 	GeneratedAt time.Time      `json:"generated_at"`
-	Nodes       []nodeStatus   `json:"nodes"`
-	Streams     []streamStatus `json:"streams"`
+	Nodes       []NodeStatus   `json:"nodes"`
+	Streams     []StreamStatus `json:"streams"`
 	// DeadLetters is the dead-letter stream's message count by reason.
-	DeadLetters []deadLetterCount `json:"dead_letters"`
+	DeadLetters []DeadLetterCount `json:"dead_letters"`
 	// ObserverLeaders is who leads each observer target; Source is
 	// "bucket" when read from the lease bucket, "node" when it is this
 	// node's own last view (the bucket was unreadable, LeadersNote says
 	// why).
-	ObserverLeaders []observerLeader `json:"observer_leaders"`
+	ObserverLeaders []ObserverLeader `json:"observer_leaders"`
 	LeadersSource   string           `json:"observer_leaders_source"`
 	LeadersNote     string           `json:"observer_leaders_note,omitempty"`
 	// ServicesDown are the probed services whose last probe failed.
-	ServicesDown []serviceDown `json:"services_down"`
+	ServicesDown []ServiceDown `json:"services_down"`
 	// Volumes are the configured volumes' health, stale or failing ones
 	// first, at most statusMaxRows of them; VolumesMore counts the rest
 	// and VolumesUnhealthy every stale or failing one, listed or not.
-	Volumes          []volumeStatus    `json:"volumes"`
+	Volumes          []VolumeStatus    `json:"volumes"`
 	VolumesMore      int               `json:"volumes_more"`
 	VolumesUnhealthy int               `json:"volumes_unhealthy"`
 	Errors           map[string]string `json:"errors,omitempty"`
 }
 
-// nodeStatus is one node of GET /api/v1/status.
-type nodeStatus struct {
+// NodeStatus is one node of GET /api/v1/status.
+type NodeStatus struct {
 	Name string `json:"name"`
 	Role string `json:"role"`
 	Up   bool   `json:"up"`
@@ -74,8 +74,8 @@ type nodeStatus struct {
 	LagError    string  `json:"lag_error,omitempty"`
 }
 
-// streamStatus is one stream of GET /api/v1/status.
-type streamStatus struct {
+// StreamStatus is one stream of GET /api/v1/status.
+type StreamStatus struct {
 	Name string `json:"name"`
 	// Absent is set for a stream this node has not needed yet (the
 	// observation stream and the lease bucket exist once an observer
@@ -85,7 +85,7 @@ type streamStatus struct {
 	Error    string          `json:"error,omitempty"`
 	Replicas int             `json:"replicas"`
 	Leader   string          `json:"leader"`
-	Peers    []replicaStatus `json:"peers"`
+	Peers    []ReplicaStatus `json:"peers"`
 	Messages uint64          `json:"messages"`
 	Bytes    uint64          `json:"bytes"`
 	// MaxBytes is the stream's byte bound; -1 when unlimited.
@@ -94,8 +94,8 @@ type streamStatus struct {
 	Lagging int `json:"lagging"`
 }
 
-// replicaStatus is a stream follower as its leader reports it.
-type replicaStatus struct {
+// ReplicaStatus is a stream follower as its leader reports it.
+type ReplicaStatus struct {
 	Name    string `json:"name"`
 	Current bool   `json:"current"`
 	Offline bool   `json:"offline,omitempty"`
@@ -105,14 +105,14 @@ type replicaStatus struct {
 	Lag           uint64  `json:"lag"`
 }
 
-// deadLetterCount is the dead letters of one reason.
-type deadLetterCount struct {
+// DeadLetterCount is the dead letters of one reason.
+type DeadLetterCount struct {
 	Reason   string `json:"reason"`
 	Messages uint64 `json:"messages"`
 }
 
-// observerLeader is one observer target's lease.
-type observerLeader struct {
+// ObserverLeader is one observer target's lease.
+type ObserverLeader struct {
 	Observer string `json:"observer"`
 	Target   string `json:"target"`
 	// Leader is "" while the lease is vacant.
@@ -120,8 +120,8 @@ type observerLeader struct {
 	Revision uint64 `json:"revision,omitempty"`
 }
 
-// serviceDown is a probed service whose last probe failed.
-type serviceDown struct {
+// ServiceDown is a probed service whose last probe failed.
+type ServiceDown struct {
 	Service   string     `json:"service"`
 	Leader    string     `json:"leader"`
 	LastError string     `json:"last_error,omitempty"`
@@ -131,9 +131,9 @@ type serviceDown struct {
 	Failures    uint64     `json:"failures"`
 }
 
-// volumeStatus is one volume of GET /api/v1/status: the cached result
+// VolumeStatus is one volume of GET /api/v1/status: the cached result
 // GET /api/v1/volumes serves, reduced to its health.
-type volumeStatus struct {
+type VolumeStatus struct {
 	Volume  string `json:"volume"`
 	Backend string `json:"backend"`
 	// Leader is the node polling the volume as this node last saw its
@@ -155,7 +155,7 @@ type volumeStatus struct {
 
 // unhealthy is a volume status shows before the others: stale, or its
 // last poll failed.
-func (v volumeStatus) unhealthy() bool {
+func (v VolumeStatus) unhealthy() bool {
 	return v.Stale || (v.Status != "" && v.Status != streams.ObsStatusOK)
 }
 
@@ -165,7 +165,7 @@ type statusAPI struct {
 	n  *Node
 	mu sync.Mutex
 	at time.Time
-	st *clusterStatus
+	st *ClusterStatus
 }
 
 func (s *statusAPI) serve(w http.ResponseWriter, r *http.Request) {
@@ -182,10 +182,10 @@ func (s *statusAPI) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 // clusterStatus computes every section at once, each bounded by ctx.
-func (n *Node) clusterStatus(ctx context.Context) *clusterStatus {
+func (n *Node) clusterStatus(ctx context.Context) *ClusterStatus {
 	now := time.Now()
-	st := &clusterStatus{Node: n.cfg.Name, GeneratedAt: now.UTC(), Nodes: []nodeStatus{}, Streams: []streamStatus{},
-		DeadLetters: []deadLetterCount{}, ObserverLeaders: []observerLeader{}, ServicesDown: []serviceDown{}, Volumes: []volumeStatus{}}
+	st := &ClusterStatus{Node: n.cfg.Name, GeneratedAt: now.UTC(), Nodes: []NodeStatus{}, Streams: []StreamStatus{},
+		DeadLetters: []DeadLetterCount{}, ObserverLeaders: []ObserverLeader{}, ServicesDown: []ServiceDown{}, Volumes: []VolumeStatus{}}
 	var (
 		mu   sync.Mutex
 		errs = map[string]string{}
@@ -229,15 +229,15 @@ func (n *Node) clusterStatus(ctx context.Context) *clusterStatus {
 }
 
 // nodeStatuses are the nodes of nodeList with their aggregator lag.
-func (n *Node) nodeStatuses(ctx context.Context, js jetstream.JetStream, now time.Time) ([]nodeStatus, error) {
+func (n *Node) nodeStatuses(ctx context.Context, js jetstream.JetStream, now time.Time) ([]NodeStatus, error) {
 	nodes, err := n.nodeList(ctx, now)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]nodeStatus, len(nodes))
+	out := make([]NodeStatus, len(nodes))
 	var wg sync.WaitGroup
 	for i, e := range nodes {
-		ns := nodeStatus{Name: e.Name, Role: e.Role, Up: e.Up, AppliedSeq: e.SnapshotVersion}
+		ns := NodeStatus{Name: e.Name, Role: e.Role, Up: e.Up, AppliedSeq: e.SnapshotVersion}
 		if e.LastSeen != nil {
 			ns.SnapshotAgeSeconds = &e.AgeSeconds
 		}
@@ -271,13 +271,13 @@ func (n *Node) statusStreams() (names []string, optional map[string]bool) {
 
 // streamStatuses reads each stream's info: replicas, leader, followers
 // and size.
-func (n *Node) streamStatuses(ctx context.Context, js jetstream.JetStream) ([]streamStatus, error) {
+func (n *Node) streamStatuses(ctx context.Context, js jetstream.JetStream) ([]StreamStatus, error) {
 	names, optional := n.statusStreams()
-	out := make([]streamStatus, len(names))
+	out := make([]StreamStatus, len(names))
 	var wg sync.WaitGroup
 	for i, name := range names {
 		wg.Go(func() {
-			ss := streamStatus{Name: name, Peers: []replicaStatus{}}
+			ss := StreamStatus{Name: name, Peers: []ReplicaStatus{}}
 			defer func() { out[i] = ss }()
 			s, err := js.Stream(ctx, name)
 			switch {
@@ -294,7 +294,7 @@ func (n *Node) streamStatuses(ctx context.Context, js jetstream.JetStream) ([]st
 			if c := info.Cluster; c != nil {
 				ss.Leader = c.Leader
 				for _, p := range c.Replicas {
-					ss.Peers = append(ss.Peers, replicaStatus{Name: p.Name, Current: p.Current, Offline: p.Offline, ActiveSeconds: p.Active.Seconds(), Lag: p.Lag})
+					ss.Peers = append(ss.Peers, ReplicaStatus{Name: p.Name, Current: p.Current, Offline: p.Offline, ActiveSeconds: p.Active.Seconds(), Lag: p.Lag})
 					if !p.Current || p.Offline {
 						ss.Lagging++
 					}
@@ -317,7 +317,7 @@ func (n *Node) streamStatuses(ctx context.Context, js jetstream.JetStream) ([]st
 
 // deadLetterCounts are the dead-letter stream's message counts by
 // subject, <prefix>.dlq.<reason>.
-func (n *Node) deadLetterCounts(ctx context.Context, js jetstream.JetStream) ([]deadLetterCount, error) {
+func (n *Node) deadLetterCounts(ctx context.Context, js jetstream.JetStream) ([]DeadLetterCount, error) {
 	s, err := js.Stream(ctx, n.cfg.Streams.DeadLetterStream())
 	if err != nil {
 		return nil, fmt.Errorf("dead-letter stream: %w", err)
@@ -328,13 +328,13 @@ func (n *Node) deadLetterCounts(ctx context.Context, js jetstream.JetStream) ([]
 		return nil, fmt.Errorf("dead-letter stream: %w", err)
 	}
 	prefix := strings.TrimSuffix(all, ">")
-	out := []deadLetterCount{}
+	out := []DeadLetterCount{}
 	for subj, c := range info.State.Subjects {
 		if c > 0 {
-			out = append(out, deadLetterCount{Reason: strings.TrimPrefix(subj, prefix), Messages: c})
+			out = append(out, DeadLetterCount{Reason: strings.TrimPrefix(subj, prefix), Messages: c})
 		}
 	}
-	slices.SortFunc(out, func(a, b deadLetterCount) int { return strings.Compare(a.Reason, b.Reason) })
+	slices.SortFunc(out, func(a, b DeadLetterCount) int { return strings.Compare(a.Reason, b.Reason) })
 	return out, nil
 }
 
@@ -343,17 +343,17 @@ func (n *Node) deadLetterCounts(ctx context.Context, js jetstream.JetStream) ([]
 // whose keys are <observer>.lease.<target token> with the leader as the
 // value. When the bucket cannot be read, the leaders are this node's own
 // last view, and note says why.
-func (n *Node) observerLeaders(ctx context.Context, js jetstream.JetStream) (out []observerLeader, source, note string, err error) {
+func (n *Node) observerLeaders(ctx context.Context, js jetstream.JetStream) (out []ObserverLeader, source, note string, err error) {
 	type key struct{ observer, target string }
-	leaders := map[key]observerLeader{}
+	leaders := map[key]ObserverLeader{}
 	if s := n.services.Load(); s != nil {
 		for _, l := range s.leases.Leaders() {
-			leaders[key{probeObserver, l.Target}] = observerLeader{Observer: probeObserver, Target: l.Target, Leader: l.Node, Revision: l.Revision}
+			leaders[key{probeObserver, l.Target}] = ObserverLeader{Observer: probeObserver, Target: l.Target, Leader: l.Node, Revision: l.Revision}
 		}
 	}
 	if v := n.volumes.Load(); v != nil && v.leases != nil {
 		for _, l := range v.leases.Leaders() {
-			leaders[key{volumeObserver, l.Target}] = observerLeader{Observer: volumeObserver, Target: l.Target, Leader: l.Node, Revision: l.Revision}
+			leaders[key{volumeObserver, l.Target}] = ObserverLeader{Observer: volumeObserver, Target: l.Target, Leader: l.Node, Revision: l.Revision}
 		}
 	}
 	source = "node"
@@ -362,7 +362,7 @@ func (n *Node) observerLeaders(ctx context.Context, js jetstream.JetStream) (out
 	case berr == nil:
 		source = "bucket"
 		for k, l := range leaders { // vacant unless the bucket says otherwise
-			leaders[k] = observerLeader{Observer: l.Observer, Target: l.Target}
+			leaders[k] = ObserverLeader{Observer: l.Observer, Target: l.Target}
 		}
 		for _, l := range bucket {
 			leaders[key{l.Observer, l.Target}] = l
@@ -372,18 +372,18 @@ func (n *Node) observerLeaders(ctx context.Context, js jetstream.JetStream) (out
 	default:
 		note = "lease bucket unreadable, showing this node's last view: " + berr.Error()
 	}
-	out = make([]observerLeader, 0, len(leaders))
+	out = make([]ObserverLeader, 0, len(leaders))
 	for _, l := range leaders {
 		out = append(out, l)
 	}
-	slices.SortFunc(out, func(a, b observerLeader) int {
+	slices.SortFunc(out, func(a, b ObserverLeader) int {
 		return cmp.Or(strings.Compare(a.Observer, b.Observer), strings.Compare(a.Target, b.Target))
 	})
 	return out, source, note, nil
 }
 
 // leaseBucket reads every lease of the lease bucket.
-func (n *Node) leaseBucket(ctx context.Context, js jetstream.JetStream) ([]observerLeader, error) {
+func (n *Node) leaseBucket(ctx context.Context, js jetstream.JetStream) ([]ObserverLeader, error) {
 	kv, err := js.KeyValue(ctx, n.obsConfig().LeaseBucket())
 	if err != nil {
 		return nil, err
@@ -393,7 +393,7 @@ func (n *Node) leaseBucket(ctx context.Context, js jetstream.JetStream) ([]obser
 		return nil, err
 	}
 	defer w.Stop()
-	var out []observerLeader
+	var out []ObserverLeader
 	for {
 		select {
 		case e, ok := <-w.Updates():
@@ -408,7 +408,7 @@ func (n *Node) leaseBucket(ctx context.Context, js jetstream.JetStream) ([]obser
 			if err != nil {
 				target = parts[2]
 			}
-			out = append(out, observerLeader{Observer: parts[0], Target: target, Leader: string(e.Value()), Revision: e.Revision()})
+			out = append(out, ObserverLeader{Observer: parts[0], Target: target, Leader: string(e.Value()), Revision: e.Revision()})
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -416,22 +416,22 @@ func (n *Node) leaseBucket(ctx context.Context, js jetstream.JetStream) ([]obser
 }
 
 // servicesDown are the probed services whose last probe failed.
-func (n *Node) servicesDown(ctx context.Context) ([]serviceDown, error) {
+func (n *Node) servicesDown(ctx context.Context) ([]ServiceDown, error) {
 	s := n.services.Load()
 	if s == nil {
 		if n.probing() {
 			return nil, errors.New("the probe observer is starting")
 		}
-		return []serviceDown{}, nil
+		return []ServiceDown{}, nil
 	}
 	list, err := s.list(ctx, len(s.names))
 	if err != nil {
 		return nil, err
 	}
-	out := []serviceDown{}
+	out := []ServiceDown{}
 	for _, e := range list {
 		if e.Up != nil && !*e.Up {
-			out = append(out, serviceDown{Service: e.Service, Leader: e.Leader, LastError: e.LastError, LastCheck: e.LastCheck, LastSuccess: e.LastSuccess, Failures: e.Failures})
+			out = append(out, ServiceDown{Service: e.Service, Leader: e.Leader, LastError: e.LastError, LastCheck: e.LastCheck, LastSuccess: e.LastSuccess, Failures: e.Failures})
 		}
 	}
 	return out, nil
@@ -444,8 +444,8 @@ func (n *Node) servicesDown(ctx context.Context) ([]serviceDown, error) {
 // failing one is never among those left out while a healthy one is shown.
 // A cache that cannot be read is an error: the volumes are listed with
 // their leaders, their health unknown.
-func (n *Node) volumeStatuses(ctx context.Context, now time.Time) (out []volumeStatus, more, unhealthy int, err error) {
-	out = []volumeStatus{}
+func (n *Node) volumeStatuses(ctx context.Context, now time.Time) (out []VolumeStatus, more, unhealthy int, err error) {
+	out = []VolumeStatus{}
 	if len(n.volumeList()) == 0 {
 		return out, 0, 0, nil
 	}
@@ -454,7 +454,7 @@ func (n *Node) volumeStatuses(ctx context.Context, now time.Time) (out []volumeS
 		return out, 0, 0, errors.New("the volume observer is starting")
 	}
 	for _, e := range s.list(ctx, len(s.vols), now) {
-		v := volumeStatus{Volume: e.Volume, Backend: e.Backend, Leader: e.Leader, Status: e.Status,
+		v := VolumeStatus{Volume: e.Volume, Backend: e.Backend, Leader: e.Leader, Status: e.Status,
 			ObservedAt: e.ObservedAt, AgeSeconds: e.AgeSeconds, LastError: e.Error}
 		if e.CacheError != "" {
 			err = fmt.Errorf("volume cache: %s", e.CacheError)
@@ -466,7 +466,7 @@ func (n *Node) volumeStatuses(ctx context.Context, now time.Time) (out []volumeS
 		}
 		out = append(out, v)
 	}
-	slices.SortStableFunc(out, func(a, b volumeStatus) int {
+	slices.SortStableFunc(out, func(a, b VolumeStatus) int {
 		switch ua, ub := a.unhealthy(), b.unhealthy(); {
 		case ua && !ub:
 			return -1
