@@ -33,30 +33,7 @@ func startTLSAuthNode(t *testing.T, pki *harness.PKI) string {
 	if err := os.WriteFile(webCfg, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	n, err := node.New(node.Config{Name: "secure", DataDir: t.TempDir(), WebListen: "127.0.0.1:0", NATSListen: "127.0.0.1:0",
-		WebConfigFile: webCfg, Logger: harness.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("node: %v", err)
-			}
-		case <-time.After(time.Minute):
-			t.Error("node did not stop within a minute")
-		}
-	})
-	select {
-	case <-n.Started():
-	case err := <-done:
-		t.Fatalf("node stopped at start: %v", err)
-	}
+	n := harness.LaunchNode(t, node.Config{Name: "secure", WebConfigFile: webCfg}).Node
 	return "https://" + n.WebAddr()
 }
 

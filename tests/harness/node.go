@@ -41,6 +41,24 @@ type RunningNode struct {
 // is stopped at cleanup.
 func StartNode(t testing.TB, cfg node.Config) *RunningNode {
 	t.Helper()
+	rn := LaunchNode(t, cfg)
+	Eventually(t, nodeReadyTimeout, func() error {
+		select {
+		case err := <-rn.done:
+			rn.done <- err
+			t.Fatalf("node %s stopped: %v", rn.Config.Name, err)
+		default:
+		}
+		return rn.ready()
+	})
+	return rn
+}
+
+// LaunchNode is StartNode without waiting for /-/ready: it returns once
+// the node's listeners are bound (Started), for a node whose web routes
+// need credentials or TLS the caller brings. It is stopped at cleanup.
+func LaunchNode(t testing.TB, cfg node.Config) *RunningNode {
+	t.Helper()
 	if cfg.Name == "" {
 		cfg.Name = "n1"
 	}
@@ -69,15 +87,6 @@ func StartNode(t testing.TB, cfg node.Config) *RunningNode {
 		t.Fatalf("node %s stopped at start: %v", cfg.Name, err)
 	}
 	rn.URL = "http://" + n.WebAddr()
-	Eventually(t, nodeReadyTimeout, func() error {
-		select {
-		case err := <-rn.done:
-			rn.done <- err
-			t.Fatalf("node %s stopped: %v", cfg.Name, err)
-		default:
-		}
-		return rn.ready()
-	})
 	return rn
 }
 

@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -239,30 +238,7 @@ func TestStatusPageNeedsAuth(t *testing.T) {
 	if err := os.WriteFile(webCfg, fmt.Appendf(nil, "basic_auth_users:\n  admin: %s\n", hash), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	n, err := node.New(node.Config{Name: "authed", DataDir: t.TempDir(), WebListen: "127.0.0.1:0", NATSListen: "127.0.0.1:0",
-		WebConfigFile: webCfg, WebHealthyWithoutAuth: true, Logger: harness.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("node: %v", err)
-			}
-		case <-time.After(time.Minute):
-			t.Error("node did not stop within a minute")
-		}
-	})
-	select {
-	case <-n.Started():
-	case err := <-done:
-		t.Fatalf("node stopped at start: %v", err)
-	}
+	n := harness.LaunchNode(t, node.Config{Name: "authed", WebConfigFile: webCfg, WebHealthyWithoutAuth: true}).Node
 	base := "http://" + n.WebAddr()
 	// The listener is bound before the node serves on it.
 	harness.Eventually(t, 60*time.Second, func() error {
