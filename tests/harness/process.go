@@ -2,10 +2,12 @@ package harness
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,12 +22,15 @@ var (
 )
 
 // Binary builds the jetmetrics binary once per test process and returns
-// its path.
+// its path. It lives in a directory named after the process, which nothing
+// removes when the test process ends; each build first removes those of
+// processes that have ended, so runs do not leave a 50 MB binary each.
 func Binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "jetmetrics-bin")
-		if err != nil {
+		sweepBinaries()
+		dir := filepath.Join(os.TempDir(), binDirPrefix+strconv.Itoa(os.Getpid()))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			buildErr = err
 			return
 		}
@@ -40,6 +45,27 @@ func Binary(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return buildPath
+}
+
+const binDirPrefix = "jetmetrics-bin-"
+
+// sweepBinaries removes the binary directories of test processes that have
+// ended (and those of the older, unnamed form, jetmetrics-bin<random>,
+// after an hour).
+func sweepBinaries() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "jetmetrics-bin*"))
+	for _, dir := range dirs {
+		name := filepath.Base(dir)
+		if pid, err := strconv.Atoi(strings.TrimPrefix(name, binDirPrefix)); err == nil && strings.HasPrefix(name, binDirPrefix) {
+			if pid != os.Getpid() && errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+				_ = os.RemoveAll(dir)
+			}
+			continue
+		}
+		if st, err := os.Stat(dir); err == nil && time.Since(st.ModTime()) > time.Hour {
+			_ = os.RemoveAll(dir)
+		}
+	}
 }
 
 // ProcessNode is a jetmetrics node running as a child process, so a test
