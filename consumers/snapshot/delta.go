@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"strings"
 	"unsafe"
 
 	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
@@ -21,15 +22,25 @@ func (s source) mark() uint64 {
 	return s.dump.Mark()
 }
 
-// fields calls fn with every series-hash field and its value; neither is
-// kept by fn beyond the call.
-func (s source) fields(fn func(f, v []byte)) {
+// fields calls fn with every series-hash field and its value. The
+// field's key may be kept by fn; the value's bytes only during the call.
+// A held aggregate's keys are its state's own strings, so a tracker keeps
+// no copy of them; a dump's are copied once per series.
+func (s source) fields(fn func(id aggregate.FieldID, v []byte)) {
 	if s.held != nil {
-		s.held.Fields(nil, fn)
+		s.held.EachField(nil, fn)
 		return
 	}
+	keys := map[string]string{}
 	for k, v := range s.dump.Series {
-		fn(unsafe.Slice(unsafe.StringData(k), len(k)), unsafe.Slice(unsafe.StringData(v), len(v)))
+		id := aggregate.ParseField(k)
+		key, ok := keys[id.Key]
+		if !ok {
+			key = strings.Clone(id.Key)
+			keys[key] = key
+		}
+		id.Key = key
+		fn(id, unsafe.Slice(unsafe.StringData(v), len(v)))
 	}
 }
 
@@ -44,9 +55,12 @@ func (s source) delta() *streams.SnapshotDelta {
 // tracker remembers the series-hash fields of the last snapshot
 // published, so the next can be a delta of them: each field's value as
 // published (exact: a delta never misses a change), and the round it was
-// last seen in, which tells the fields gone since (tombstones).
+// last seen in, which tells the fields gone since (tombstones). A field is
+// held as its FieldID, whose key is the aggregate's own string: a wide
+// series costs the tracker its values and a map entry per field, not a
+// second copy of its labels.
 type tracker struct {
-	seen  map[string]*seenField
+	seen  map[aggregate.FieldID]seenField
 	round uint32
 }
 
@@ -57,10 +71,10 @@ type seenField struct {
 
 // reset remembers every field of src as published.
 func (t *tracker) reset(src source) {
-	t.seen = make(map[string]*seenField, len(t.seen))
+	t.seen = make(map[aggregate.FieldID]seenField, len(t.seen))
 	t.round++
-	src.fields(func(f, v []byte) {
-		t.seen[string(f)] = &seenField{value: string(v), round: t.round}
+	src.fields(func(id aggregate.FieldID, v []byte) {
+		t.seen[id] = seenField{value: string(v), round: t.round}
 	})
 }
 
@@ -70,23 +84,19 @@ func (t *tracker) reset(src source) {
 func (t *tracker) diff(src source, d *streams.SnapshotDelta) {
 	t.round++
 	d.Series = map[string]string{}
-	src.fields(func(f, v []byte) {
-		e, ok := t.seen[string(f)]
-		switch {
-		case !ok:
-			e = &seenField{value: string(v)}
-			t.seen[string(f)] = e
-			d.Series[string(f)] = e.value
-		case e.value != string(v):
+	src.fields(func(id aggregate.FieldID, v []byte) {
+		e, ok := t.seen[id]
+		if !ok || e.value != string(v) {
 			e.value = string(v)
-			d.Series[string(f)] = e.value
+			d.Series[id.Name()] = e.value
 		}
 		e.round = t.round
+		t.seen[id] = e
 	})
-	for k, e := range t.seen {
+	for id, e := range t.seen {
 		if e.round != t.round {
-			d.Deleted = append(d.Deleted, k)
-			delete(t.seen, k)
+			d.Deleted = append(d.Deleted, id.Name())
+			delete(t.seen, id)
 		}
 	}
 }

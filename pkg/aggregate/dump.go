@@ -50,7 +50,18 @@ func (d *Dump) Metas() (map[string]Meta, error) {
 }
 
 // State builds the families of the dump.
-func (d *Dump) State() (*State, error) {
+func (d *Dump) State() (*State, error) { return d.state(true) }
+
+// PeerState builds the families of the dump as a node's view of a peer
+// keeps them, for exposition under a node label: each series has its
+// labels, with every label name and value stored once per state however
+// many series share it, and no Key (the text formats render a series with
+// a node label from its labels). A series of 16 labels of which 13 take a
+// few values across the aggregate costs the 3 values of its own and a
+// label slice, not a copy of its whole key.
+func (d *Dump) PeerState() (*State, error) { return d.state(false) }
+
+func (d *Dump) state(keys bool) (*State, error) {
 	metas, err := decodeMetas(d.Meta)
 	if err != nil {
 		return nil, fmt.Errorf("state of %s: %w", d.Node, err)
@@ -60,7 +71,7 @@ func (d *Dump) State() (*State, error) {
 	for k, v := range d.Rejected {
 		st.Rejected[strings.Clone(k)], _ = strconv.ParseUint(v, 10, 64)
 	}
-	if err := st.build(metas, d.Series); err != nil {
+	if err := st.build(metas, d.Series, keys); err != nil {
 		return nil, fmt.Errorf("state of %s: %w", d.Node, err)
 	}
 	return st, nil
@@ -87,29 +98,34 @@ type Held struct {
 // key, a histogram's buckets (those that count something: Update writes a
 // bucket once it does) then its sum.
 func (h Held) Fields(buf []byte, fn func(field, value []byte)) {
+	var name []byte
+	h.EachField(buf, func(id FieldID, value []byte) {
+		name = id.AppendName(name[:0])
+		fn(name, value)
+	})
+}
+
+// EachField calls fn with every series-hash field of h, as its FieldID,
+// and its value, in the order of Fields. The FieldID's key is the state's
+// own string; the value's bytes are valid only during the call.
+func (h Held) EachField(buf []byte, fn func(id FieldID, value []byte)) {
 	for i := range h.State.Families {
 		f := &h.State.Families[i]
 		for j := range f.Series {
 			s := &f.Series[j]
 			if f.Kind != Histogram {
-				buf = append(buf[:0], s.Key...)
-				n := len(buf)
-				buf = strconv.AppendFloat(buf, s.Value, 'g', -1, 64)
-				fn(buf[:n], buf[n:])
+				buf = strconv.AppendFloat(buf[:0], s.Value, 'g', -1, 64)
+				fn(FieldID{Key: s.Key, Bucket: PlainBucket}, buf)
 				continue
 			}
 			for b, c := range s.Counts {
 				if c != 0 {
-					buf = AppendBucketField(buf[:0], s.Key, b)
-					n := len(buf)
-					buf = strconv.AppendUint(buf, c, 10)
-					fn(buf[:n], buf[n:])
+					buf = strconv.AppendUint(buf[:0], c, 10)
+					fn(FieldID{Key: s.Key, Bucket: int32(b)}, buf)
 				}
 			}
-			buf = append(append(buf[:0], s.Key...), sumSuffix...)
-			n := len(buf)
-			buf = strconv.AppendFloat(buf, s.Sum, 'g', -1, 64)
-			fn(buf[:n], buf[n:])
+			buf = strconv.AppendFloat(buf[:0], s.Sum, 'g', -1, 64)
+			fn(FieldID{Key: s.Key, Bucket: SumBucket}, buf)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"math"
 	"strconv"
 	"strings"
 )
@@ -28,6 +29,59 @@ func AppendBucketField(dst []byte, key string, i int) []byte {
 
 // SumField is the series-hash field of a histogram series' sum.
 func SumField(key string) string { return key + sumSuffix }
+
+// FieldID names one series-hash field without spelling it: its series
+// key and which of the series' fields it is. A tracker of many fields can
+// hold the key the state already holds instead of a copy per field.
+type FieldID struct {
+	// Key is the series key.
+	Key string
+	// Bucket is the histogram bucket index, or PlainBucket (a counter's or
+	// gauge's one field, the key itself) or SumBucket (a histogram's sum).
+	Bucket int32
+}
+
+// Bucket values of a FieldID that are not bucket indices.
+const (
+	PlainBucket int32 = -1
+	SumBucket   int32 = -2
+)
+
+// Name is the field as Store writes it.
+func (id FieldID) Name() string {
+	if id.Bucket == PlainBucket {
+		return id.Key
+	}
+	return string(id.AppendName(make([]byte, 0, len(id.Key)+len(bucketSuffix)+10)))
+}
+
+// AppendName appends Name to dst.
+func (id FieldID) AppendName(dst []byte) []byte {
+	dst = append(dst, id.Key...)
+	switch id.Bucket {
+	case PlainBucket:
+		return dst
+	case SumBucket:
+		return append(dst, sumSuffix...)
+	}
+	return strconv.AppendInt(append(dst, bucketSuffix...), int64(id.Bucket), 10)
+}
+
+// ParseField is the FieldID of a series-hash field, whose Name is field
+// again; its Key is a substring of field. A field Store would not write
+// (a bucket index spelled with leading zeros, say) is a PlainBucket field
+// of itself.
+func ParseField(field string) FieldID {
+	key, bucket, hist := splitField(field)
+	switch {
+	case !hist:
+	case bucket < 0:
+		return FieldID{Key: key, Bucket: SumBucket}
+	case bucket <= math.MaxInt32 && field[len(key)+len(bucketSuffix):] == strconv.Itoa(bucket):
+		return FieldID{Key: key, Bucket: int32(bucket)}
+	}
+	return FieldID{Key: field, Bucket: PlainBucket}
+}
 
 // splitField splits a series-hash field into the series key and, for a
 // histogram field, the bucket index (or -1 for the sum). hist is false for

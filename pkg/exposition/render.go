@@ -151,7 +151,7 @@ func (r *familyRenderer) appendSeries(dst []byte, i, j int) []byte {
 // appendLabels appends s's labels, node inserted in name order, as
 // name="value" pairs separated by commas.
 func (r *familyRenderer) appendLabels(dst []byte, s *aggregate.Series) []byte {
-	if r.node == "" {
+	if r.node == "" && s.Key != "" {
 		// The series key is name{labels} with labels sorted and escaped
 		// exactly as the text formats want them.
 		if inner, ok := strings.CutPrefix(s.Key, r.fam.Name+"{"); ok {
@@ -159,7 +159,9 @@ func (r *familyRenderer) appendLabels(dst []byte, s *aggregate.Series) []byte {
 		}
 		return dst
 	}
-	added := false
+	// A series without a key (aggregate.Dump.PeerState) is rendered from
+	// its labels, with the node's if there is one.
+	added := r.node == ""
 	for _, l := range s.Labels {
 		if !added && l.Name > NodeLabel {
 			dst = appendLabel(dst, NodeLabel, r.node)
