@@ -112,10 +112,29 @@ func TestSeriesMemory(t *testing.T) {
 			h.Serve(rec, req, []*aggregate.State{st})
 			rec = nil
 			expoBytes := float64(heapAfterGC()-before) / n
+			// A peer's view of the same aggregate, as a node keeps it for
+			// /metrics/cluster: decoded from the dump a snapshot carries.
+			d := &aggregate.Dump{Node: "n1", Marks: map[string]string{"stream": "1"}, Meta: map[string]string{"mem_test_total": `{"type":"counter"}`}, Series: map[string]string{}}
+			for i, k := range keys {
+				d.Series[k] = fmt.Sprint(i)
+			}
+			before = heapAfterGC()
+			peer, err := d.PeerState()
+			if err != nil {
+				t.Fatal(err)
+			}
+			peerBytes := float64(heapAfterGC()-before) / n
+			runtime.KeepAlive(peer)
+			runtime.KeepAlive(d)
 			runtime.KeepAlive(keys)
 			runtime.KeepAlive(l)
 			runtime.KeepAlive(h)
-			t.Logf("%s series (%d label bytes): aggregate %.0f B/series, cached gzip exposition %.0f B/series", tc.name, labelBytes, aggBytes, expoBytes)
+			t.Logf("%s series (%d label bytes): aggregate %.0f B/series, cached gzip exposition %.0f B/series, a peer's decoded view %.0f B/series", tc.name, labelBytes, aggBytes, expoBytes, peerBytes)
+			// A peer's series keeps its label slice and the values no other
+			// series shares (3 of the wide series' 16), not its key.
+			if limit := 0.5*float64(labelBytes) + seriesOverhead; peerBytes > limit {
+				t.Errorf("a peer's decoded view costs %.0f B per %s series of %d label bytes, more than 0.5×label bytes + %d = %.0f", peerBytes, tc.name, labelBytes, seriesOverhead, limit)
+			}
 			// The aggregate holds the label bytes once (the key; labels are
 			// views of it), the cached exposition a compressed rendering:
 			// together at most twice the label bytes plus a fixed overhead.

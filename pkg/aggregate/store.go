@@ -339,10 +339,12 @@ const hsetPairs = 1000
 // The state copies the keys it keeps rather than holding the dump's
 // strings: a decoded snapshot's strings share one buffer
 // (streams.DecodeSnapshot), which a cached state would otherwise keep
-// alive whole, values and bucket fields included.
-func (st *State) build(metas map[string]Meta, fields map[string]string) error {
+// alive whole, values and bucket fields included. Without keys (keys
+// false, Dump.PeerState) it keeps no key at all, and copies each distinct
+// label name and value once, which the series that share it share.
+func (st *State) build(metas map[string]Meta, fields map[string]string, keepKeys bool) error {
 	type seriesFields struct {
-		key string // the state's copy
+		key string // the state's copy; without keys, the dump's
 		// val is a counter's or gauge's value, or a histogram's sum.
 		val float64
 		// counts is where the histogram series' counts start in its
@@ -392,7 +394,10 @@ func (st *State) build(metas map[string]Meta, fields map[string]string) error {
 			// The field is the key, and so this series' only field.
 			var v float64
 			v, err = parseFloat(fd.value)
-			f.series = append(grow(f.series), seriesFields{key: keys.add(key, len(ordered)-n), val: v})
+			if keepKeys {
+				key = keys.add(key, len(ordered)-n)
+			}
+			f.series = append(grow(f.series), seriesFields{key: key, val: v})
 			nSeries++
 		} else {
 			i := lastHist
@@ -403,7 +408,10 @@ func (st *State) build(metas map[string]Meta, fields map[string]string) error {
 						f.hist = map[string]int{}
 					}
 					i = len(f.series)
-					k := keys.add(key, len(ordered)-n)
+					k := key
+					if keepKeys {
+						k = keys.add(key, len(ordered)-n)
+					}
 					f.series = append(grow(f.series), seriesFields{key: k, counts: len(f.counts)})
 					f.counts = append(grow(f.counts), make([]uint64, len(f.meta.Buckets)+1)...)
 					f.hist[k] = i
@@ -432,6 +440,19 @@ func (st *State) build(metas map[string]Meta, fields map[string]string) error {
 	st.Families = make([]Family, 0, len(names))
 	var scratch, labels []series.Label
 	done := 0
+	// Without keys, the distinct label names and values, copied once.
+	var interned map[string]string
+	intern := func(s string) string {
+		c, ok := interned[s]
+		if !ok {
+			c = keys.add(s, nSeries-done)
+			interned[c] = c
+		}
+		return c
+	}
+	if !keepKeys {
+		interned = map[string]string{}
+	}
 	for _, name := range names {
 		f := fams[name]
 		slices.SortFunc(f.series, func(a, b seriesFields) int { return strings.Compare(a.key, b.key) })
@@ -444,7 +465,14 @@ func (st *State) build(metas map[string]Meta, fields map[string]string) error {
 				return err
 			}
 			sr := &out.Series[j]
-			sr.Key = sf.key
+			if keepKeys {
+				sr.Key = sf.key
+			} else {
+				out.Name = intern(out.Name)
+				for i := range scratch {
+					scratch[i] = series.Label{Name: intern(scratch[i].Name), Value: intern(scratch[i].Value)}
+				}
+			}
 			if n := len(scratch); n > 0 {
 				if cap(labels)-len(labels) < n {
 					// The labels of the series left, in chunks: a few

@@ -311,7 +311,7 @@ func decodeFamilies(s *aggregate.Snapshot, missing map[string]bool) (*aggregate.
 	if err != nil {
 		return nil, err
 	}
-	return dump.State()
+	return dump.PeerState()
 }
 
 // addDecoded adds to st, and caches, the families decoded for missing
@@ -452,13 +452,26 @@ func (c *familyCache) peers() []string {
 }
 
 // familyBytes estimates the memory a decoded family holds: its series'
-// structs, keys (which their labels' strings share), label slices and
-// histogram counts.
+// structs, keys, label slices and histogram counts, and the bytes of its
+// distinct label strings (a peer's state shares them across series; an own
+// state's are its keys').
 func familyBytes(f *aggregate.Family) int64 {
 	n := int64(unsafe.Sizeof(*f)) + int64(len(f.Name)) + 8*int64(len(f.Buckets)) + 64
+	strs := map[*byte]bool{}
 	for i := range f.Series {
 		s := &f.Series[i]
 		n += int64(unsafe.Sizeof(*s)) + int64(len(s.Key)) + int64(len(s.Labels))*int64(unsafe.Sizeof(series.Label{})) + 8*int64(len(s.Counts))
+		if s.Key != "" {
+			continue
+		}
+		for _, l := range s.Labels {
+			for _, str := range [2]string{l.Name, l.Value} {
+				if p := unsafe.StringData(str); len(str) > 0 && !strs[p] {
+					strs[p] = true
+					n += int64(len(str))
+				}
+			}
+		}
 	}
 	return n
 }
