@@ -283,21 +283,14 @@ func DecodeSnapshot(data []byte) (*aggregate.Dump, error) {
 // allocation.
 func DecodeSnapshotLimited(data []byte, lim SnapshotLimits) (*aggregate.Dump, error) {
 	lim = lim.withDefaults()
-	zd, err := zdecFor(lim.MaxBytes)
-	if err != nil {
-		return nil, err
-	}
 	d := snapshotDecoders.Get().(*snapshotDecoder)
 	defer snapshotDecoders.Put(d)
 	// Nothing decoded points into the decompressed message, so its buffer
 	// is reused, unless it grew past what a usual snapshot needs.
-	raw, err := zd.DecodeAll(data, d.raw[:0])
-	if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrWindowSizeExceeded) {
-		d.raw = nil
-		return nil, fmt.Errorf("decompress snapshot: over %d bytes: %w", lim.MaxBytes, ErrSnapshotTooLarge)
-	}
+	raw, err := decodeFrames(data, lim, allFamilies, d.raw[:0])
 	if err != nil {
-		return nil, fmt.Errorf("decompress snapshot: %w", err)
+		d.raw = nil
+		return nil, err
 	}
 	d.raw = raw[:0]
 	d.maxFields = lim.MaxFields

@@ -2,13 +2,11 @@ package streams
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
 	"github.com/nats-io/nats.go"
 
 	"github.com/jetmetrics/jetmetrics/pkg/aggregate"
@@ -165,16 +163,9 @@ func parseDeltaHeaders(h nats.Header, info *SnapshotInfo) error {
 // the defaults), refusing one beyond them with ErrSnapshotTooLarge.
 func DecodeSnapshotDelta(data []byte, lim SnapshotLimits) (*SnapshotDelta, error) {
 	lim = lim.withDefaults()
-	zd, err := zdecFor(lim.MaxBytes)
+	raw, err := decodeFrames(data, lim, allFamilies, nil)
 	if err != nil {
 		return nil, err
-	}
-	raw, err := zd.DecodeAll(data, nil)
-	if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrWindowSizeExceeded) {
-		return nil, fmt.Errorf("decompress snapshot delta: over %d bytes: %w", lim.MaxBytes, ErrSnapshotTooLarge)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("decompress snapshot delta: %w", err)
 	}
 	return parseSnapshotDelta(raw, lim)
 }

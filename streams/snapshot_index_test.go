@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -178,6 +179,58 @@ func TestDecodeSnapshotDeltaFamilies(t *testing.T) {
 			if !maps.Equal(got.Marks, delta.Marks) || !maps.Equal(got.Meta, delta.Meta) {
 				t.Errorf("%s %v: head differs", form, names)
 			}
+		}
+	}
+}
+
+// Decoding a snapshot of many frames allocates about its JSON once, not
+// once per frame: the decoder, given too little room, grows its output to
+// fit each frame exactly, copying all the frames before it (40 GB
+// allocated to decode a 86 MB snapshot of 340 frames).
+func TestDecodeManyFramesAllocatesOnce(t *testing.T) {
+	d := &aggregate.Dump{Node: "n-1", Marks: map[string]string{"stream": "9"}, Meta: map[string]string{"big": `{"type":"counter"}`}, Series: map[string]string{}}
+	for i := range 60000 {
+		d.Series[fmt.Sprintf(`big{i="%d",pad="%0128d"}`, i, i)] = fmt.Sprint(i)
+	}
+	msg, err := streams.SnapshotMsg("jetmetrics.snap.n-1", d, time.Now(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames, _, ok := streams.SnapshotFrames(msg.Data)
+	if !ok || len(frames) < 20 {
+		t.Fatalf("%d frames, want many", len(frames))
+	}
+	jsonBytes := 0
+	for k, v := range d.Series {
+		jsonBytes += len(k) + len(v)
+	}
+	for _, decode := range []struct {
+		name string
+		fn   func() (*aggregate.Dump, error)
+	}{
+		{"whole", func() (*aggregate.Dump, error) { return streams.DecodeSnapshot(msg.Data) }},
+		{"families", func() (*aggregate.Dump, error) {
+			return streams.DecodeSnapshotFamilies(msg.Data, streams.SnapshotLimits{}, func(string) bool { return true })
+		}},
+	} {
+		var before, after runtime.MemStats
+		runtime.GC() // two collections empty the decoders' pool, and its buffer
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		got, err := decode.fn()
+		runtime.ReadMemStats(&after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Series) != len(d.Series) {
+			t.Fatalf("%s: %d series, want %d", decode.name, len(got.Series), len(d.Series))
+		}
+		alloc := after.TotalAlloc - before.TotalAlloc
+		t.Logf("%s: %d frames, %d JSON bytes: %.1f MB allocated", decode.name, len(frames), jsonBytes, float64(alloc)/1e6)
+		// The JSON, the dump's strings (one buffer) and its map: a few
+		// times the JSON, never one copy per frame.
+		if limit := uint64(6 * jsonBytes); alloc > limit {
+			t.Errorf("%s: decoding %d frames of %d JSON bytes allocated %d bytes, over %d", decode.name, len(frames), jsonBytes, alloc, limit)
 		}
 	}
 }
