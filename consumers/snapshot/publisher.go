@@ -236,7 +236,10 @@ func (p *Publisher) Publish(ctx context.Context) error {
 		}
 	}
 	ckptDue := mark > 0 && now.Sub(p.lastCkpt) >= p.cfg.CheckpointInterval
-	full := !p.hasBase || p.sinceFull+1 >= p.cfg.FullEvery || ckptDue || p.wantFull.Swap(false) || mark < p.base.Version
+	// Once the aggregator holds the aggregate, a tracker of a dump's
+	// fields (copies of its keys) is replaced by one of the aggregate's
+	// own key strings: the snapshot is full.
+	full := !p.hasBase || p.sinceFull+1 >= p.cfg.FullEvery || ckptDue || p.wantFull.Swap(false) || mark < p.base.Version || (src.held != nil && p.tracked.copies)
 	// Until it is published, nothing says the peers hold what follows.
 	p.hasBase = false
 	gen := time.UnixMilli(now.UnixMilli())
