@@ -2,7 +2,6 @@ package producers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -193,7 +192,7 @@ func (p *Producer) publish(ctx context.Context, seq uint64, data []byte) error {
 			return fmt.Errorf("publish batch %d: %w", seq, context.Cause(ctx))
 		}
 		p.retries.Add(1)
-		if streamFull(err) {
+		if streams.Full(err) {
 			err = fmt.Errorf("%w: stream %s refused batch %d at its bound, which its operator raises (docs/operations.md, \"Stream bounds\"): %w", ErrStreamFull, p.stream, seq, err)
 		}
 		p.publishErr.Store(&err)
@@ -213,22 +212,3 @@ func (p *Producer) publish(ctx context.Context, seq uint64, data []byte) error {
 		backoff = min(2*backoff, maxBackoff)
 	}
 }
-
-// streamFull reports whether err is JetStream refusing a message because
-// the stream is at one of its limits under discard new.
-func streamFull(err error) bool {
-	var apiErr *jetstream.APIError
-	if !errors.As(err, &apiErr) || apiErr.ErrorCode != jsStreamStoreFailed {
-		return false
-	}
-	switch apiErr.Description {
-	case "maximum bytes exceeded", "maximum messages exceeded", "maximum messages per subject exceeded":
-		return true
-	}
-	return false
-}
-
-// jsStreamStoreFailed is the JetStream error code of a message the stream
-// could not store (nats-server's JSStreamStoreFailedF), whose description
-// says why.
-const jsStreamStoreFailed jetstream.ErrorCode = 10077

@@ -212,6 +212,36 @@ func Gone(err error) bool {
 	return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
+// Full reports whether err is a publish refused because the stream is at
+// one of its limits under discard new: its messages, its bytes, or (with
+// discard new per subject) the subject's messages. It stays refused until
+// messages leave the stream (by age, or deleted) or its operator raises
+// the limit.
+//
+// nats-server answers these with the code of any failed store,
+// JSStreamStoreFailedF, and the store's error as the description, which
+// alone tells them apart: the same code also carries transient failures,
+// such as "store is closed" while a stream's store is stopped or reset
+// under a publish (a server shutting down, a replica reset, a stream
+// moved), and, from older nats-server releases, whatever error the store
+// hit writing (a full disk, a missing block file).
+func Full(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != jsStreamStoreFailed {
+		return false
+	}
+	switch apiErr.Description {
+	case "maximum messages exceeded", "maximum bytes exceeded", "maximum messages per subject exceeded":
+		return true
+	}
+	return false
+}
+
+// jsStreamStoreFailed is the JetStream error code of a message the stream
+// did not store (nats-server's JSStreamStoreFailedF); its description is
+// the store's error, which says why.
+const jsStreamStoreFailed jetstream.ErrorCode = 10077
+
 func provision(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig, keepBound bool) error {
 	for {
 		s, err := js.Stream(ctx, sc.Name)

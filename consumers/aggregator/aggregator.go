@@ -511,23 +511,38 @@ func (a *Aggregator) deadLetter(ctx context.Context, in item, rej *streams.Rejec
 // JetStream error codes of a message a stream will not store however
 // often it is sent, until its operator changes the stream or the server.
 const (
-	jsStreamStoreFailed     jetstream.ErrorCode = 10077 // at a limit under discard new, or too large to store
-	jsInsufficientResources jetstream.ErrorCode = 10023 // the server's or account's storage is used up
+	jsInsufficientResources jetstream.ErrorCode = 10023 // the server's JetStream storage or memory is used up
 	jsMessageExceedsMaximum jetstream.ErrorCode = 10054 // over the stream's max message size
-	jsHeaderExceedsMaximum  jetstream.ErrorCode = 10097
+	jsHeaderExceedsMaximum  jetstream.ErrorCode = 10097 // headers over 64 KiB
 )
 
+// jsStreamStoreFailed is the code of any message the stream did not store
+// (nats-server's JSStreamStoreFailedF), the store's error its description.
+// Only some descriptions are for good: see refused.
+const jsStreamStoreFailed jetstream.ErrorCode = 10077
+
+// storeMsgTooLarge is the description of jsStreamStoreFailed for a message
+// larger than a file store record can be (nats-server's ErrMsgTooLarge).
+const storeMsgTooLarge = "message too large"
+
 // refused reports whether err is the dead-letter stream refusing a letter
-// for good rather than a transient failure (timeout, lost connection, no
-// leader), which the session retries.
+// for good: full under discard new, out of resources, or the letter too
+// large for it. Anything else is transient (timeout, lost connection, no
+// leader, a store stopped or failing under a publish, which nats-server
+// reports with the same code as a full stream) and the session retries it.
 func refused(err error) bool {
+	if streams.Full(err) {
+		return true
+	}
 	var apiErr *jetstream.APIError
 	if !errors.As(err, &apiErr) {
 		return false
 	}
 	switch apiErr.ErrorCode {
-	case jsStreamStoreFailed, jsInsufficientResources, jsMessageExceedsMaximum, jsHeaderExceedsMaximum:
+	case jsInsufficientResources, jsMessageExceedsMaximum, jsHeaderExceedsMaximum:
 		return true
+	case jsStreamStoreFailed:
+		return apiErr.Description == storeMsgTooLarge
 	}
 	return false
 }

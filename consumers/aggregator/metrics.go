@@ -95,7 +95,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		lettersDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetmetrics_aggregator_dead_letters_dropped_total",
-			Help: "Dead letters the dead-letter stream refused (full under discard new, out of storage, over its message size), by rejection reason: dropped, the rejection still counted and the original still in the delta stream (docs/operations.md, \"A full dead-letter stream\").",
+			Help: "Dead letters the dead-letter stream refused for good (full under discard new, the server out of JetStream resources, the letter too large for it), by rejection reason: dropped, the rejection still counted and the original still in the delta stream (docs/operations.md, \"A full dead-letter stream\").",
 		}, []string{"reason"}),
 	}
 	for _, c := range []prometheus.Collector{m.messages, m.entries, m.rejectedEntries, m.applies, m.applySeconds, m.groupMessages, m.restarts, m.restores, m.checkpointsRefused, m.tornResets, m.mark, m.pending, m.series, m.producers, m.producersPruned, m.lettersDropped} {
