@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -31,7 +30,10 @@ exit code is 1).
 
 A node with basic auth in its --web.config.file: --web.username and
 --web.password-file (or JETMETRICS_WEB_PASSWORD); with TLS signed by a
-private CA: --web.url=https://... and --web.ca-file.
+private CA: --web.url=https://... and --web.ca-file. The password is sent
+over http:// only to a loopback --web.url (127.0.0.0/8, ::1, localhost),
+or with --web.insecure-plaintext-auth, and never after a redirect from
+https:// to http://.
 
 example:
   jetmetrics status --web.url=https://node-1:9480 --web.ca-file=ca.pem \
@@ -41,8 +43,9 @@ exit codes:
   0  the node is ready and every stream has a leader and current followers
   1  a problem: the node is not ready; a stream has no leader, cannot be
      read, or has a follower that is not current or offline; a section of
-     /api/v1/status could not be computed; or the node refused the
-     credentials (HTTP 401/403). Services down, volumes stale or failing,
+     /api/v1/status could not be computed; the node refused the
+     credentials (HTTP 401/403); or it redirected a request carrying
+     the password from https:// to http:// (not followed). Services down, volumes stale or failing,
      aggregator lag and peers down are shown but do not change the exit
      code (the alert rules watch them over time).
   2  usage error
@@ -92,7 +95,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	rep := statusReport{URL: c.base}
 	body, code, err := c.get(ctx, "/-/ready", "", 1<<20)
 	switch {
-	case errors.Is(err, errUnauthorized):
+	case refused(err):
 		return err
 	case err != nil:
 		return codedError{exitUnreachable, fmt.Errorf("node at --web.url=%s not reached: %v", web.url, err)}
@@ -104,7 +107,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	if err := c.getJSON(ctx, "/api/v1/status", &rep); err != nil {
-		if errors.Is(err, errUnauthorized) {
+		if refused(err) {
 			return err
 		}
 		rep.Errors = map[string]string{"status": err.Error()}

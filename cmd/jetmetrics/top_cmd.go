@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -37,11 +36,15 @@ example:
 
 A node with basic auth in its --web.config.file: --web.username and
 --web.password-file (or JETMETRICS_WEB_PASSWORD); with TLS signed by a
-private CA: --web.url=https://... and --web.ca-file.
+private CA: --web.url=https://... and --web.ca-file. The password is sent
+over http:// only to a loopback --web.url (127.0.0.0/8, ::1, localhost),
+or with --web.insecure-plaintext-auth, and never after a redirect from
+https:// to http://.
 
-exit codes: 0 shown (or Ctrl-C); 1 the node answered with an error, or
-refused the credentials (HTTP 401/403); 2 usage error; 3 the node was not
-reached within --timeout.
+exit codes: 0 shown (or Ctrl-C); 1 the node answered with an error,
+refused the credentials (HTTP 401/403) or redirected a request carrying
+the password from https:// to http:// (not followed); 2 usage error; 3
+the node was not reached within --timeout.
 `
 
 func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -82,7 +85,7 @@ func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		defer cancel()
 		s, err := scrapeRates(sctx, c, *self)
 		if err != nil && ctx.Err() == nil {
-			if errors.Is(err, errUnauthorized) {
+			if refused(err) {
 				return nil, time.Time{}, err
 			}
 			if sctx.Err() != nil || !strings.Contains(err.Error(), "HTTP ") {

@@ -9,7 +9,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 
@@ -26,7 +28,7 @@ const webPasswordEnv = "JETMETRICS_WEB_PASSWORD"
 // --web.config.file and the CA its TLS certificate is signed by.
 type webFlags struct {
 	url, username, passwordFile, caFile string
-	insecure                            bool
+	insecure, plaintextAuth             bool
 }
 
 // addWebFlags defines the web flags on fs.
@@ -37,6 +39,7 @@ func addWebFlags(fs *flag.FlagSet) *webFlags {
 	fs.StringVar(&f.passwordFile, "web.password-file", "", "file holding --web.username's password")
 	fs.StringVar(&f.caFile, "web.ca-file", "", "PEM CA certificates the node's TLS certificate is checked against (default the system's)")
 	fs.BoolVar(&f.insecure, "web.insecure-skip-verify", false, "do not check the node's TLS certificate (warns on every use; prefer --web.ca-file)")
+	fs.BoolVar(&f.plaintextAuth, "web.insecure-plaintext-auth", false, "send --web.username's password over an http:// --web.url to a host other than loopback, in clear text (warns on every use; prefer https://)")
 	return f
 }
 
@@ -48,10 +51,18 @@ type webClient struct {
 }
 
 // client checks the flags and builds the client; warnings (an unchecked
-// certificate) go to stderr.
+// certificate, a password sent in clear text) go to stderr. A password
+// goes over http:// only to a loopback host unless
+// --web.insecure-plaintext-auth says otherwise: elsewhere anyone on the
+// path could read it.
 func (f *webFlags) client(stderr io.Writer) (*webClient, error) {
-	if !strings.HasPrefix(f.url, "http://") && !strings.HasPrefix(f.url, "https://") {
+	u, err := url.Parse(f.url)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, flagError("web.url", f.url, "want http://host:port or https://host:port")
+	}
+	if u.User != nil {
+		// Not shown: the value holds a password.
+		return nil, flagError("web.url", u.Redacted(), "credentials in the URL are refused (a flag's value shows in the process list): give --web.username and --web.password-file")
 	}
 	c := &webClient{base: strings.TrimRight(f.url, "/"), user: f.username}
 	env := os.Getenv(webPasswordEnv)
@@ -74,9 +85,18 @@ func (f *webFlags) client(stderr io.Writer) (*webClient, error) {
 	if strings.Contains(f.username, ":") {
 		return nil, flagError("web.username", f.username, "a basic auth user cannot hold ':'")
 	}
+	switch {
+	case f.plaintextAuth && u.Scheme == "https":
+		return nil, flagError("web.insecure-plaintext-auth", "true", "it is for an http:// --web.url, and this one is https://")
+	case c.user != "" && u.Scheme == "http" && !isLoopback(u.Hostname()):
+		if !f.plaintextAuth {
+			return nil, flagError("web.url", f.url, "the password of --web.username would travel in clear text to a host other than loopback: use https:// (the node's --web.config.file tls_server_config), or accept the risk with --web.insecure-plaintext-auth")
+		}
+		fmt.Fprintf(stderr, "warning: --web.insecure-plaintext-auth: the password of --web.username goes to %s in clear text; anyone on the path can read it\n", f.url)
+	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if f.caFile != "" || f.insecure {
-		if strings.HasPrefix(f.url, "http://") {
+		if u.Scheme == "http" {
 			return nil, flagError("web.url", f.url, "--web.ca-file and --web.insecure-skip-verify are for https:// URLs")
 		}
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
@@ -96,8 +116,38 @@ func (f *webFlags) client(stderr io.Writer) (*webClient, error) {
 		}
 		tr.TLSClientConfig = cfg
 	}
-	c.http = &http.Client{Transport: tr}
+	c.http = &http.Client{Transport: tr, CheckRedirect: c.checkRedirect}
 	return c, nil
+}
+
+// errPlaintextRedirect is a redirect from https:// to http:// refused
+// because the request carries the password.
+var errPlaintextRedirect = errors.New("redirect to http:// refused")
+
+// checkRedirect follows up to 10 redirects, as net/http does, except one
+// from https:// to http:// while the request carries the password: Go
+// keeps the Authorization header on a redirect to the same host whatever
+// the scheme (it drops it only for another host), so following it would
+// send the password in clear text.
+func (c *webClient) checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	prev := via[len(via)-1]
+	if req.URL.Scheme == "http" && prev.URL.Scheme == "https" && req.Header.Get("Authorization") != "" {
+		return fmt.Errorf("%w: %s answered with a redirect to %s, which would send the password of --web.username in clear text", errPlaintextRedirect, prev.URL.Redacted(), req.URL.Redacted())
+	}
+	return nil
+}
+
+// isLoopback reports whether host (a URL's, without brackets) is this
+// machine: localhost, or an address of 127.0.0.0/8 or ::1.
+func isLoopback(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // close closes the client's idle connections: a command that ends leaves
@@ -106,6 +156,13 @@ func (c *webClient) close() { c.http.CloseIdleConnections() }
 
 // errUnauthorized is a 401 or 403: the credentials are missing or wrong.
 var errUnauthorized = errors.New("unauthorized")
+
+// refused reports whether err is the node refusing the credentials or the
+// client refusing to send them: a problem to report as it is (exit 1),
+// not a node that was not reached.
+func refused(err error) bool {
+	return errors.Is(err, errUnauthorized) || errors.Is(err, errPlaintextRedirect)
+}
 
 // get fetches path with accept (none when empty), limited to limit bytes.
 // A 401 or 403 is errUnauthorized, wrapped with what to do.
@@ -121,6 +178,10 @@ func (c *webClient) get(ctx context.Context, path, accept string, limit int64) (
 		req.SetBasicAuth(c.user, c.password)
 	}
 	resp, err := c.http.Do(req)
+	if errors.Is(err, errPlaintextRedirect) {
+		// Without the url.Error around it, which names the URL again.
+		return nil, 0, errors.Unwrap(err)
+	}
 	if err != nil {
 		return nil, 0, err
 	}

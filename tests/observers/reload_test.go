@@ -2,12 +2,14 @@ package observers_test
 
 import (
 	"context"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -448,4 +450,198 @@ func TestReloadKeepsUnchangedVolumeLease(t *testing.T) {
 		}
 	}
 	t.Logf("vol-kept's lease renewed %d times across the reload, holder %s, revision %d → %d", renewals, before.Value(), before.Revision(), rev)
+}
+
+// A reload whose file fails to apply changes nothing, and the next reload
+// of the same file applies all of it. The file adds a volume, raises no
+// flag but lowers limits.max-series-per-metric, and adds an https probe
+// whose tls.ca-file passes validation (a readable file) but holds no
+// certificate, so making its prober fails after the volume change was
+// prepared: POST /-/reload is 500 naming the file, the metric is 0, and
+// nothing of the file shows: not the volume (neither listed nor polled),
+// not the probe, not the limit (a new series is still accepted). Once the
+// CA file holds the certificate, reloading the same file applies the
+// volume, the probe and the limit.
+func TestReloadIsAllOrNothing(t *testing.T) {
+	vol1, vol2 := newArray(t, 100, 0), newArray(t, 200, 0)
+	svcA, callsA := probeServer(t)
+	var callsB atomic.Int64
+	svcB := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		callsB.Add(1)
+		fmt.Fprintln(w, "ok")
+	}))
+	t.Cleanup(svcB.Close)
+	dir := t.TempDir()
+	path, ca := filepath.Join(dir, "jetmetrics.yaml"), filepath.Join(dir, "svc-b-ca.pem")
+	write := func(path, content string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	volume := func(name string, a *array) string {
+		return "  - {name: " + name + ", backend: http-json, endpoint: " + a.srv.URL + ", fields: {iops-read: r}}\n"
+	}
+	observers := "observers:\n  volume: {observe-interval: 1s, observe-timeout: 500ms}\n  probe: {observe-interval: 1s, observe-timeout: 500ms}\n"
+	probeA := "  - {name: svc-a, kind: http, target: " + svcA.URL + "}\n"
+	write(path, observers+"volumes:\n"+volume("vol-1", vol1)+"probes:\n"+probeA)
+	f, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := jmnode.Config{File: f, WebEnableLifecycle: true}
+	cfg.Reload = func() (jmnode.Config, error) {
+		c := cfg
+		var err error
+		c.File, err = config.Load(path)
+		// As the command does for a key no flag overrides.
+		c.MaxSeriesPerMetric = c.File.Limits.MaxSeriesPerMetric
+		return c, err
+	}
+	rn := harness.StartNode(t, cfg)
+	samples := func() map[string]float64 {
+		t.Helper()
+		fams, err := harness.Scrape(rn.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return harness.Samples(fams)
+	}
+	rejected := func(s map[string]float64) float64 {
+		var sum float64
+		for k, v := range s {
+			if strings.HasPrefix(k, "jetmetrics_aggregator_rejected_updates_total") {
+				sum += v
+			}
+		}
+		return sum
+	}
+	listed := func() (vols, svcs []string) {
+		t.Helper()
+		var v struct {
+			Volumes []result `json:"volumes"`
+		}
+		if code := get(t, rn.URL+"/api/v1/volumes", &v); code != http.StatusOK {
+			t.Fatalf("GET /api/v1/volumes: %d", code)
+		}
+		for _, r := range v.Volumes {
+			vols = append(vols, r.Volume)
+		}
+		var s struct {
+			Services []struct {
+				Service string `json:"service"`
+			} `json:"services"`
+		}
+		if code := get(t, rn.URL+"/api/v1/services", &s); code != http.StatusOK {
+			t.Fatalf("GET /api/v1/services: %d", code)
+		}
+		for _, r := range s.Services {
+			svcs = append(svcs, r.Service)
+		}
+		slices.Sort(vols)
+		slices.Sort(svcs)
+		return vols, svcs
+	}
+	p, err := producers.New(producers.Config{Node: rn.Name(), Name: "all-or-nothing", FlushInterval: 50 * time.Millisecond}, rn.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := p.Close(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	events, err := p.NewCounterVec(producers.Opts{Name: "aon_events_total", Help: "h"}, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := func(k string) {
+		t.Helper()
+		c, err := events.With(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Inc()
+	}
+	// counted waits until aon_events_total{k} is want.
+	counted := func(k string, want float64) {
+		t.Helper()
+		harness.Eventually(t, 20*time.Second, func() error {
+			if got := samples()[`aon_events_total{k="`+k+`"}`]; got != want {
+				return fmt.Errorf("aon_events_total{k=%q} = %v, want %v", k, got, want)
+			}
+			return nil
+		})
+	}
+	add("a")
+	add("b")
+	counted("a", 1)
+	counted("b", 1)
+	harness.Eventually(t, 20*time.Second, func() error {
+		if vol1.calls.Load() == 0 || callsA.Load() == 0 {
+			return fmt.Errorf("vol-1 polled %d times, svc-a %d", vol1.calls.Load(), callsA.Load())
+		}
+		return nil
+	})
+
+	write(ca, "not a certificate\n")
+	write(path, observers+"limits:\n  max-series-per-metric: 3\nvolumes:\n"+volume("vol-1", vol1)+volume("vol-2", vol2)+
+		"probes:\n"+probeA+"  - {name: svc-b, kind: http, target: "+svcB.URL+", tls: {ca-file: "+ca+"}}\n")
+	code, body := post(t, rn.URL+"/-/reload")
+	if code != http.StatusInternalServerError || !strings.Contains(body, "svc-b") || !strings.Contains(body, ca+" holds no PEM certificate") ||
+		!strings.Contains(body, "the running configuration stays") {
+		t.Fatalf("POST /-/reload with a CA file holding no certificate: %d %q, want 500 naming svc-b and the file, the running configuration staying", code, body)
+	}
+	if got := samples()["jetmetrics_config_last_reload_successful"]; got != 0 {
+		t.Errorf("jetmetrics_config_last_reload_successful = %v after a failed reload, want 0", got)
+	}
+	if vols, svcs := listed(); !slices.Equal(vols, []string{"vol-1"}) || !slices.Equal(svcs, []string{"svc-a"}) {
+		t.Errorf("after the failed reload: volumes %v, services %v; want vol-1 and svc-a alone", vols, svcs)
+	}
+	// The old limit: a third series of the metric is taken.
+	add("c")
+	counted("c", 1)
+	if got := rejected(samples()); got != 0 {
+		t.Errorf("%v series updates rejected after the failed reload, want 0 (the old limits)", got)
+	}
+	// Neither vol-2 nor svc-b is polled while vol-1 and svc-a are, twice.
+	polled, probed := vol1.calls.Load(), callsA.Load()
+	harness.Eventually(t, 20*time.Second, func() error {
+		if vol1.calls.Load() < polled+2 || callsA.Load() < probed+2 {
+			return fmt.Errorf("vol-1 polled %d times since the failed reload, svc-a %d", vol1.calls.Load()-polled, callsA.Load()-probed)
+		}
+		return nil
+	})
+	if vol2.calls.Load() != 0 || callsB.Load() != 0 {
+		t.Errorf("after the failed reload vol-2 was polled %d times and svc-b %d, want never", vol2.calls.Load(), callsB.Load())
+	}
+
+	// The same file, once its CA file is right, applies whole.
+	write(ca, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: svcB.Certificate().Raw})))
+	if code, body := post(t, rn.URL+"/-/reload"); code != http.StatusOK {
+		t.Fatalf("POST /-/reload of the same file, its CA file fixed: %d %s", code, body)
+	}
+	if got := samples()["jetmetrics_config_last_reload_successful"]; got != 1 {
+		t.Errorf("jetmetrics_config_last_reload_successful = %v, want 1", got)
+	}
+	if vols, svcs := listed(); !slices.Equal(vols, []string{"vol-1", "vol-2"}) || !slices.Equal(svcs, []string{"svc-a", "svc-b"}) {
+		t.Errorf("after the reload: volumes %v, services %v; want vol-1, vol-2, svc-a and svc-b", vols, svcs)
+	}
+	harness.Eventually(t, 20*time.Second, func() error {
+		if vol2.calls.Load() == 0 || callsB.Load() == 0 {
+			return fmt.Errorf("vol-2 polled %d times, svc-b %d", vol2.calls.Load(), callsB.Load())
+		}
+		return nil
+	})
+	// The new limit: a fourth series is refused. d goes first, so once a's
+	// second increment is counted d has been decided.
+	add("d")
+	add("a")
+	counted("a", 2)
+	s := samples()
+	if v, ok := s[`aon_events_total{k="d"}`]; ok || rejected(s) == 0 {
+		t.Errorf("a fourth series under max-series-per-metric 3: aon_events_total{k=\"d\"} = %v (present %v), %v updates rejected; want it refused", v, ok, rejected(s))
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,11 +37,16 @@ type reloadState struct {
 // over: releasing leases, stopping loops).
 const reloadTimeout = 30 * time.Second
 
-// ReloadError is why Reload changed nothing. Refused reports that the
+// ReloadError is why a reload failed. Refused reports that the
 // configuration was not accepted (a bad file: fix it and reload again);
-// otherwise applying it failed.
+// otherwise applying it failed: before anything changed (a secret or TLS
+// file that cannot be read, a backend or prober that cannot be made, the
+// node still starting), or, with Partial, part way: an observer may run
+// the new file's targets while the limits and the rest do not, and the
+// next reload applies the file whole.
 type ReloadError struct {
 	Refused bool
+	Partial bool
 	Err     error
 }
 
@@ -140,9 +146,14 @@ func (r *reloadState) probeSlot() *observerSlot {
 // and applies it: volumes and probes (changed in place when only the
 // list changed; an observer whose settings changed, or that switches to
 // or from --demo's targets, restarts, alone) and the aggregator's limits
-// (changed in place). A configuration that is not valid is
-// refused and nothing changes. Reloads are serialised. The outcome is
-// logged and kept in jetmetrics_config_last_reload_successful.
+// (changed in place). A configuration that is not valid is refused and
+// nothing changes. Everything that can fail is prepared before anything
+// is applied, so a failure changes nothing; what can still fail while
+// applying (an observer's parts not handing over within reloadTimeout)
+// leaves the limits and the file in force as they were and marks what it
+// touched for the next reload, which applies the file whole. Reloads are
+// serialised. The outcome is logged and kept in
+// jetmetrics_config_last_reload_successful.
 func (n *Node) Reload(ctx context.Context) error {
 	n.reload.mu.Lock()
 	defer n.reload.mu.Unlock()
@@ -154,12 +165,7 @@ func (n *Node) Reload(ctx context.Context) error {
 	err := n.applyReload(ctx)
 	if err != nil {
 		n.reload.success.Set(0)
-		var re *ReloadError
-		if errors.As(err, &re) && re.Refused {
-			n.log.Error().Err(err).Msg("configuration reload refused: the running configuration stays")
-		} else {
-			n.log.Error().Err(err).Msg("configuration reload failed: the running configuration stays")
-		}
+		n.log.Error().Err(err).Msg(reloadOutcome(err))
 		return err
 	}
 	n.reload.success.Set(1)
@@ -184,84 +190,140 @@ func (n *Node) applyReload(ctx context.Context) error {
 		return &ReloadError{Refused: true, Err: err}
 	}
 	next = next.withDefaults()
+	file := next.File
 
-	// Build every new generation first: applying starts only once
-	// nothing can fail any more, so a failure changes nothing.
-	file, r := next.File, &n.reload
-	var gens []struct {
-		slot *observerSlot
-		gen  *obsGen
+	steps, err := n.prepareReload(file)
+	if err != nil {
+		return &ReloadError{Err: err}
 	}
-	drop := func() {
-		for _, g := range gens {
-			g.gen.drop()
+	for i, st := range steps {
+		if err := st.apply(ctx); err != nil {
+			for _, rest := range steps[i+1:] {
+				rest.discard()
+			}
+			before := "nothing was changed before it"
+			if i > 0 {
+				var done []string
+				for _, d := range steps[:i] {
+					done = append(done, d.what)
+				}
+				before = strings.Join(done, " and ") + " changed before it"
+			}
+			return &ReloadError{Partial: true, Err: fmt.Errorf("apply %w (%s; the limits and the rest of the file are not in force)", err, before)}
 		}
 	}
-	var updates []func(context.Context) error
-	vk := n.volumeKeyOf(file)
-	// Volumes first: a volume change prepared in place holds nothing
-	// until applied (its backends connect on their first poll), so a
-	// probe generation that then fails to build leaks nothing.
-	for _, c := range []struct {
+	// Last, as they cannot fail: the limits, and the file the node now
+	// runs (the observation stream's settings are read from it).
+	agg.SetLimits(aggregator.Limits{Series: next.Limits, MaxSeries: next.MaxSeries, MaxSeriesPerMetric: next.MaxSeriesPerMetric,
+		MaxProducers: next.MaxProducers, MaxMessageBytes: next.MaxBatchBytes})
+	n.file.Store(&file)
+	restarted := 0
+	for _, st := range steps {
+		if st.gen != nil {
+			restarted++
+		}
+	}
+	n.log.Info().Int("volumes", len(n.volumeKeyOf(file).Vols)).Int("probes", len(file.Probes)).Int("observers_restarted", restarted).
+		Int("observers_updated", len(steps)-restarted).
+		Int("max_series", agg.Limits().MaxSeries).Msg("configuration reloaded")
+	return nil
+}
+
+// reloadStep is one observer's part of a reload, prepared: a change of
+// its running generation in place, or a new generation to swap in.
+type reloadStep struct {
+	what string
+	slot *observerSlot
+	key  any
+	// Exactly one of gen and ch is set.
+	gen *obsGen
+	ch  *change
+}
+
+// prepareReload prepares the observers' steps for file: everything that
+// can fail (secrets and TLS files read, backends and probers made, new
+// generations built) is done here, and nothing the node runs changes.
+// An observer whose running generation has file's key, and is not stale,
+// has no step. New generations come first: handing one over is what can
+// still fail while applying.
+func (n *Node) prepareReload(file config.File) ([]reloadStep, error) {
+	r := &n.reload
+	vk, pk := n.volumeKeyOf(file), probeKey{file.Probes, file.Observers.Probe}
+	var gens, changes []reloadStep
+	for _, o := range []struct {
 		what  string
 		slot  *observerSlot
 		key   any
 		build func() (*obsGen, error)
 	}{
 		{"volumes", r.volume, vk, func() (*obsGen, error) { return n.volumeGen(n.runCtx(), r.js, r.admin, r.rdb, vk) }},
-		{"probes", r.probe, probeKey{file.Probes, file.Observers.Probe}, func() (*obsGen, error) {
-			return n.probeGen(n.runCtx(), r.js, r.admin, r.rdb, r.nc, file)
-		}},
+		{"probes", r.probe, pk, func() (*obsGen, error) { return n.probeGen(n.runCtx(), r.js, r.admin, r.rdb, r.nc, file) }},
 	} {
-		cur := c.slot.cur.Load()
-		if reflect.DeepEqual(c.key, cur.key) {
+		cur := o.slot.cur.Load()
+		if !cur.stale && reflect.DeepEqual(o.key, cur.key) {
 			continue
 		}
-		var apply func(context.Context) error
+		st := reloadStep{what: o.what, slot: o.slot, key: o.key}
+		var err error
 		if cur.update != nil {
-			if apply, err = cur.update(n.runCtx(), c.key); err != nil {
-				drop()
-				return &ReloadError{Err: fmt.Errorf("%s: %w", c.what, err)}
-			}
+			st.ch, err = cur.update(n.runCtx(), o.key)
 		}
-		if apply != nil {
-			updates = append(updates, apply)
-			continue
+		if err == nil && st.ch == nil {
+			st.gen, err = o.build()
 		}
-		g, err := c.build()
 		if err != nil {
-			drop()
-			return &ReloadError{Err: fmt.Errorf("%s: %w", c.what, err)}
-		}
-		gens = append(gens, struct {
-			slot *observerSlot
-			gen  *obsGen
-		}{c.slot, g})
-	}
-
-	agg.SetLimits(aggregator.Limits{Series: next.Limits, MaxSeries: next.MaxSeries, MaxSeriesPerMetric: next.MaxSeriesPerMetric,
-		MaxProducers: next.MaxProducers, MaxMessageBytes: next.MaxBatchBytes})
-	n.file.Store(&file)
-	var swapErr error
-	for i, g := range gens {
-		if err := g.slot.Swap(ctx, g.gen); err != nil {
-			for _, rest := range gens[i+1:] {
-				rest.gen.drop()
+			for _, prepared := range append(gens, changes...) {
+				prepared.discard()
 			}
-			swapErr = errors.Join(swapErr, err)
-			break
+			return nil, fmt.Errorf("%s: %w", o.what, err)
+		}
+		if st.gen != nil {
+			gens = append(gens, st)
+		} else {
+			changes = append(changes, st)
 		}
 	}
-	for _, apply := range updates {
-		swapErr = errors.Join(swapErr, apply(ctx))
+	return append(gens, changes...), nil
+}
+
+// apply applies the step; an error names the observer. A change in
+// place records its key in the running generation once applied whole,
+// and marks it stale when it fails part way, so that the next reload
+// applies its file again.
+func (st reloadStep) apply(ctx context.Context) error {
+	if st.gen != nil {
+		return st.slot.Swap(ctx, st.gen)
 	}
-	if swapErr != nil {
-		return &ReloadError{Err: swapErr}
+	cur := st.slot.cur.Load()
+	if err := st.ch.apply(ctx); err != nil {
+		cur.stale = true
+		return fmt.Errorf("%s: %w", st.what, err)
 	}
-	n.log.Info().Int("volumes", len(vk.Vols)).Int("probes", len(file.Probes)).Int("observers_restarted", len(gens)).
-		Int("observers_updated", len(updates)).
-		Int("max_series", agg.Limits().MaxSeries).Msg("configuration reloaded")
+	cur.key, cur.stale = st.key, false
 	return nil
+}
+
+// discard frees what preparing the step made, for a step never applied.
+func (st reloadStep) discard() {
+	if st.gen != nil {
+		st.gen.drop()
+		return
+	}
+	st.ch.discard()
+}
+
+// reloadOutcome is the log line, and the start of POST /-/reload's
+// answer, for a reload that failed with err.
+func reloadOutcome(err error) string {
+	var re *ReloadError
+	switch {
+	case errors.As(err, &re) && re.Refused:
+		return "configuration reload refused: the running configuration stays"
+	case errors.As(err, &re) && re.Partial:
+		return "configuration reload failed part way: the next reload applies the file whole"
+	default:
+		return "configuration reload failed: the running configuration stays"
+	}
 }
 
 // runCtx is the context the components run in: a new observer
@@ -295,5 +357,5 @@ func (n *Node) serveReload(w http.ResponseWriter, r *http.Request) {
 	default:
 		w.WriteHeader(http.StatusInternalServerError)
 	}
-	fmt.Fprintf(w, "configuration reload failed, the running configuration stays: %v\n", err)
+	fmt.Fprintf(w, "%s: %v\n", reloadOutcome(err), err)
 }

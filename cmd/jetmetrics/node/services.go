@@ -143,8 +143,9 @@ func (n *Node) probeGen(ctx context.Context, js, admin jetstream.JetStream, rdb 
 		closeAll()
 		return nil, err
 	}
-	o, err := observer.New(observer.Config{Name: probeObserver, Node: n.cfg.Name, Targets: names,
-		Interval: obs.ObserveInterval, Timeout: obs.ObserveTimeout, MaxConcurrent: obs.MaxConcurrent}, leases, poller, log, reg)
+	ocfg := observer.Config{Name: probeObserver, Node: n.cfg.Name, Targets: names,
+		Interval: obs.ObserveInterval, Timeout: obs.ObserveTimeout, MaxConcurrent: obs.MaxConcurrent}
+	o, err := observer.New(ocfg, leases, poller, log, reg)
 	if err != nil {
 		closeAll()
 		return nil, err
@@ -207,7 +208,7 @@ func (n *Node) probeGen(ctx context.Context, js, admin jetstream.JetStream, rdb 
 	if sets != nil {
 		// A reload that changes only the probes (not the observer's
 		// settings, not to or from --demo's) changes them in place.
-		g.update = func(ctx context.Context, key any) (func(context.Context) error, error) {
+		g.update = func(_ context.Context, key any) (*change, error) {
 			next := key.(probeKey)
 			if len(next.Probes) == 0 || !reflect.DeepEqual(next.Obs, g.key.(probeKey).Obs) {
 				return nil, nil
@@ -217,48 +218,63 @@ func (n *Node) probeGen(ctx context.Context, js, admin jetstream.JetStream, rdb 
 			if err != nil {
 				return nil, fmt.Errorf("--config.file: %w", err)
 			}
-			for _, p := range changed {
-				if handles[p.Name] != nil {
-					continue
-				}
-				h, err := sdk.Latency(p.Name)
-				if err != nil {
-					set.Close()
-					return nil, fmt.Errorf("probe producer: service %q: %w", p.Name, err)
-				}
-				handles[p.Name] = h
+			targets := make([]string, len(next.Probes))
+			for i, p := range next.Probes {
+				targets[i] = p.Name
 			}
-			return func(ctx context.Context) error {
-				next := next
-				nextRecorded := make(map[string]pp.Prober, len(next.Probes))
-				nextTimeouts := map[string]time.Duration{}
-				for _, p := range next.Probes {
-					nextRecorded[p.Name] = recorded[p.Name]
-					if pr, ok := set.Probers[p.Name]; ok {
-						nextRecorded[p.Name] = recordingProber{pr, handles[p.Name]}
+			tcfg := ocfg
+			tcfg.Targets = targets
+			if err := checkTargets(tcfg); err != nil {
+				set.Close()
+				return nil, fmt.Errorf("--config.file: probes: %w", err)
+			}
+			return &change{
+				apply: func(ctx context.Context) error {
+					// The added services' latency handles are made here,
+					// not in preparing: the SDK announces a handle's
+					// series (at 0) from its next flush, which a change
+					// never applied must not show. Config.Validate bounds
+					// the names as the SDK does.
+					for _, p := range changed {
+						if handles[p.Name] != nil {
+							continue
+						}
+						h, err := sdk.Latency(p.Name)
+						if err != nil {
+							set.Close()
+							return fmt.Errorf("probe producer: service %q: %w", p.Name, err)
+						}
+						handles[p.Name] = h
 					}
-					if p.Timeout > 0 {
-						nextTimeouts[p.Name] = p.Timeout
+					nextRecorded := make(map[string]pp.Prober, len(next.Probes))
+					nextTimeouts := map[string]time.Duration{}
+					for _, p := range next.Probes {
+						nextRecorded[p.Name] = recorded[p.Name]
+						if pr, ok := set.Probers[p.Name]; ok {
+							nextRecorded[p.Name] = recordingProber{pr, handles[p.Name]}
+						}
+						if p.Timeout > 0 {
+							nextTimeouts[p.Name] = p.Timeout
+						}
 					}
-				}
-				if err := poller.SetProbers(nextRecorded, nextTimeouts); err != nil {
-					set.Close()
-					return err
-				}
-				recorded = nextRecorded
-				// The replaced probers' connections close once no probe
-				// uses their set any more.
-				sets.replace(next.Probes, set)
-				names := poller.Targets()
-				err := errors.Join(leases.SetTargets(ctx, names), o.Update(names),
-					local.SetServices(names), cluster.SetServices(names))
-				next2 := &serviceState{names: names, byName: map[string]bool{}, store: store, leases: leases}
-				for _, name := range names {
-					next2.byName[name] = true
-				}
-				n.services.Store(next2)
-				g.key = next
-				return err
+					if err := poller.SetProbers(nextRecorded, nextTimeouts); err != nil {
+						set.Close()
+						return err
+					}
+					recorded = nextRecorded
+					// The replaced probers' connections close once no probe
+					// uses their set any more.
+					sets.replace(next.Probes, set)
+					names := poller.Targets()
+					state := &serviceState{names: names, byName: map[string]bool{}, store: store, leases: leases}
+					for _, name := range names {
+						state.byName[name] = true
+					}
+					n.services.Store(state)
+					return errors.Join(leases.SetTargets(ctx, names), o.Update(names),
+						local.SetServices(names), cluster.SetServices(names))
+				},
+				discard: set.Close,
 			}, nil
 		}
 	}

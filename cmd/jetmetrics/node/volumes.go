@@ -126,8 +126,9 @@ func (n *Node) volumeGen(ctx context.Context, js, admin jetstream.JetStream, rdb
 		closeBackends()
 		return nil, err
 	}
-	o, err := observer.New(observer.Config{Name: volumeObserver, Node: n.cfg.Name, Targets: names,
-		Interval: obs.ObserveInterval, Timeout: obs.ObserveTimeout, MaxConcurrent: obs.MaxConcurrent}, leases, poller, log, reg)
+	ocfg := observer.Config{Name: volumeObserver, Node: n.cfg.Name, Targets: names,
+		Interval: obs.ObserveInterval, Timeout: obs.ObserveTimeout, MaxConcurrent: obs.MaxConcurrent}
+	o, err := observer.New(ocfg, leases, poller, log, reg)
 	if err != nil {
 		closeBackends()
 		return nil, err
@@ -176,32 +177,40 @@ func (n *Node) volumeGen(ctx context.Context, js, admin jetstream.JetStream, rdb
 	// settings, not to or from --demo's) changes them in place: the
 	// volumes that stay keep their leases, schedules, backends and
 	// counters.
-	g.update = func(_ context.Context, key any) (func(context.Context) error, error) {
+	g.update = func(_ context.Context, key any) (*change, error) {
 		next, cur := key.(volumeKey), g.key.(volumeKey)
 		if cur.Demo || next.Demo || len(next.Vols) == 0 || !reflect.DeepEqual(next.Obs, cur.Obs) {
 			return nil, nil
 		}
-		// The new and changed volumes' backends: a change dropped
-		// unapplied leaves them unused, and until its first poll a
-		// backend holds no connection.
+		// The new and changed volumes' backends (reading their secrets
+		// and TLS files): until its first poll a backend holds no
+		// connection, and discard closes the clients made for them.
 		nextMade, err := makeBackends(next.Vols, backends.Load())
 		if err != nil {
 			return nil, err
 		}
 		names := volumeNames(next.Vols)
-		return func(ctx context.Context) error {
-			polled := nextMade.polled()
-			if err := poller.SetBackends(polled); err != nil {
-				nextMade.closeUnused(backends.Load())
-				return err
-			}
-			backends.Swap(nextMade).closeUnused(nextMade)
-			err := errors.Join(leases.SetTargets(ctx, names), o.Update(names), local.SetVolumes(names), cluster.SetVolumes(names))
-			s = s.withVolumes(next.Vols, polled)
-			n.volumes.Store(s)
-			n.vols.Store(&next.Vols)
-			g.key = next
-			return err
+		tcfg := ocfg
+		tcfg.Targets = names
+		if err := checkTargets(tcfg); err != nil {
+			nextMade.closeUnused(backends.Load())
+			return nil, fmt.Errorf("--config.file: volumes: %w", err)
+		}
+		return &change{
+			apply: func(ctx context.Context) error {
+				polled := nextMade.polled()
+				if err := poller.SetBackends(polled); err != nil {
+					nextMade.closeUnused(backends.Load())
+					return err
+				}
+				backends.Swap(nextMade).closeUnused(nextMade)
+				// What is polled from now on is what the API shows.
+				s = s.withVolumes(next.Vols, polled)
+				n.volumes.Store(s)
+				n.vols.Store(&next.Vols)
+				return errors.Join(leases.SetTargets(ctx, names), o.Update(names), local.SetVolumes(names), cluster.SetVolumes(names))
+			},
+			discard: func() { nextMade.closeUnused(backends.Load()) },
 		}, nil
 	}
 	g.parts = []Component{
