@@ -62,10 +62,6 @@ func (s source) delta() *streams.SnapshotDelta {
 type tracker struct {
 	seen  map[aggregate.FieldID]seenField
 	round uint32
-	// copies is set when some keys are copies (from a dump) rather than
-	// the held aggregate's strings; the next full snapshot from the held
-	// aggregate drops them.
-	copies bool
 }
 
 type seenField struct {
@@ -77,7 +73,6 @@ type seenField struct {
 func (t *tracker) reset(src source) {
 	t.seen = make(map[aggregate.FieldID]seenField, len(t.seen))
 	t.round++
-	t.copies = src.held == nil
 	src.fields(func(id aggregate.FieldID, v []byte) {
 		t.seen[id] = seenField{value: string(v), round: t.round}
 	})
@@ -88,7 +83,6 @@ func (t *tracker) reset(src source) {
 // tracker (reset at the next full snapshot) if the delta is not published.
 func (t *tracker) diff(src source, d *streams.SnapshotDelta) {
 	t.round++
-	t.copies = t.copies || src.held == nil
 	d.Series = map[string]string{}
 	src.fields(func(id aggregate.FieldID, v []byte) {
 		e, ok := t.seen[id]

@@ -236,10 +236,12 @@ func (p *Publisher) Publish(ctx context.Context) error {
 		}
 	}
 	ckptDue := mark > 0 && now.Sub(p.lastCkpt) >= p.cfg.CheckpointInterval
-	// Once the aggregator holds the aggregate, a tracker of a dump's
-	// fields (copies of its keys) is replaced by one of the aggregate's
-	// own key strings: the snapshot is full.
-	full := !p.hasBase || p.sinceFull+1 >= p.cfg.FullEvery || ckptDue || p.wantFull.Swap(false) || mark < p.base.Version || (src.held != nil && p.tracked.copies)
+	// A publisher whose aggregator holds the aggregate tracks only that:
+	// a dump it reads meanwhile (at start, or while a session restarts)
+	// is published whole and not tracked, since a tracker of a dump holds
+	// copies of its keys, where one of the held aggregate shares them.
+	dumpOnly := p.cfg.Memory == nil
+	full := !p.hasBase || p.sinceFull+1 >= p.cfg.FullEvery || ckptDue || p.wantFull.Swap(false) || mark < p.base.Version || (src.held == nil && !dumpOnly)
 	// Until it is published, nothing says the peers hold what follows.
 	p.hasBase = false
 	gen := time.UnixMilli(now.UnixMilli())
@@ -257,7 +259,8 @@ func (p *Publisher) Publish(ctx context.Context) error {
 	p.bytes.Set(float64(len(msg.Data)))
 	p.series.Set(float64(fields))
 	p.lastMark, p.hasVersion = mark, true
-	if p.cfg.FullEvery > 1 {
+	p.tracked = tracker{}
+	if p.cfg.FullEvery > 1 && (src.held != nil || dumpOnly) {
 		p.tracked.reset(src)
 		p.base, p.hasBase, p.sinceFull = streams.DeltaBase{Version: mark, Generated: gen}, true, 0
 	}
