@@ -136,4 +136,13 @@ func BenchmarkDecodeSnapshotState(b *testing.B) {
 			}
 		}
 	})
+	// What the cluster view builds for a peer: no keys, labels interned.
+	b.Run("peer-state", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := d.PeerState(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -438,7 +438,7 @@ func (st *State) build(metas map[string]Meta, fields map[string]string, keepKeys
 	}
 	slices.Sort(names)
 	st.Families = make([]Family, 0, len(names))
-	var scratch, labels []series.Label
+	var scratch, labels, prev []series.Label
 	done := 0
 	// Without keys, the distinct label names and values, copied once.
 	var interned map[string]string
@@ -469,9 +469,16 @@ func (st *State) build(metas map[string]Meta, fields map[string]string, keepKeys
 				sr.Key = sf.key
 			} else {
 				out.Name = intern(out.Name)
-				for i := range scratch {
-					scratch[i] = series.Label{Name: intern(scratch[i].Name), Value: intern(scratch[i].Value)}
+				for i, l := range scratch {
+					// Series come sorted, so a label often has the value it
+					// had in the series before: reuse it without a lookup.
+					if i < len(prev) && l == prev[i] {
+						scratch[i] = prev[i]
+						continue
+					}
+					scratch[i] = series.Label{Name: intern(l.Name), Value: intern(l.Value)}
 				}
+				prev = append(prev[:0], scratch...)
 			}
 			if n := len(scratch); n > 0 {
 				if cap(labels)-len(labels) < n {
