@@ -22,6 +22,7 @@ import (
 	"github.com/jetmetrics/jetmetrics/consumers/snapshot"
 	"github.com/jetmetrics/jetmetrics/pkg/config"
 	"github.com/jetmetrics/jetmetrics/pkg/exposition"
+	"github.com/jetmetrics/jetmetrics/pkg/memlimit"
 	"github.com/jetmetrics/jetmetrics/streams"
 )
 
@@ -60,7 +61,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		log.SetOutput(prevOut)
 		log.SetFlags(prevFlags)
 	}()
-	if err := startNode(ctx, cfg, logger, opts.checkConfig, stdout); err != nil {
+	if err := startNode(ctx, cfg, opts, logger, stdout); err != nil {
 		logger.Error().Err(err).Msg("jetmetrics node stopped")
 		return reportedError{err}
 	}
@@ -71,6 +72,10 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 type nodeOptions struct {
 	logLevel, logFormat string
 	checkConfig         bool
+	// memoryLimit and memoryLimitRatio are --memory.limit, parsed, and
+	// --memory.limit-ratio: the process's, not the node's (applyMemoryLimit).
+	memoryLimit      memlimit.Setting
+	memoryLimitRatio float64
 }
 
 // nodeConfig parses the node command's flags and their JETMETRICS_*
@@ -145,11 +150,17 @@ func nodeConfig(args []string, stdout io.Writer) (node.Config, nodeOptions, erro
 	fs.DurationVar(&cfg.OrphanScanInterval, "cluster.orphan-scan-interval", 30*time.Second, "how often the delta stream is scanned for deltas no live node will apply (jetmetrics_orphan_deltas)")
 	fs.BoolVar(&cfg.Demo, "demo", false, "also run a built-in producer publishing demo metrics")
 	fs.DurationVar(&cfg.DemoInterval, "demo.interval", time.Second, "how often the demo producer updates its metrics")
+	memoryLimit := fs.String("memory.limit", "auto", "soft memory limit of the Go runtime, which collects more often near it: auto is GOMEMLIMIT's if set, else --memory.limit-ratio of the cgroup's memory limit (a container's, a systemd MemoryMax), else none; none (or 0) for none; or a size, which overrides GOMEMLIMIT: 512MiB, 2GiB, 1.5GB, bytes")
+	fs.Float64Var(&opts.memoryLimitRatio, "memory.limit-ratio", 0.9, "fraction of the cgroup's memory limit that --memory.limit=auto sets, in (0, 1]; the rest is for memory the Go runtime does not count: a managed redis-server in the same cgroup, kernel buffers")
 	fs.StringVar(&opts.logLevel, "log.level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&opts.logFormat, "log.format", "console", "log format: console or json")
 	configFile := fs.String("config.file", "", "YAML file of volumes, probes, observer settings and limits (docs/configuration.md); reread on SIGHUP and POST /-/reload; empty: none")
 	fs.BoolVar(&opts.checkConfig, "check-config", false, "validate the flags and --config.file, and exit")
 	if err := parseFlags(fs, args, stdout); err != nil {
+		return cfg, opts, err
+	}
+	var err error
+	if opts.memoryLimit, err = parseMemoryLimit(*memoryLimit, opts.memoryLimitRatio); err != nil {
 		return cfg, opts, err
 	}
 	if *configFile != "" {
@@ -188,17 +199,19 @@ func nodeConfig(args []string, stdout io.Writer) (node.Config, nodeOptions, erro
 }
 
 // startNode validates cfg and, unless only checking, runs the node.
-func startNode(ctx context.Context, cfg node.Config, logger zerolog.Logger, checkOnly bool, stdout io.Writer) error {
+func startNode(ctx context.Context, cfg node.Config, opts nodeOptions, logger zerolog.Logger, stdout io.Writer) error {
 	if err := checkNodeFlags(cfg); err != nil {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
 		return usageError{err.Error()}
 	}
-	if checkOnly {
+	if opts.checkConfig {
 		fmt.Fprintln(stdout, "configuration is valid")
 		return nil
 	}
+	// Before anything large is loaded: the aggregate, peers' snapshots.
+	applyMemoryLimit(opts.memoryLimit, opts.memoryLimitRatio, memlimit.System(), logger)
 	reg := exposition.NewRegistry(versioncollector.NewCollector("jetmetrics"))
 	cfg.Logger = logger
 	cfg.Registry = reg
