@@ -60,6 +60,7 @@ type config struct {
 	nodeBin                string
 	startPlain, startHists int
 	memoryWide             int
+	memoryLimit            string
 	memoryProfile          string
 	sim                    simConfig
 	verbose                bool
@@ -106,6 +107,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.sim.fullEvery, "sim.full-every", 0, "the simulated peers' --snapshot.full-every (0: the default)")
 	fs.DurationVar(&cfg.sim.interval, "sim.interval", 5*time.Second, "the nominal snapshot interval the sim figure reports rates at")
 	fs.IntVar(&cfg.memoryWide, "memory.wide-series", 20_000, "wide series (16 labels of 256 B) per node in the memory figure; 0 skips them")
+	fs.StringVar(&cfg.memoryLimit, "memory.limit", "512MiB", "the --memory.limit of a second wide node in the memory figure; empty skips it")
 	fs.StringVar(&cfg.memoryProfile, "memory.heap-profile", "", "write the heap profile of a node holding the memory figure's wide series (run in this process) to this file")
 	fs.StringVar(&cfg.nodeBin, "node.bin", "", "jetmetrics binary the memory figure runs; empty builds one")
 	fs.StringVar(&cfg.profileDir, "profile", "", "write a CPU profile of this process per figure into this directory")
@@ -237,7 +239,7 @@ func runFigure(ctx context.Context, fig string, cfg config, log zerolog.Logger, 
 	case "snapshot":
 		return snapshotFigure(ctx, e, cfg.series, rep)
 	case "memory":
-		return memoryFigure(ctx, e, memoryConfig{series: cfg.series, wideSeries: cfg.memoryWide, nodeBin: cfg.nodeBin, heapProfile: cfg.memoryProfile}, rep)
+		return memoryFigure(ctx, e, memoryConfig{series: cfg.series, wideSeries: cfg.memoryWide, limit: cfg.memoryLimit, nodeBin: cfg.nodeBin, heapProfile: cfg.memoryProfile}, rep)
 	case "start":
 		return startFigure(ctx, e, cfg.startPlain, cfg.startHists, cfg.nodeBin, rep)
 	case "observe":

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +31,8 @@ import (
 type memoryConfig struct {
 	series, wideSeries int
 	nodeBin            string
+	// limit is the --memory.limit of a second wide node ("" skips it).
+	limit string
 	// heapProfile, when set, is where the figure writes the heap profile
 	// of a node run in this process on the wide node's Redis, after it
 	// served /metrics/cluster and /metrics.
@@ -94,6 +97,17 @@ func memoryFigure(ctx context.Context, e *env, cfg memoryConfig, rep *report) er
 	if err != nil {
 		return err
 	}
+	if cfg.limit != "" {
+		limited, err := nodeRSS(ctx, e, "wide-limit", ww, nodeBin, rep, "--memory.limit", cfg.limit)
+		if err != nil {
+			return err
+		}
+		rep.add(
+			newRow(fmt.Sprintf("memory: RSS of a node holding 3×%dk wide series, --memory.limit=%s", cfg.wideSeries/1000, cfg.limit), "MB", float64(limited.RSS)/1e6, float64(widePeer.RSS)/1e6, goal{},
+				fmt.Sprintf("peak %.0f MB; start to both views served %.1f s (without the limit %.1f s)", float64(limited.HWM)/1e6, limited.took.Seconds(), wide.took.Seconds())),
+			perSeriesRow("wide", cfg.wideSeries, ww.labelBytes(), limited, base, widePeer, regBase, "--memory.limit="+cfg.limit),
+		)
+	}
 	rep.add(
 		newRow(fmt.Sprintf("memory: RSS of a node holding 3×%dk wide series", cfg.wideSeries/1000), "MB", float64(wide.RSS)/1e6, float64(widePeer.RSS)/1e6, goal{},
 			"16 labels of 256 B, 13 shared across series, 3 unique"),
@@ -106,11 +120,15 @@ func memoryFigure(ctx context.Context, e *env, cfg memoryConfig, rep *report) er
 // perSeriesRow is the RSS a series held costs a node beside a node holding
 // none, against client_golang's, with its ratio to the series' label bytes
 // in the note.
-func perSeriesRow(kind string, n int, labelBytes float64, node, base, peer, peerBase rssReport) row {
+func perSeriesRow(kind string, n int, labelBytes float64, node, base, peer, peerBase rssReport, flags ...string) row {
 	held := float64(3 * n)
 	per := float64(node.RSS-base.RSS) / held
 	perPeer := float64(peer.RSS-peerBase.RSS) / held
-	return newRow(fmt.Sprintf("memory: RSS per %s series held (3×%dk, less a node holding none)", kind, n/1000), "B", per, perPeer, goal{},
+	at := ""
+	if len(flags) > 0 {
+		at = " " + strings.Join(flags, " ")
+	}
+	return newRow(fmt.Sprintf("memory: RSS per %s series held%s (3×%dk, less a node holding none)", kind, at, n/1000), "B", per, perPeer, goal{},
 		fmt.Sprintf("%.0f label bytes per series: node %.2f× label bytes, client_golang %.2f×; baseline RSS node %.1f MB, client_golang %.1f MB",
 			labelBytes, per/labelBytes, perPeer/labelBytes, float64(base.RSS)/1e6, float64(peerBase.RSS)/1e6))
 }
@@ -119,7 +137,7 @@ func perSeriesRow(kind string, n int, labelBytes float64, node, base, peer, peer
 // snapshots of w, scrapes /metrics/cluster and /metrics, checks the series
 // counts, reads its memory and stops it. tag names its Redis servers and
 // data dir.
-func nodeRSS(ctx context.Context, e *env, tag string, w workload, nodeBin string, rep *report) (rssReport, error) {
+func nodeRSS(ctx context.Context, e *env, tag string, w workload, nodeBin string, rep *report, flags ...string) (rssReport, error) {
 	n := w.seriesCount()
 	_, rdb, err := e.redis(ctx, "memory-"+tag)
 	if err != nil {
@@ -150,9 +168,10 @@ func nodeRSS(ctx context.Context, e *env, tag string, w workload, nodeBin string
 		return rssReport{}, err
 	}
 	web := "127.0.0.1:" + strconv.Itoa(port)
-	cmd := exec.Command(nodeBin, "node", "--node.name", "n1", "--data.dir", e.subdir("node-mem-"+tag),
-		"--redis.url", "unix://"+rdb.Options().Addr, "--web.listen-address", web, "--nats.listen", "127.0.0.1:0",
-		"--snapshot.interval", "1h", "--snapshot.ttl", "3h", "--log.level", "warn")
+	cmd := exec.Command(nodeBin, append([]string{"node", "--node.name", "n1", "--data.dir", e.subdir("node-mem-" + tag),
+		"--redis.url", "unix://" + rdb.Options().Addr, "--web.listen-address", web, "--nats.listen", "127.0.0.1:0",
+		"--snapshot.interval", "1h", "--snapshot.ttl", "3h", "--log.level", "warn"}, flags...)...)
+	start := time.Now()
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return rssReport{}, fmt.Errorf("start %s: %w", nodeBin, err)
@@ -213,7 +232,7 @@ func nodeRSS(ctx context.Context, e *env, tag string, w workload, nodeBin string
 			rep.fail("memory (%s): %s serves %d series, want %d", tag, path, total, want)
 		}
 	}
-	r := rssReport{redisAddr: rdb.Options().Addr}
+	r := rssReport{redisAddr: rdb.Options().Addr, took: time.Since(start)}
 	if r.RSS, err = procStatus(cmd.Process.Pid, "VmRSS"); err != nil {
 		return r, err
 	}
@@ -227,8 +246,10 @@ func nodeRSS(ctx context.Context, e *env, tag string, w workload, nodeBin string
 type rssReport struct {
 	RSS int64 `json:"rss"`
 	HWM int64 `json:"hwm"`
-	// redisAddr is the node's Redis (nodeRSS only).
+	// redisAddr is the node's Redis, and took the time from its start
+	// until both views were served (nodeRSS only).
 	redisAddr string
+	took      time.Duration
 }
 
 // nodeHeapProfile runs a node in this process on the Redis at redisAddr
