@@ -177,6 +177,17 @@ func readIndex(data []byte) (idx snapshotIndex, frames []byte, ok bool, err erro
 	return idx, frames, true, nil
 }
 
+// reserve returns b with room for n more bytes. The room is made, not
+// written: pages fresh from the OS stay untouched until decoded into.
+func reserve(b []byte, n int) []byte {
+	if cap(b)-len(b) >= n {
+		return b
+	}
+	out := make([]byte, len(b), len(b)+n)
+	copy(out, b)
+	return out
+}
+
 // allFamilies selects every family's frames.
 func allFamilies(string) bool { return true }
 
@@ -208,26 +219,37 @@ func decodeFrames(data []byte, lim SnapshotLimits, match func(family string) boo
 	}
 	// The decoder grows dst to fit each frame exactly, which over a few
 	// hundred frames copies what came before every time (quadratic: 40 GB
-	// allocated for a snapshot of 86 MB). Room for every frame chosen is
-	// made at once, from the sizes their headers declare, within lim.
+	// allocated for a snapshot of 86 MB). Room is made here instead, from
+	// the sizes the frames' headers declare: a declared total past lim is
+	// refused before anything is allocated, at most 32 bytes per
+	// compressed byte are made at once (a header may lie), and a frame
+	// that needs more than is left doubles the room.
 	selected := func(f indexFrame) bool { return len(f.Families) == 0 || slices.ContainsFunc(f.Families, match) }
+	sizes := make([]int, len(idx.Frames))
 	need, off := int64(0), 0
-	for _, f := range idx.Frames {
+	for i, f := range idx.Frames {
 		if frame := frames[off : off+f.Len]; selected(f) {
 			var h zstd.Header
 			if h.Decode(frame) == nil && h.HasFCS {
-				need += int64(min(h.FrameContentSize, uint64(lim.MaxBytes)))
+				if h.FrameContentSize > uint64(lim.MaxBytes-need) {
+					return nil, fmt.Errorf("decompress snapshot: frames declare over %d bytes: %w", lim.MaxBytes, ErrSnapshotTooLarge)
+				}
+				sizes[i] = int(h.FrameContentSize)
+				need += int64(sizes[i])
 			}
 		}
 		off += f.Len
 	}
-	raw := slices.Grow(dst, int(min(need, lim.MaxBytes)))
+	raw := reserve(dst, int(min(need, 32*int64(len(data)))))
 	off = 0
-	for _, f := range idx.Frames {
+	for i, f := range idx.Frames {
 		frame := frames[off : off+f.Len]
 		off += f.Len
 		if !selected(f) {
 			continue
+		}
+		if cap(raw)-len(raw) < sizes[i] {
+			raw = reserve(raw, max(sizes[i], len(raw)))
 		}
 		start := len(raw)
 		if raw, err = zd.DecodeAll(frame, raw); err != nil {

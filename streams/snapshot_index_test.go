@@ -1,7 +1,9 @@
 package streams_test
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"runtime"
@@ -231,6 +233,41 @@ func TestDecodeManyFramesAllocatesOnce(t *testing.T) {
 		// times the JSON, never one copy per frame.
 		if limit := uint64(6 * jsonBytes); alloc > limit {
 			t.Errorf("%s: decoding %d frames of %d JSON bytes allocated %d bytes, over %d", decode.name, len(frames), jsonBytes, alloc, limit)
+		}
+	}
+}
+
+// A frame header may declare any size: a message of a few bytes whose
+// frames declare more than the limit is refused before anything is
+// allocated for them, not after reserving the limit.
+func TestDeclaredFrameSizeBeyondLimit(t *testing.T) {
+	frame := []byte{0x28, 0xb5, 0x2f, 0xfd, 0xe0} // magic; single segment, 8-byte content size
+	frame = binary.LittleEndian.AppendUint64(frame, 1<<40)
+	frame = append(frame, 0x01, 0x00, 0x00) // last block, raw, empty
+	payload := fmt.Appendf([]byte("jmix1"), `{"frames":[{"len":%d}]}`, len(frame))
+	msg := binary.LittleEndian.AppendUint32(nil, 0x184D2A5A)
+	msg = binary.LittleEndian.AppendUint32(msg, uint32(len(payload)))
+	msg = append(append(msg, payload...), frame...)
+	for _, decode := range []struct {
+		name string
+		fn   func() error
+	}{
+		{"snapshot", func() error { _, err := streams.DecodeSnapshot(msg); return err }},
+		{"families", func() error {
+			_, err := streams.DecodeSnapshotFamilies(msg, streams.SnapshotLimits{}, func(string) bool { return true })
+			return err
+		}},
+		{"delta", func() error { _, err := streams.DecodeSnapshotDelta(msg, streams.SnapshotLimits{}); return err }},
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		err := decode.fn()
+		runtime.ReadMemStats(&after)
+		if !errors.Is(err, streams.ErrSnapshotTooLarge) {
+			t.Errorf("%s of %d bytes declaring 1 TiB: %v, want ErrSnapshotTooLarge", decode.name, len(msg), err)
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
+			t.Errorf("%s of %d bytes declaring 1 TiB allocated %d bytes", decode.name, len(msg), alloc)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -215,4 +216,85 @@ func counterOf(t *testing.T, reg *prometheus.Registry, name string) prometheus.C
 	}
 	t.Fatalf("no %s", name)
 	return nil
+}
+
+// heldMemory is a publisher's view of its aggregator: the aggregate held
+// in memory, once there is one.
+type heldMemory struct {
+	mu sync.Mutex
+	h  *aggregate.Held
+}
+
+func (m *heldMemory) Held() (aggregate.Held, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.h == nil {
+		return aggregate.Held{}, false
+	}
+	return *m.h, true
+}
+
+// A publisher whose aggregator does not hold the aggregate yet publishes
+// the dump it reads whole and does not track it (a tracker of a dump
+// would keep copies of its keys): while the mark stays, deltas on it are
+// empty; when the mark moves, it is whole again; once the aggregate is
+// held, the next is whole and the ones after it deltas again.
+func TestUntrackedDumpUntilHeld(t *testing.T) {
+	r := start(t, broadcast.Config{})
+	ctx := context.Background()
+	store := aggregate.NewStore(harness.RedisClient(t, harness.Redis(t)), "", "p1")
+	reg := prometheus.NewRegistry()
+	mem := &heldMemory{}
+	pub, err := snapshot.New(snapshot.Config{Node: "p1", Streams: r.sc, Interval: time.Minute, TTL: time.Minute, FullEvery: 4, Memory: mem, Logger: harness.Logger(t)},
+		r.js, store, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func(name string) float64 { return testutil.ToFloat64(counterOf(t, reg, name)) }
+	want := func(published, deltas float64) {
+		t.Helper()
+		if err := pub.Publish(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if p, d := count("jetmetrics_snapshot_published_total"), count("jetmetrics_snapshot_deltas_total"); p != published || d != deltas {
+			t.Fatalf("published %v snapshots, %v of them deltas; want %v, %v", p, d, published, deltas)
+		}
+	}
+	restore := func(d *aggregate.Dump) {
+		t.Helper()
+		if err := store.Reset(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.Restore(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	v1 := dumpOf(1, map[string]string{`c_total{a="1"}`: "1", `c_total{a="2"}`: "2"})
+	restore(v1)
+	want(1, 0) // whole, from the dump
+	r.waitCount(broadcast.ResultStored, 1)
+	want(2, 1) // the mark stays: an empty delta
+	r.waitCount(broadcast.ResultStored, 2)
+	r.wantChain("p1", v1, 1)
+
+	v2 := dumpOf(2, map[string]string{`c_total{a="1"}`: "3", `c_total{a="3"}`: "1"})
+	restore(v2)
+	want(3, 1) // the mark moved: whole again, never a delta of an untracked base
+	r.waitCount(broadcast.ResultStored, 3)
+	r.wantChain("p1", v2, 0)
+
+	st, err := v2.State()
+	if err != nil {
+		t.Fatal(err)
+	}
+	metas, err := v2.Metas()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem.mu.Lock()
+	mem.h = &aggregate.Held{State: st, Metas: metas}
+	mem.mu.Unlock()
+	want(4, 1) // held now: whole, tracked from the held aggregate
+	want(5, 2) // and deltas on it
 }

@@ -22,25 +22,36 @@ func (s source) mark() uint64 {
 	return s.dump.Mark()
 }
 
-// fields calls fn with every series-hash field and its value. The
-// field's key may be kept by fn; the value's bytes only during the call.
-// A held aggregate's keys are its state's own strings, so a tracker keeps
-// no copy of them; a dump's are copied once per series.
+// fields calls fn with every series-hash field and its value, neither
+// valid beyond the call: a held aggregate's keys are its state's own
+// strings, which fn may keep (keep returns them as they are), a dump's
+// substrings of its fields, which keep copies once per series.
 func (s source) fields(fn func(id aggregate.FieldID, v []byte)) {
 	if s.held != nil {
 		s.held.EachField(nil, fn)
 		return
 	}
-	keys := map[string]string{}
 	for k, v := range s.dump.Series {
-		id := aggregate.ParseField(k)
+		fn(aggregate.ParseField(k), unsafe.Slice(unsafe.StringData(v), len(v)))
+	}
+}
+
+// keeper returns the function that makes a field's ID from src safe to
+// keep: itself for a held aggregate, with its key copied once per series
+// for a dump.
+func (s source) keeper() func(aggregate.FieldID) aggregate.FieldID {
+	if s.held != nil {
+		return func(id aggregate.FieldID) aggregate.FieldID { return id }
+	}
+	keys := map[string]string{}
+	return func(id aggregate.FieldID) aggregate.FieldID {
 		key, ok := keys[id.Key]
 		if !ok {
 			key = strings.Clone(id.Key)
 			keys[key] = key
 		}
 		id.Key = key
-		fn(id, unsafe.Slice(unsafe.StringData(v), len(v)))
+		return id
 	}
 }
 
@@ -60,7 +71,7 @@ func (s source) delta() *streams.SnapshotDelta {
 // series costs the tracker its values and a map entry per field, not a
 // second copy of its labels.
 type tracker struct {
-	seen  map[aggregate.FieldID]seenField
+	seen  map[aggregate.FieldID]*seenField
 	round uint32
 }
 
@@ -71,10 +82,11 @@ type seenField struct {
 
 // reset remembers every field of src as published.
 func (t *tracker) reset(src source) {
-	t.seen = make(map[aggregate.FieldID]seenField, len(t.seen))
+	t.seen = make(map[aggregate.FieldID]*seenField, len(t.seen))
 	t.round++
+	keep := src.keeper()
 	src.fields(func(id aggregate.FieldID, v []byte) {
-		t.seen[id] = seenField{value: string(v), round: t.round}
+		t.seen[keep(id)] = &seenField{value: string(v), round: t.round}
 	})
 }
 
@@ -84,14 +96,21 @@ func (t *tracker) reset(src source) {
 func (t *tracker) diff(src source, d *streams.SnapshotDelta) {
 	t.round++
 	d.Series = map[string]string{}
+	keep := src.keeper()
 	src.fields(func(id aggregate.FieldID, v []byte) {
+		// Entries are pointers, so a field seen before is updated without
+		// assigning its key again (which would store this source's string
+		// in place of the kept one).
 		e, ok := t.seen[id]
+		if !ok {
+			e = &seenField{}
+			t.seen[keep(id)] = e
+		}
 		if !ok || e.value != string(v) {
 			e.value = string(v)
 			d.Series[id.Name()] = e.value
 		}
 		e.round = t.round
-		t.seen[id] = e
 	})
 	for id, e := range t.seen {
 		if e.round != t.round {

@@ -130,6 +130,9 @@ type Publisher struct {
 	hasBase   bool
 	sinceFull int
 	tracked   tracker
+	// untracked is set when the base was a dump published whole, whose
+	// fields are not tracked (see Publish).
+	untracked bool
 	// wantFull is set by a peer's request for a full snapshot.
 	wantFull atomic.Bool
 }
@@ -238,10 +241,14 @@ func (p *Publisher) Publish(ctx context.Context) error {
 	ckptDue := mark > 0 && now.Sub(p.lastCkpt) >= p.cfg.CheckpointInterval
 	// A publisher whose aggregator holds the aggregate tracks only that:
 	// a dump it reads meanwhile (at start, or while a session restarts)
-	// is published whole and not tracked, since a tracker of a dump holds
-	// copies of its keys, where one of the held aggregate shares them.
+	// is published whole when its mark moved, and not tracked, since a
+	// tracker of a dump holds copies of its keys where one of the held
+	// aggregate shares them. While the mark stays, the deltas on such an
+	// untracked base are empty; once the aggregate is held, it is full.
 	dumpOnly := p.cfg.Memory == nil
-	full := !p.hasBase || p.sinceFull+1 >= p.cfg.FullEvery || ckptDue || p.wantFull.Swap(false) || mark < p.base.Version || (src.held == nil && !dumpOnly)
+	changedDump := src.held == nil && !dumpOnly && mark != p.lastMark
+	full := !p.hasBase || p.sinceFull+1 >= p.cfg.FullEvery || ckptDue || p.wantFull.Swap(false) || mark < p.base.Version ||
+		changedDump || (p.untracked && src.held != nil)
 	// Until it is published, nothing says the peers hold what follows.
 	p.hasBase = false
 	gen := time.UnixMilli(now.UnixMilli())
@@ -260,8 +267,11 @@ func (p *Publisher) Publish(ctx context.Context) error {
 	p.series.Set(float64(fields))
 	p.lastMark, p.hasVersion = mark, true
 	p.tracked = tracker{}
-	if p.cfg.FullEvery > 1 && (src.held != nil || dumpOnly) {
-		p.tracked.reset(src)
+	if p.cfg.FullEvery > 1 {
+		p.untracked = src.held == nil && !dumpOnly
+		if !p.untracked {
+			p.tracked.reset(src)
+		}
 		p.base, p.hasBase, p.sinceFull = streams.DeltaBase{Version: mark, Generated: gen}, true, 0
 	}
 	if ckptDue {
@@ -288,7 +298,11 @@ func (p *Publisher) Publish(ctx context.Context) error {
 // publishDelta publishes the delta of src on the last snapshot published.
 func (p *Publisher) publishDelta(ctx context.Context, src source, mark uint64, gen time.Time) error {
 	d := src.delta()
-	p.tracked.diff(src, d)
+	if p.untracked {
+		d.Series = map[string]string{} // the mark has not moved: nothing changed
+	} else {
+		p.tracked.diff(src, d)
+	}
 	msg, err := streams.SnapshotDeltaMsg(p.subjects.Snapshot(p.cfg.Node), p.cfg.Node, mark, p.base, d, gen, p.cfg.TTL)
 	if err != nil {
 		return err

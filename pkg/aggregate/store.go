@@ -445,7 +445,10 @@ func (st *State) build(metas map[string]Meta, fields map[string]string, keepKeys
 	intern := func(s string) string {
 		c, ok := interned[s]
 		if !ok {
-			c = keys.add(s, nSeries-done)
+			// Chunks of at most internChunk: a peer's distinct strings
+			// are often few, and a chunk lives as long as any family
+			// decoded with it.
+			c = keys.add(s, min(nSeries-done, internChunk/max(len(s), 1)))
 			interned[c] = c
 		}
 		return c
@@ -520,8 +523,12 @@ type keyArena struct {
 	b strings.Builder
 }
 
-// keyChunk is the most bytes keyArena allocates at once.
-const keyChunk = 1 << 20
+// keyChunk is the most bytes keyArena allocates at once, and internChunk
+// the most it allocates at once for interned label strings.
+const (
+	keyChunk    = 1 << 20
+	internChunk = 64 << 10
+)
 
 // add returns a copy of key. left bounds the keys still to come, each
 // taken as long as this one, for sizing a new chunk.

@@ -27,6 +27,8 @@ func TestParse(t *testing.T) {
 		{"1.5GB", memlimit.Setting{Bytes: 1_500_000_000}},
 		{"1.5GiB", memlimit.Setting{Bytes: 3 << 29}},
 		{"300M", memlimit.Setting{Bytes: 300_000_000}},
+		{"300K", memlimit.Setting{Bytes: 300_000}},
+		{"300mb", memlimit.Setting{Bytes: 300_000_000}},
 		{"64KiB", memlimit.Setting{Bytes: 64 << 10}},
 		{"1TB", memlimit.Setting{Bytes: 1e12}},
 		{"1048576", memlimit.Setting{Bytes: 1 << 20}},
@@ -59,6 +61,9 @@ func TestParseRefuses(t *testing.T) {
 		{"8EiB", "want auto, none"}, // no exbibytes: nobody has them
 		{"9000000TiB", "at most 8EiB"},
 		{"9000000.5TiB", "at most 8EiB"},
+		{"512m", "ambiguous (milli in Kubernetes, MiB in Docker)"},
+		{"2g", "write MiB or MB"},
+		{"64k", "ambiguous"},
 	} {
 		got, err := memlimit.Parse(tc.in)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

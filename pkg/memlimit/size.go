@@ -8,8 +8,10 @@ import (
 )
 
 // units are the multipliers of the size suffixes Parse accepts, in lower
-// case (suffixes are matched in any case): decimal (kB, MB, GB, TB, and k,
-// M, G, T as Kubernetes writes them) and binary (KiB … TiB, and Ki … Ti).
+// case (suffixes are matched in any case, but for a lone k, m, g or t,
+// which tools read differently and parseSize refuses): decimal (kB, MB,
+// GB, TB, and K, M, G, T as Kubernetes writes them) and binary (KiB …
+// TiB, and Ki … Ti).
 var units = map[string]int64{
 	"": 1, "b": 1,
 	"k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
@@ -18,8 +20,9 @@ var units = map[string]int64{
 
 // Errors of parseSize.
 var (
-	errNoSize   = errors.New("not a size")
-	errTooLarge = errors.New("want at most 8EiB")
+	errNoSize    = errors.New("not a size")
+	errTooLarge  = errors.New("want at most 8EiB")
+	errAmbiguous = errors.New("a lower-case k, m, g or t is ambiguous (milli in Kubernetes, MiB in Docker): write MiB or MB (KiB, GiB, TiB; kB, GB, TB)")
 )
 
 // parseSize reads a size in bytes: a number, possibly fractional, and a
@@ -30,7 +33,11 @@ func parseSize(s string) (int64, error) {
 	if end < 0 {
 		end = len(s)
 	}
-	num, unit := s[:end], strings.ToLower(strings.TrimSpace(s[end:]))
+	num, unit := s[:end], strings.TrimSpace(s[end:])
+	if len(unit) == 1 && strings.Contains("kmgt", unit) {
+		return 0, errAmbiguous
+	}
+	unit = strings.ToLower(unit)
 	mult, ok := units[unit]
 	if num == "" || !ok {
 		return 0, errNoSize
