@@ -35,7 +35,8 @@
 // keeps the leases of the targets that stay and releases the removed
 // ones at once, Observer.Update starts and stops loops per target and
 // keeps the others' schedules. A lease bucket found gone is made again
-// through LeaseConfig.Provision once it has been gone a TTL.
+// through LeaseConfig.Provision once it has been gone a TTL: the bucket's,
+// or LeaseConfig.TTL when it was gone already when Run started.
 //
 // Concurrency: Observer.Status, Observer.Update, Leases.Lease,
 // Leases.Leaders and Leases.SetTargets are safe to call from any

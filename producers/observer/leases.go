@@ -61,15 +61,28 @@ type LeaseConfig struct {
 	Renew time.Duration
 	// StopTimeout bounds releasing the leases when Run ends (default 2 s).
 	StopTimeout time.Duration
+	// TTL is the TTL the bucket is made with (streams.ObsConfig's
+	// LeaseBucketConfig().TTL): how long Run waits out a bucket it finds
+	// gone before it has read the bucket's own TTL, which it reads at
+	// start and uses from then on. It should be the TTL every node makes
+	// the bucket with: a bucket made with a longer one by another node
+	// has leases that node counts on for longer than this node waits.
+	// Zero: unknown, allowed only without Provision; Run then returns an
+	// error when it finds the bucket gone at start.
+	TTL time.Duration
 	// Provision, when set, makes the bucket again once it has been found
 	// gone (deleted by an operator, or lost with its stream) for a whole
 	// TTL, and returns it: by then no node still counts on a lease of the
 	// old bucket (validFor), so the fresh bucket's leases, whose revisions
 	// start again from 1, never overlap one. Every node may call it at
-	// once: streams.ProvisionLeases is safe for that. A bucket found gone
-	// when Run starts, before any TTL was read, is made at once. Nil: the
-	// leases wait for something else to make the bucket; meanwhile this
-	// node leads nothing.
+	// once: streams.ProvisionLeases is safe for that. The TTL waited is
+	// the bucket's, read when Run started; for a bucket already gone when
+	// Run starts it is the configured TTL, which Provision requires: a
+	// node starting then has no TTL of its own to go by, while another
+	// node may still hold leases of the deleted bucket, and making it at
+	// once would give a target two leaders. Nil: the leases wait for
+	// something else to make the bucket; meanwhile this node leads
+	// nothing.
 	Provision func(ctx context.Context) (jetstream.KeyValue, error)
 }
 
@@ -158,6 +171,14 @@ func NewLeases(cfg LeaseConfig, kv jetstream.KeyValue, log zerolog.Logger, reg p
 	}
 	if cfg.Renew < 0 {
 		return nil, fmt.Errorf("new leases: negative renew interval %s", cfg.Renew)
+	}
+	if cfg.TTL < 0 {
+		return nil, fmt.Errorf("new leases: negative ttl %s", cfg.TTL)
+	}
+	if cfg.Provision != nil && cfg.TTL == 0 {
+		// Without it a bucket found gone at start would be made at once,
+		// under the leases another node still holds in the deleted one.
+		return nil, errors.New("new leases: provision needs the ttl the bucket is made with")
 	}
 	if cfg.StopTimeout <= 0 {
 		cfg.StopTimeout = 2 * time.Second
@@ -327,13 +348,14 @@ func (l *Leases) TTL() time.Duration {
 }
 
 // Run keeps the leases until ctx ends, then releases the ones it holds
-// and returns nil. It returns an error only if the bucket's status cannot
-// be read at the start or the bucket has no TTL.
+// and returns nil. A bucket found gone at the start is waited out,
+// leading nothing, when cfg.TTL is set: Run looks again every renewal
+// interval until the bucket is back or, with cfg.Provision, has been gone
+// a whole cfg.TTL and is made again. It returns an error only if the
+// bucket's status cannot be read at the start (gone, without cfg.TTL) or
+// the bucket has no TTL.
 func (l *Leases) Run(ctx context.Context) error {
-	st, err := l.bucket().Status(ctx)
-	if err != nil && l.reprovision(ctx, err) {
-		st, err = l.bucket().Status(ctx)
-	}
+	st, err := l.open(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -344,11 +366,7 @@ func (l *Leases) Run(ctx context.Context) error {
 	if ttl <= 0 {
 		return fmt.Errorf("lease bucket %s has no ttl", st.Bucket())
 	}
-	renew := l.cfg.Renew
-	if renew == 0 {
-		renew = ttl / 3
-	}
-	renew = min(renew, ttl/2)
+	renew := l.renewEvery(ttl)
 	l.mu.Lock()
 	l.ttl = ttl
 	l.mu.Unlock()
@@ -370,6 +388,63 @@ func (l *Leases) Run(ctx context.Context) error {
 	}
 }
 
+// renewEvery is the renewal interval under ttl: cfg.Renew (default a
+// third of ttl), at most half of ttl.
+func (l *Leases) renewEvery(ttl time.Duration) time.Duration {
+	renew := l.cfg.Renew
+	if renew == 0 {
+		renew = ttl / 3
+	}
+	return min(renew, ttl/2)
+}
+
+// open reads the bucket's status for Run's start. A bucket found gone is
+// waited out when cfg.TTL is set: open looks again every renewal interval
+// under cfg.TTL, until the bucket is back (another node made it) or
+// reprovision has made it, a whole cfg.TTL after it was first found gone.
+func (l *Leases) open(ctx context.Context) (jetstream.KeyValueStatus, error) {
+	var tick <-chan time.Time
+	for {
+		st, err := l.bucket().Status(ctx)
+		if err != nil && l.reprovision(ctx, err) {
+			st, err = l.bucket().Status(ctx)
+		}
+		if err == nil {
+			// Found again: a later disappearance is timed from when that
+			// one is found.
+			l.mu.Lock()
+			l.gone = time.Time{}
+			l.mu.Unlock()
+			return st, nil
+		}
+		if l.cfg.TTL == 0 || ctx.Err() != nil || !l.isGone(ctx, err) {
+			return nil, err
+		}
+		if tick == nil {
+			t := time.NewTicker(l.renewEvery(l.cfg.TTL))
+			defer t.Stop()
+			tick = t.C
+			l.log.Warn().Dur("ttl", l.cfg.TTL).Msg("lease bucket is gone at start: leading nothing until it is back")
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick:
+		}
+	}
+}
+
+// isGone reports whether err, from reading the bucket, says it is gone,
+// asking the bucket's stream when err does not say why.
+func (l *Leases) isGone(ctx context.Context, err error) bool {
+	if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) {
+		return true
+	}
+	// A failed watch does not say why: ask the stream itself.
+	_, serr := l.bucket().Status(ctx)
+	return errors.Is(serr, jetstream.ErrStreamNotFound)
+}
+
 // bucket is the lease bucket in use.
 func (l *Leases) bucket() jetstream.KeyValue {
 	l.mu.Lock()
@@ -378,24 +453,23 @@ func (l *Leases) bucket() jetstream.KeyValue {
 }
 
 // reprovision makes the bucket again through cfg.Provision if err, from
-// reading it, says it is gone (and finds it gone), and reports whether it
-// did.
+// reading it, says it is gone (and finds it gone) and it has been gone a
+// whole TTL, the bucket's as read when Run started or, before that, the
+// configured one, and reports whether it did.
 func (l *Leases) reprovision(ctx context.Context, err error) bool {
-	if l.cfg.Provision == nil || ctx.Err() != nil {
+	if l.cfg.Provision == nil || ctx.Err() != nil || !l.isGone(ctx, err) {
 		return false
-	}
-	if !errors.Is(err, jetstream.ErrStreamNotFound) && !errors.Is(err, jetstream.ErrBucketNotFound) {
-		// A failed watch does not say why: ask the stream itself.
-		if _, serr := l.bucket().Status(ctx); !errors.Is(serr, jetstream.ErrStreamNotFound) {
-			return false
-		}
 	}
 	now := time.Now()
 	l.mu.Lock()
 	if l.gone.IsZero() {
 		l.gone = now
 	}
-	wait := l.gone.Add(l.ttl).Sub(now)
+	ttl := l.ttl
+	if ttl == 0 {
+		ttl = l.cfg.TTL
+	}
+	wait := l.gone.Add(ttl).Sub(now)
 	l.mu.Unlock()
 	if wait > 0 {
 		l.log.Warn().Dur("recreate_in", wait).Msg("lease bucket is gone")

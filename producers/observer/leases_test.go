@@ -424,3 +424,27 @@ func TestLeasesRestartAdopts(t *testing.T) {
 	r.waitPolled(time.Now().Add(pollInterval), 5, 10*r.ttl)
 	r.checkOnce(start)
 }
+
+// NewLeases refuses a config that could not wait out a bucket found gone
+// at the start: Provision without the TTL the bucket is made with.
+func TestNewLeasesConfig(t *testing.T) {
+	provision := func(context.Context) (jetstream.KeyValue, error) { return nil, nil }
+	for _, tc := range []struct {
+		name string
+		cfg  observer.LeaseConfig
+		ok   bool
+	}{
+		{"provision with ttl", observer.LeaseConfig{TTL: time.Second, Provision: provision}, true},
+		{"no provision, no ttl", observer.LeaseConfig{}, true},
+		{"provision without ttl", observer.LeaseConfig{Provision: provision}, false},
+		{"negative ttl", observer.LeaseConfig{TTL: -time.Second}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.Observer, tc.cfg.Node, tc.cfg.Targets = "volume", "a", []string{"t0"}
+			_, err := observer.NewLeases(tc.cfg, nil, harness.Logger(t), nil)
+			if (err == nil) != tc.ok {
+				t.Errorf("NewLeases: %v, want ok %v", err, tc.ok)
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -97,12 +98,21 @@ type leaseNode struct {
 // bucket again when it is gone if provision.
 func runLeases(t *testing.T, js jetstream.JetStream, node string, targets []string, ttl time.Duration, provision bool) *leaseNode {
 	t.Helper()
+	n := newLeaseNode(t, js, node, targets, ttl, provision)
+	n.run(t)
+	return n
+}
+
+// newLeaseNode makes the bucket of ttl if it does not exist and a Leases
+// of node over it, not running yet.
+func newLeaseNode(t *testing.T, js jetstream.JetStream, node string, targets []string, ttl time.Duration, provision bool) *leaseNode {
+	t.Helper()
 	sc := streams.ObsConfig{LeaseTTL: ttl, MemoryStorage: true}
 	kv, err := streams.ProvisionLeases(t.Context(), js, sc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := observer.LeaseConfig{Observer: "volume", Node: node, Targets: targets}
+	cfg := observer.LeaseConfig{Observer: "volume", Node: node, Targets: targets, TTL: sc.LeaseBucketConfig().TTL}
 	if provision {
 		cfg.Provision = func(ctx context.Context) (jetstream.KeyValue, error) { return streams.ProvisionLeases(ctx, js, sc) }
 	}
@@ -111,16 +121,21 @@ func runLeases(t *testing.T, js jetstream.JetStream, node string, targets []stri
 	if err != nil {
 		t.Fatal(err)
 	}
+	return &leaseNode{name: node, leases: l, reg: reg, done: make(chan struct{})}
+}
+
+// run starts n's Run, stopped and waited for when the test ends.
+func (n *leaseNode) run(t *testing.T) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	n := &leaseNode{name: node, leases: l, reg: reg, cancel: cancel, done: make(chan struct{})}
+	n.cancel = cancel
 	go func() {
 		defer close(n.done)
-		if err := l.Run(ctx); err != nil {
-			t.Errorf("%s leases: %v", node, err)
+		if err := n.leases.Run(ctx); err != nil {
+			t.Errorf("%s leases: %v", n.name, err)
 		}
 	}()
 	t.Cleanup(func() { cancel(); <-n.done })
-	return n
 }
 
 func (n *leaseNode) held() []string {
@@ -239,42 +254,17 @@ func TestLeasesBucketDeleted(t *testing.T) {
 	js := leaseJS(t)
 	targets := []string{"t0", "t1", "t2", "t3", "t4", "t5"}
 	nodes := []*leaseNode{runLeases(t, js, "a", targets, ttl, true), runLeases(t, js, "b", targets, ttl, true)}
-	// leaders returns each target's holders, failing on two at once.
-	leaders := func() map[string][]string {
-		t.Helper()
-		by := map[string][]string{}
-		for _, n := range nodes {
-			for _, target := range n.held() {
-				by[target] = append(by[target], n.name)
-				if _, ok := n.leases.Lease(target); !ok {
-					t.Errorf("%s: Leaders says held, Lease does not grant %s", n.name, target)
-				}
-			}
-		}
-		for target, ns := range by {
-			if len(ns) > 1 {
-				t.Errorf("%s led by %v at once", target, ns)
-			}
-		}
-		return by
-	}
-	allLed := func() error {
-		by := leaders()
-		for _, target := range targets {
-			if len(by[target]) != 1 {
-				return fmt.Errorf("%s led by %v", target, by[target])
-			}
-		}
-		return nil
-	}
-	harness.Eventually(t, 4*ttl, allLed)
+	// Both nodes run and share the targets before the deletion: a node
+	// whose Run had not started yet would find the bucket gone at its
+	// start, which TestLeasesBucketGoneAtStart is about.
+	harness.Eventually(t, 4*ttl, func() error { return shared(t, nodes, targets) })
 
 	if err := js.DeleteKeyValue(t.Context(), "jetmetrics_leases"); err != nil {
 		t.Fatal(err)
 	}
 	deleted := time.Now()
 	harness.Eventually(t, ttl*3/4+200*time.Millisecond, func() error {
-		if by := leaders(); len(by) > 0 {
+		if by := leadersOf(t, nodes); len(by) > 0 {
 			return fmt.Errorf("still led: %v", by)
 		}
 		for _, n := range nodes {
@@ -290,7 +280,7 @@ func TestLeasesBucketDeleted(t *testing.T) {
 		return nil
 	})
 	t.Logf("leadership dropped %s after the bucket was deleted (ttl %s)", time.Since(deleted), ttl)
-	harness.Eventually(t, 4*ttl, allLed)
+	harness.Eventually(t, 4*ttl, func() error { return allLed(t, nodes, targets) })
 	t.Logf("led again %s after the bucket was deleted", time.Since(deleted))
 	if _, err := js.KeyValue(t.Context(), "jetmetrics_leases"); err != nil {
 		t.Errorf("bucket after recovery: %v", err)
@@ -304,4 +294,118 @@ func TestLeasesBucketDeleted(t *testing.T) {
 	if sum != float64(len(targets)) {
 		t.Errorf("leader gauges sum to %v over the nodes, want %d", sum, len(targets))
 	}
+}
+
+// leadersOf returns each target's holders among nodes, failing the test
+// on two at once and on a lease Leaders reports held that Lease does not
+// grant.
+func leadersOf(t *testing.T, nodes []*leaseNode) map[string][]string {
+	t.Helper()
+	by := map[string][]string{}
+	for _, n := range nodes {
+		for _, target := range n.held() {
+			by[target] = append(by[target], n.name)
+			if _, ok := n.leases.Lease(target); !ok {
+				t.Errorf("%s: Leaders says held, Lease does not grant %s", n.name, target)
+			}
+		}
+	}
+	var twice []string
+	for target, ns := range by {
+		if len(ns) > 1 {
+			twice = append(twice, fmt.Sprintf("%s led by %v", target, ns))
+		}
+	}
+	if len(twice) > 0 {
+		slices.Sort(twice)
+		t.Fatalf("at once: %s", strings.Join(twice, ", "))
+	}
+	return by
+}
+
+// allLed reports the first of targets without exactly one leader among
+// nodes (see leadersOf).
+func allLed(t *testing.T, nodes []*leaseNode, targets []string) error {
+	t.Helper()
+	by := leadersOf(t, nodes)
+	for _, target := range targets {
+		if len(by[target]) != 1 {
+			return fmt.Errorf("%s led by %v", target, by[target])
+		}
+	}
+	return nil
+}
+
+// shared reports the first of targets without exactly one leader among
+// nodes, or the first node that leads none (see leadersOf).
+func shared(t *testing.T, nodes []*leaseNode, targets []string) error {
+	t.Helper()
+	if err := allLed(t, nodes, targets); err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		if len(n.held()) == 0 {
+			return fmt.Errorf("%s leads nothing", n.name)
+		}
+	}
+	return nil
+}
+
+// A node whose Run starts while the lease bucket is gone (deleted after
+// another node took every lease in it, before this one read the bucket's
+// TTL) makes it again only once it has been gone the configured TTL: it
+// returns no error, leads nothing meanwhile, and at no moment do two
+// nodes lead one target. a does not make the bucket again, so the fresh
+// one is b's, made a TTL after b found the old one gone: b found it at
+// or after started.
+func TestLeasesBucketGoneAtStart(t *testing.T) {
+	const ttl = 2 * time.Second
+	js := leaseJS(t)
+	targets := []string{"t0", "t1", "t2", "t3", "t4", "t5"}
+	a := runLeases(t, js, "a", targets, ttl, false)
+	b := newLeaseNode(t, js, "b", targets, ttl, true)
+	nodes := []*leaseNode{a, b}
+	harness.Eventually(t, 4*ttl, func() error {
+		if got := a.held(); len(got) != len(targets) {
+			return fmt.Errorf("a leads %v", got)
+		}
+		return nil
+	})
+
+	if err := js.DeleteKeyValue(t.Context(), "jetmetrics_leases"); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	b.run(t)
+	// a's leases of the deleted bucket run out within validFor(ttl), and
+	// the fresh bucket's leases come at least a quarter of a TTL later:
+	// led again means after a poll that found nothing led.
+	dropped := false
+	harness.Eventually(t, 4*ttl, func() error {
+		by := leadersOf(t, nodes)
+		if since := time.Since(started); since < ttl {
+			for target, ns := range by {
+				if slices.Contains(ns, "b") {
+					t.Fatalf("b leads %s %s after it started with the bucket gone, before the ttl %s", target, since, ttl)
+				}
+			}
+		}
+		if len(by) == 0 {
+			dropped = true
+		}
+		if !dropped {
+			return fmt.Errorf("leases of the deleted bucket still count: %v", by)
+		}
+		return allLed(t, nodes, targets)
+	})
+	t.Logf("led again %s after b started with the bucket gone (ttl %s)", time.Since(started), ttl)
+	st, err := js.Stream(t.Context(), "KV_jetmetrics_leases")
+	if err != nil {
+		t.Fatalf("bucket after recovery: %v", err)
+	}
+	if made := st.CachedInfo().Created; made.Before(started.Add(ttl)) {
+		t.Errorf("bucket made again %s after b started with it gone, before the ttl %s", made.Sub(started), ttl)
+	}
+	// And the nodes go on sharing the targets, one leader each.
+	harness.Eventually(t, 4*ttl, func() error { return shared(t, nodes, targets) })
 }

@@ -138,7 +138,7 @@ func (n *Node) probeGen(ctx context.Context, js, admin jetstream.JetStream, rdb 
 	}
 	names := poller.Targets()
 	leases, err := observer.NewLeases(observer.LeaseConfig{Observer: probeObserver, Node: n.cfg.Name, Targets: names,
-		Provision: n.leaseProvisioner(js, admin)}, kv, log, reg)
+		TTL: sc.LeaseBucketConfig().TTL, Provision: n.leaseProvisioner(js, admin)}, kv, log, reg)
 	if err != nil {
 		closeAll()
 		return nil, err

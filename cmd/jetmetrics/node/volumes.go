@@ -121,7 +121,7 @@ func (n *Node) volumeGen(ctx context.Context, js, admin jetstream.JetStream, rdb
 		return nil, err
 	}
 	leases, err := observer.NewLeases(observer.LeaseConfig{Observer: volumeObserver, Node: n.cfg.Name, Targets: names,
-		Provision: n.leaseProvisioner(js, admin)}, kv, log, reg)
+		TTL: sc.LeaseBucketConfig().TTL, Provision: n.leaseProvisioner(js, admin)}, kv, log, reg)
 	if err != nil {
 		closeBackends()
 		return nil, err
