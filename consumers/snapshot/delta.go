@@ -22,10 +22,10 @@ func (s source) mark() uint64 {
 	return s.dump.Mark()
 }
 
-// fields calls fn with every series-hash field and its value, neither
-// valid beyond the call: a held aggregate's keys are its state's own
-// strings, which fn may keep (keep returns them as they are), a dump's
-// substrings of its fields, which keep copies once per series.
+// fields calls fn with every series-hash field and its value. The value
+// is valid only during the call; the field is kept as keeper returns it
+// (a held aggregate's keys are its state's own strings, a dump's are
+// substrings of its fields, which keeper copies once per series).
 func (s source) fields(fn func(id aggregate.FieldID, v []byte)) {
 	if s.held != nil {
 		s.held.EachField(nil, fn)

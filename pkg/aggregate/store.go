@@ -339,7 +339,7 @@ const hsetPairs = 1000
 // The state copies the keys it keeps rather than holding the dump's
 // strings: a decoded snapshot's strings share one buffer
 // (streams.DecodeSnapshot), which a cached state would otherwise keep
-// alive whole, values and bucket fields included. Without keys (keys
+// alive whole, values and bucket fields included. Without keys (keepKeys
 // false, Dump.PeerState) it keeps no key at all, and copies each distinct
 // label name and value once, which the series that share it share.
 func (st *State) build(metas map[string]Meta, fields map[string]string, keepKeys bool) error {
