@@ -305,7 +305,9 @@ func leadersOf(t *testing.T, nodes []*leaseNode) map[string][]string {
 	for _, n := range nodes {
 		for _, target := range n.held() {
 			by[target] = append(by[target], n.name)
-			if _, ok := n.leases.Lease(target); !ok {
+			if _, ok := n.leases.Lease(target); !ok && slices.Contains(n.held(), target) {
+				// Both go by the clock: a lease whose validity ended between
+				// the two calls is not held any more by either.
 				t.Errorf("%s: Leaders says held, Lease does not grant %s", n.name, target)
 			}
 		}
