@@ -50,31 +50,69 @@ func probeServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
 // A reload through POST /-/reload adds a probe and removes the volume
 // while the aggregator counts on exactly; a bad file is refused whole with
 // its file:line:key, the metric says so and the old targets still run.
-func TestReloadAppliesTheFile(t *testing.T) {
-	arr := newArray(t, 100, 0)
-	svcA, callsA := probeServer(t)
-	svcB, callsB := probeServer(t)
-	path := filepath.Join(t.TempDir(), "jetmetrics.yaml")
-	write := func(content string) {
-		t.Helper()
-		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	observers := "observers:\n  volume: {observe-interval: 1s, observe-timeout: 500ms}\n  probe: {observe-interval: 1s, observe-timeout: 500ms}\n"
-	probeA := "  - {name: svc-a, kind: http, target: " + svcA.URL + "}\n"
-	write(observers + "volumes:\n  - {name: vol-1, backend: http-json, endpoint: " + arr.srv.URL + ", fields: {iops-read: r}}\nprobes:\n" + probeA)
-	f, err := config.Load(path)
+// fileNode is a node started from a config file, with
+// --web.enable-lifecycle, whose reload reads the file again.
+type fileNode struct {
+	*harness.RunningNode
+	t    *testing.T
+	path string
+}
+
+// startFileNode writes content to a config file and starts a node from
+// it. adjust, when set, changes each config a reload makes (as the command
+// does for keys no flag overrides).
+func startFileNode(t *testing.T, content string, adjust func(*jmnode.Config)) *fileNode {
+	t.Helper()
+	n := &fileNode{t: t, path: filepath.Join(t.TempDir(), "jetmetrics.yaml")}
+	n.write(content)
+	f, err := config.Load(n.path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := jmnode.Config{File: f, WebEnableLifecycle: true}
 	cfg.Reload = func() (jmnode.Config, error) {
 		c := cfg
-		c.File, err = config.Load(path)
+		var err error
+		c.File, err = config.Load(n.path)
+		if err == nil && adjust != nil {
+			adjust(&c)
+		}
 		return c, err
 	}
-	rn := harness.StartNode(t, cfg)
+	n.RunningNode = harness.StartNode(t, cfg)
+	return n
+}
+
+// write replaces the node's config file (a reload reads it).
+func (n *fileNode) write(content string) {
+	n.t.Helper()
+	writeFile(n.t, n.path, content)
+}
+
+// samples scrapes the node's /metrics.
+func (n *fileNode) samples() map[string]float64 {
+	n.t.Helper()
+	fams, err := harness.Scrape(n.URL + "/metrics")
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return harness.Samples(fams)
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReloadAppliesTheFile(t *testing.T) {
+	arr := newArray(t, 100, 0)
+	svcA, callsA := probeServer(t)
+	svcB, callsB := probeServer(t)
+	observers := "observers:\n  volume: {observe-interval: 1s, observe-timeout: 500ms}\n  probe: {observe-interval: 1s, observe-timeout: 500ms}\n"
+	probeA := "  - {name: svc-a, kind: http, target: " + svcA.URL + "}\n"
+	rn := startFileNode(t, observers+"volumes:\n  - {name: vol-1, backend: http-json, endpoint: "+arr.srv.URL+", fields: {iops-read: r}}\nprobes:\n"+probeA, nil)
 
 	harness.Eventually(t, 20*time.Second, func() error {
 		if arr.calls.Load() == 0 || callsA.Load() == 0 {
@@ -94,7 +132,7 @@ func TestReloadAppliesTheFile(t *testing.T) {
 	}
 	c.Add(5)
 
-	write(observers + "probes:\n" + probeA + "  - {name: svc-b, kind: http, target: " + svcB.URL + "}\n")
+	rn.write(observers + "probes:\n" + probeA + "  - {name: svc-b, kind: http, target: " + svcB.URL + "}\n")
 	c.Add(7)
 	if code, body := post(t, rn.URL+"/-/reload"); code != http.StatusOK {
 		t.Fatalf("POST /-/reload: %d %s", code, body)
@@ -161,16 +199,12 @@ func TestReloadAppliesTheFile(t *testing.T) {
 
 	// A bad file is refused whole: 400 naming file:line:key, metric 0,
 	// both probes still run.
-	write(observers + "probes:\n" + probeA + "limits:\n  max-seriess: 10\n")
+	rn.write(observers + "probes:\n" + probeA + "limits:\n  max-seriess: 10\n")
 	code, body := post(t, rn.URL+"/-/reload")
-	if code != http.StatusBadRequest || !strings.Contains(body, path+":7: limits.max-seriess: unknown key (did you mean max-series?)") {
-		t.Fatalf("POST /-/reload of a bad file: %d %q, want 400 naming %s:7: limits.max-seriess", code, body, path)
+	if code != http.StatusBadRequest || !strings.Contains(body, rn.path+":7: limits.max-seriess: unknown key (did you mean max-series?)") {
+		t.Fatalf("POST /-/reload of a bad file: %d %q, want 400 naming %s:7: limits.max-seriess", code, body, rn.path)
 	}
-	fams, err := harness.Scrape(rn.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := harness.Samples(fams)["jetmetrics_config_last_reload_successful"]; got != 0 {
+	if got := rn.samples()["jetmetrics_config_last_reload_successful"]; got != 0 {
 		t.Errorf("jetmetrics_config_last_reload_successful = %v after a refused reload, want 0", got)
 	}
 	probed = callsB.Load()
@@ -200,34 +234,12 @@ func TestReloadNeedsLifecycleFlag(t *testing.T) {
 func TestReloadKeepsUnchangedProbeLease(t *testing.T) {
 	svcA, _ := probeServer(t)
 	svcB, callsB := probeServer(t)
-	path := filepath.Join(t.TempDir(), "jetmetrics.yaml")
-	write := func(content string) {
-		t.Helper()
-		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
 	head := "observers:\n  probe: {observe-interval: 1s, observe-timeout: 500ms}\nprobes:\n  - {name: svc-a, kind: http, target: " + svcA.URL + "}\n"
-	write(head)
-	f, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := jmnode.Config{File: f, WebEnableLifecycle: true}
-	cfg.Reload = func() (jmnode.Config, error) {
-		c := cfg
-		c.File, err = config.Load(path)
-		return c, err
-	}
-	rn := harness.StartNode(t, cfg)
+	rn := startFileNode(t, head, nil)
 	metric := func(name, service, result string) float64 {
 		t.Helper()
-		fams, err := harness.Scrape(rn.URL + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
 		var sum float64
-		for k, v := range harness.Samples(fams) {
+		for k, v := range rn.samples() {
 			if strings.HasPrefix(k, name+"{") && strings.Contains(k, `service="`+service+`"`) && strings.Contains(k, `result="`+result+`"`) {
 				sum += v
 			}
@@ -262,7 +274,7 @@ func TestReloadKeepsUnchangedProbeLease(t *testing.T) {
 	probes := metric(pp.ProbesMetric, "svc-a", "success")
 	checks := metric("jetmetrics_service_checks_total", "svc-a", "success")
 
-	write(head + "  - {name: svc-b, kind: http, target: " + svcB.URL + "}\n")
+	rn.write(head + "  - {name: svc-b, kind: http, target: " + svcB.URL + "}\n")
 	if code, body := post(t, rn.URL+"/-/reload"); code != http.StatusOK {
 		t.Fatalf("POST /-/reload: %d %s", code, body)
 	}
@@ -279,11 +291,7 @@ func TestReloadKeepsUnchangedProbeLease(t *testing.T) {
 		return nil
 	})
 	rev, renewals := onlyRenewals(t, w, before)
-	fams, err := harness.Scrape(rn.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := harness.Samples(fams)
+	s := rn.samples()
 	for _, svc := range []string{"svc-a", "svc-b"} {
 		if got := s[`jetmetrics_observer_leader{observer="probe",target="`+svc+`"}`]; got != 1 {
 			t.Errorf("jetmetrics_observer_leader of %s = %v, want 1", svc, got)
@@ -326,36 +334,14 @@ func onlyRenewals(t *testing.T, w jetstream.KeyWatcher, before jetstream.KeyValu
 // /api/v1/volumes and its backend gets no more calls.
 func TestReloadKeepsUnchangedVolumeLease(t *testing.T) {
 	kept, removed, added := newArray(t, 100, 0), newArray(t, 200, 0), newArray(t, 300, 0)
-	path := filepath.Join(t.TempDir(), "jetmetrics.yaml")
-	write := func(content string) {
-		t.Helper()
-		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
 	volume := func(name string, a *array) string {
 		return "  - {name: " + name + ", backend: http-json, endpoint: " + a.srv.URL + ", fields: {iops-read: r, iops-write: w}}\n"
 	}
 	head := "observers:\n  volume: {observe-interval: 1s, observe-timeout: 500ms}\nvolumes:\n" + volume("vol-kept", kept)
-	write(head + volume("vol-removed", removed))
-	f, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := jmnode.Config{File: f, WebEnableLifecycle: true}
-	cfg.Reload = func() (jmnode.Config, error) {
-		c := cfg
-		c.File, err = config.Load(path)
-		return c, err
-	}
-	rn := harness.StartNode(t, cfg)
+	rn := startFileNode(t, head+volume("vol-removed", removed), nil)
 	polls := func(volume string) float64 {
 		t.Helper()
-		fams, err := harness.Scrape(rn.URL + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return harness.Samples(fams)[`jetmetrics_volume_stats_observe_total{status="success",volume="`+volume+`"}`]
+		return rn.samples()[`jetmetrics_volume_stats_observe_total{status="success",volume="`+volume+`"}`]
 	}
 	listed := func() (map[string]result, error) {
 		var list struct {
@@ -396,7 +382,7 @@ func TestReloadKeepsUnchangedVolumeLease(t *testing.T) {
 	defer w.Stop()
 	keptPolls := polls("vol-kept")
 
-	write(head + volume("vol-added", added))
+	rn.write(head + volume("vol-added", added))
 	if code, body := post(t, rn.URL+"/-/reload"); code != http.StatusOK {
 		t.Fatalf("POST /-/reload: %d %s", code, body)
 	}
@@ -439,11 +425,7 @@ func TestReloadKeepsUnchangedVolumeLease(t *testing.T) {
 	}
 
 	rev, renewals := onlyRenewals(t, w, before)
-	fams, err := harness.Scrape(rn.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := harness.Samples(fams)
+	s := rn.samples()
 	for _, v := range []string{"vol-kept", "vol-added"} {
 		if got := s[`jetmetrics_observer_leader{observer="volume",target="`+v+`"}`]; got != 1 {
 			t.Errorf("jetmetrics_observer_leader of %s = %v, want 1", v, got)
@@ -471,42 +453,17 @@ func TestReloadIsAllOrNothing(t *testing.T) {
 		fmt.Fprintln(w, "ok")
 	}))
 	t.Cleanup(svcB.Close)
-	dir := t.TempDir()
-	path, ca := filepath.Join(dir, "jetmetrics.yaml"), filepath.Join(dir, "svc-b-ca.pem")
-	write := func(path, content string) {
-		t.Helper()
-		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ca := filepath.Join(t.TempDir(), "svc-b-ca.pem")
 	volume := func(name string, a *array) string {
 		return "  - {name: " + name + ", backend: http-json, endpoint: " + a.srv.URL + ", fields: {iops-read: r}}\n"
 	}
 	observers := "observers:\n  volume: {observe-interval: 1s, observe-timeout: 500ms}\n  probe: {observe-interval: 1s, observe-timeout: 500ms}\n"
 	probeA := "  - {name: svc-a, kind: http, target: " + svcA.URL + "}\n"
-	write(path, observers+"volumes:\n"+volume("vol-1", vol1)+"probes:\n"+probeA)
-	f, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := jmnode.Config{File: f, WebEnableLifecycle: true}
-	cfg.Reload = func() (jmnode.Config, error) {
-		c := cfg
-		var err error
-		c.File, err = config.Load(path)
+	rn := startFileNode(t, observers+"volumes:\n"+volume("vol-1", vol1)+"probes:\n"+probeA, func(c *jmnode.Config) {
 		// As the command does for a key no flag overrides.
 		c.MaxSeriesPerMetric = c.File.Limits.MaxSeriesPerMetric
-		return c, err
-	}
-	rn := harness.StartNode(t, cfg)
-	samples := func() map[string]float64 {
-		t.Helper()
-		fams, err := harness.Scrape(rn.URL + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return harness.Samples(fams)
-	}
+	})
+	samples := rn.samples
 	rejected := func(s map[string]float64) float64 {
 		var sum float64
 		for k, v := range s {
@@ -586,9 +543,9 @@ func TestReloadIsAllOrNothing(t *testing.T) {
 		return nil
 	})
 
-	write(ca, "not a certificate\n")
-	write(path, observers+"limits:\n  max-series-per-metric: 3\nvolumes:\n"+volume("vol-1", vol1)+volume("vol-2", vol2)+
-		"probes:\n"+probeA+"  - {name: svc-b, kind: http, target: "+svcB.URL+", tls: {ca-file: "+ca+"}}\n")
+	writeFile(t, ca, "not a certificate\n")
+	rn.write(observers + "limits:\n  max-series-per-metric: 3\nvolumes:\n" + volume("vol-1", vol1) + volume("vol-2", vol2) +
+		"probes:\n" + probeA + "  - {name: svc-b, kind: http, target: " + svcB.URL + ", tls: {ca-file: " + ca + "}}\n")
 	code, body := post(t, rn.URL+"/-/reload")
 	if code != http.StatusInternalServerError || !strings.Contains(body, "svc-b") || !strings.Contains(body, ca+" holds no PEM certificate") ||
 		!strings.Contains(body, "the running configuration stays") {
@@ -619,7 +576,7 @@ func TestReloadIsAllOrNothing(t *testing.T) {
 	}
 
 	// The same file, once its CA file is right, applies whole.
-	write(ca, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: svcB.Certificate().Raw})))
+	writeFile(t, ca, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: svcB.Certificate().Raw})))
 	if code, body := post(t, rn.URL+"/-/reload"); code != http.StatusOK {
 		t.Fatalf("POST /-/reload of the same file, its CA file fixed: %d %s", code, body)
 	}
