@@ -44,7 +44,7 @@ func startTerminal(t *testing.T, stdoutTo string, args ...string) *terminal {
 	script, err := exec.LookPath("script")
 	if err != nil {
 		const why = "script(1) from util-linux is not installed (apt-get install util-linux): no pseudo-terminal to run the command on"
-		if os.Getenv("CI") == "true" {
+		if os.Getenv("CI") != "" {
 			t.Fatal(why)
 		}
 		t.Skip(why)
